@@ -1,0 +1,133 @@
+"""Speech-to-text Transformer: conv subsampling, encoder with a CTC head, attention decoder.
+
+Entry points: :meth:`ASRModel.encode`, :meth:`ASRModel.decode` (incremental with an explicit cache),
+:meth:`ASRModel.ctc_log_probs` and the teacher-forced :meth:`ASRModel.forward`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+from seq2seq.nn.frontends import SUBSAMPLING_LAYERS, Conv2dSubsampling
+from seq2seq.nn.masking import lengths_to_mask
+from seq2seq.nn.norms import NormConfig
+from seq2seq.nn.positional import PositionalEncoding
+from seq2seq.nn.transformer import Decoder, DecoderCache, Encoder, TransformerConfig
+
+
+@dataclass(frozen=True)
+class ASRModelConfig:
+    """Shape of a speech recognizer; saved inside every checkpoint and model package.
+
+    Attributes:
+        vocab_size: output symbols, reserved ids included (set from the tokenizer).
+        input_dim: feature bins per frame.
+        subsampling: time reduction of the conv front-end (4, 6 or 8).
+        conv_channels: channels of the subsampling convs.
+        frontend_norm: norm after each subsampling conv (``none`` as in ESPnet by default).
+        encoder: the encoder stack.
+        decoder: the decoder stack (same ``d_model`` as the encoder).
+    """
+
+    vocab_size: int = 64
+    input_dim: int = 80
+    subsampling: int = 4
+    conv_channels: int = 256
+    frontend_norm: NormConfig = field(default_factory=lambda: NormConfig(kind="none"))
+    encoder: TransformerConfig = field(default_factory=lambda: TransformerConfig(num_layers=12))
+    decoder: TransformerConfig = field(default_factory=TransformerConfig)
+
+    def __post_init__(self) -> None:
+        for name, kind in (("frontend_norm", NormConfig), ("encoder", TransformerConfig),
+                           ("decoder", TransformerConfig)):
+            if isinstance(getattr(self, name), dict):
+                object.__setattr__(self, name, kind(**getattr(self, name)))
+        if self.subsampling not in SUBSAMPLING_LAYERS:
+            raise ValueError(f"subsampling={self.subsampling} is not valid; choose one of 4, 6, 8")
+        if self.vocab_size < 6 or self.input_dim < 1 or self.conv_channels < 1:
+            raise ValueError("vocab_size must be >= 6, input_dim and conv_channels >= 1")
+        if self.encoder.d_model != self.decoder.d_model:
+            raise ValueError(f"encoder.d_model={self.encoder.d_model} must equal "
+                             f"decoder.d_model={self.decoder.d_model}")
+
+
+class ASRModel(nn.Module):
+    """Hybrid CTC/attention encoder-decoder over log-Mel features."""
+
+    def __init__(self, config: ASRModelConfig):
+        super().__init__()
+        self.config = config
+        d_model = config.encoder.d_model
+        # Global mean/variance of the training features travel with the weights.
+        self.register_buffer("feature_mean", torch.zeros(config.input_dim))
+        self.register_buffer("feature_std", torch.ones(config.input_dim))
+        self.frontend = Conv2dSubsampling(config.input_dim, d_model, config.subsampling,
+                                          config.conv_channels, config.frontend_norm)
+        self.encoder_position = PositionalEncoding(d_model, config.encoder.dropout)
+        self.encoder = Encoder(config.encoder)
+        self.ctc_head = nn.Linear(d_model, config.vocab_size)
+        self.embedding = nn.Embedding(config.vocab_size, d_model)
+        self.decoder_position = PositionalEncoding(d_model, config.decoder.dropout)
+        self.decoder = Decoder(config.decoder)
+        self.output = nn.Linear(d_model, config.vocab_size)
+
+    def set_feature_stats(self, mean: torch.Tensor, std: torch.Tensor) -> None:
+        self.feature_mean.copy_(mean)
+        self.feature_std.copy_(std.clamp(min=1e-5))
+
+    def encode(self, features: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """features: (B, T, F) log-Mel, lengths: (B,) -> memory (B, S, D), memory lengths (B,)."""
+        mask = lengths_to_mask(lengths, features.shape[1]).unsqueeze(-1)
+        x = ((features - self.feature_mean) / self.feature_std) * mask
+        x, lengths = self.frontend(x, lengths)
+        mask = lengths_to_mask(lengths, x.shape[1])
+        return self.encoder(self.encoder_position(x), mask), lengths
+
+    def ctc_log_probs(self, memory: torch.Tensor) -> torch.Tensor:
+        """memory: (B, S, D) -> (B, S, V) log-probabilities of the CTC head (float32)."""
+        return self.ctc_head(memory).float().log_softmax(-1)
+
+    def new_cache(self) -> DecoderCache:
+        return DecoderCache.empty(len(self.decoder.layers))
+
+    def decode(
+        self,
+        tokens: torch.Tensor,
+        memory: torch.Tensor,
+        memory_lengths: torch.Tensor,
+        cache: DecoderCache | None = None,
+        token_lengths: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """Next-token logits for ``tokens`` (positions after ``cache.length``).
+
+        Args:
+            tokens: (B, U) input tokens, starting with SOS when the cache is empty.
+            memory: (B, S, D); memory_lengths: (B,).
+            cache: decoding state, updated in place; None for a full (teacher-forced) pass.
+            token_lengths: (B,) valid tokens when padded (full pass only).
+
+        Returns:
+            (B, U, V) logits.
+        """
+        offset = cache.length if cache is not None else 0
+        mask = None if token_lengths is None else lengths_to_mask(token_lengths, tokens.shape[1])
+        x = self.decoder_position(self.embedding(tokens), offset)
+        memory_mask = lengths_to_mask(memory_lengths, memory.shape[1])
+        return self.output(self.decoder(x, mask, memory, memory_mask, cache))
+
+    def forward(self, features, feature_lengths, tokens_in, token_lengths):
+        """Teacher-forced pass.
+
+        Args:
+            features: (B, T, F); feature_lengths: (B,).
+            tokens_in: (B, U) decoder inputs (SOS + tokens); token_lengths: (B,).
+
+        Returns:
+            ctc log-probs (B, S, V), memory lengths (B,), decoder logits (B, U, V).
+        """
+        memory, memory_lengths = self.encode(features, feature_lengths)
+        logits = self.decode(tokens_in, memory, memory_lengths, token_lengths=token_lengths)
+        return self.ctc_log_probs(memory), memory_lengths, logits

@@ -1,0 +1,306 @@
+"""Normalization layers, all called as ``norm(x, mask)`` on ``(B, T, D)`` inputs.
+
+Batch-statistic norms (``batch``, ``power``, ``batch_renorm``, ``instance``) count valid frames only,
+compute their statistics in float32 even under autocast, keep running statistics for evaluation, and
+all-reduce sums and counts when ``torch.distributed`` is initialised, so N processes see the statistics
+of the global batch on any backend (gloo included: torch's SyncBatchNorm refuses CPU modules).
+Frame-wise norms (``layer``, ``rms``, ``group``) ignore the mask: padding cannot reach them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal, get_args
+
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+from torch import nn
+
+NormKind = Literal["layer", "batch", "rms", "power", "group", "instance", "batch_renorm", "none"]
+NORM_KINDS: tuple[str, ...] = get_args(NormKind)
+BATCH_STATISTIC_NORMS = ("batch", "power", "batch_renorm", "instance")
+
+
+def check_choice(name: str, value: object, choices: tuple) -> None:
+    """Raise a one-line ``ValueError`` naming the field and its valid choices."""
+    if value not in choices:
+        raise ValueError(f"{name}={value!r} is not valid; choose one of {', '.join(map(str, choices))}")
+
+
+@dataclass(frozen=True)
+class NormConfig:
+    """Which normalization to use and its hyper-parameters."""
+
+    kind: NormKind = "layer"
+    eps: float = 1e-5
+    momentum: float = 0.1  # weight of the newest batch in running statistics (torch convention)
+    groups: int = 8  # group norm: channel groups per frame
+    renorm_r_max: float = 3.0  # batch renorm: clip of sigma_batch / sigma_running
+    renorm_d_max: float = 5.0  # batch renorm: clip of (mu_batch - mu_running) / sigma_running
+    renorm_warmup_steps: int = 500  # batch renorm acts as batch norm until running stats settle
+    power_warmup_steps: int = 500  # PowerNorm divides by the batch's quadratic mean during warm-up
+    power_backward_alpha: float = 0.9  # PowerNorm: weight of the gradient correction's running estimate
+
+    def __post_init__(self) -> None:
+        check_choice("norm.kind", self.kind, NORM_KINDS)
+        if self.eps <= 0:
+            raise ValueError(f"norm.eps={self.eps} must be > 0")
+        if not 0 < self.momentum <= 1:
+            raise ValueError(f"norm.momentum={self.momentum} must be in (0, 1]")
+        if self.groups < 1:
+            raise ValueError(f"norm.groups={self.groups} must be >= 1")
+        if self.renorm_r_max < 1 or self.renorm_d_max < 0:
+            raise ValueError("norm.renorm_r_max must be >= 1 and norm.renorm_d_max >= 0")
+
+
+def build_norm(config: NormConfig, dim: int) -> nn.Module:
+    """Build the norm named by ``config.kind`` for ``dim`` channels."""
+    match config.kind:
+        case "layer":
+            return LayerNorm(dim, config.eps)
+        case "rms":
+            return RMSNorm(dim, config.eps)
+        case "group":
+            return GroupNorm(dim, config.groups, config.eps)
+        case "batch":
+            return MaskedBatchNorm(dim, config.eps, config.momentum)
+        case "batch_renorm":
+            return BatchRenorm(dim, config)
+        case "power":
+            return PowerNorm(dim, config)
+        case "instance":
+            return MaskedInstanceNorm(dim, config.eps, config.momentum)
+        case "none":
+            return NoNorm()
+    raise ValueError(f"unknown norm kind {config.kind!r}")
+
+
+class NoNorm(nn.Module):
+    """Identity with the norm signature; fills unused norm slots."""
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        return x
+
+
+class LayerNorm(nn.LayerNorm):
+    """``nn.LayerNorm`` with the ``(x, mask)`` signature (per frame: the mask is not needed)."""
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        return super().forward(x)
+
+
+class RMSNorm(nn.Module):
+    """Root-mean-square norm (Zhang & Sennrich 2019): no centring, per frame."""
+
+    def __init__(self, dim: int, eps: float = 1e-5):
+        super().__init__()
+        self.eps = eps
+        self.weight = nn.Parameter(torch.ones(dim))
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        return F.rms_norm(x, (x.shape[-1],), self.weight, self.eps)
+
+
+class GroupNorm(nn.Module):
+    """Group norm over channel groups of each frame (Wu & He 2018); ``groups`` must divide ``dim``."""
+
+    def __init__(self, dim: int, groups: int, eps: float = 1e-5):
+        super().__init__()
+        if dim % groups:
+            raise ValueError(f"norm.groups={groups} must divide the model dimension {dim}")
+        self.norm = nn.GroupNorm(groups, dim, eps)
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        shape = x.shape
+        return self.norm(x.reshape(-1, shape[-1])).reshape(shape)
+
+
+def _valid(x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+    """(B, T, 1) float weights: 1 on valid frames."""
+    if mask is None:
+        return x.new_ones(x.shape[:-1] + (1,))
+    return mask.unsqueeze(-1).to(x.dtype)
+
+
+def global_sum(t: torch.Tensor) -> torch.Tensor:
+    """Sum a tensor over all processes (differentiable); identity when not distributed."""
+    if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+        return torch.distributed.nn.functional.all_reduce(t)
+    return t
+
+
+def masked_moments(x: torch.Tensor, weights: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Mean and (biased) variance over valid frames of all processes.
+
+    Args:
+        x: (B, T, D) float32.
+        weights: (B, T, 1), 1 on valid frames.
+
+    Returns:
+        mean (D,), var (D,), count (scalar): global over processes.
+    """
+    stats = torch.cat([(x * weights).sum((0, 1)), (x * x * weights).sum((0, 1)), weights.sum().reshape(1)])
+    stats = global_sum(stats)
+    dim = x.shape[-1]
+    count = stats[-1].clamp(min=1.0)
+    mean = stats[:dim] / count
+    var = (stats[dim : 2 * dim] / count - mean * mean).clamp(min=0.0)
+    return mean, var, count
+
+
+class _RunningStatsNorm(nn.Module):
+    """Shared state of the batch-statistic norms: affine parameters and running statistics."""
+
+    def __init__(self, dim: int, eps: float, momentum: float):
+        super().__init__()
+        self.eps = eps
+        self.momentum = momentum
+        self.weight = nn.Parameter(torch.ones(dim))
+        self.bias = nn.Parameter(torch.zeros(dim))
+        self.register_buffer("running_mean", torch.zeros(dim))
+        self.register_buffer("running_var", torch.ones(dim))
+        self.register_buffer("num_batches_tracked", torch.tensor(0, dtype=torch.long))
+
+    @torch.no_grad()
+    def _update_running(self, mean: torch.Tensor, var: torch.Tensor, count: torch.Tensor | None) -> None:
+        """Fold batch statistics into the running ones; ``var`` is biased over ``count`` samples."""
+        unbiased = var if count is None else var * count / (count - 1).clamp(min=1.0)
+        self.running_mean.lerp_(mean.detach(), self.momentum)
+        self.running_var.lerp_(unbiased.detach(), self.momentum)
+        self.num_batches_tracked += 1
+
+    def _finish(self, x_hat: torch.Tensor, mask: torch.Tensor | None, dtype: torch.dtype) -> torch.Tensor:
+        y = x_hat * self.weight + self.bias
+        if mask is not None:  # padding is zeroed so garbage there cannot reach attention later
+            y = torch.where(mask.unsqueeze(-1), y, torch.zeros((), dtype=y.dtype, device=y.device))
+        return y.to(dtype)
+
+    def _eval_normalize(self, x: torch.Tensor) -> torch.Tensor:
+        return (x - self.running_mean) * torch.rsqrt(self.running_var + self.eps)
+
+
+class MaskedBatchNorm(_RunningStatsNorm):
+    """Batch norm over the valid frames of the (global) batch."""
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        dtype = x.dtype
+        with torch.autocast(x.device.type, enabled=False):
+            x = x.float()
+            if not self.training:
+                return self._finish(self._eval_normalize(x), mask, dtype)
+            mean, var, count = masked_moments(x, _valid(x, mask))
+            self._update_running(mean, var, count)
+            return self._finish((x - mean) * torch.rsqrt(var + self.eps), mask, dtype)
+
+
+class BatchRenorm(_RunningStatsNorm):
+    """Batch renormalization (Ioffe 2017): batch statistics corrected towards the running ones.
+
+    ``x_hat = (x - mu_B) / sigma_B * r + d`` with ``r = sigma_B / sigma``, ``d = (mu_B - mu) / sigma``
+    clipped and treated as constants, so training sees the same normalization as inference.
+    """
+
+    def __init__(self, dim: int, config: NormConfig):
+        super().__init__(dim, config.eps, config.momentum)
+        self.r_max, self.d_max = config.renorm_r_max, config.renorm_d_max
+        self.warmup_steps = config.renorm_warmup_steps
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        dtype = x.dtype
+        with torch.autocast(x.device.type, enabled=False):
+            x = x.float()
+            if not self.training:
+                return self._finish(self._eval_normalize(x), mask, dtype)
+            mean, var, count = masked_moments(x, _valid(x, mask))
+            std = torch.sqrt(var + self.eps)
+            x_hat = (x - mean) / std
+            if int(self.num_batches_tracked) >= self.warmup_steps:
+                running_std = torch.sqrt(self.running_var + self.eps)
+                r = (std.detach() / running_std).clamp(1 / self.r_max, self.r_max)
+                d = ((mean.detach() - self.running_mean) / running_std).clamp(-self.d_max, self.d_max)
+                x_hat = x_hat * r + d
+            self._update_running(mean, var, count)
+            return self._finish(x_hat, mask, dtype)
+
+
+class MaskedInstanceNorm(_RunningStatsNorm):
+    """Instance norm: each utterance normalised by its own valid frames, per channel.
+
+    Running averages of the per-utterance statistics are kept and used in evaluation, which also keeps
+    the norm causal there (a decoder cannot see future frames through its statistics at inference).
+    """
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        dtype = x.dtype
+        with torch.autocast(x.device.type, enabled=False):
+            x = x.float()
+            if not self.training:
+                return self._finish(self._eval_normalize(x), mask, dtype)
+            w = _valid(x, mask)
+            count = w.sum(1).clamp(min=1.0)  # (B, 1)
+            mean = (x * w).sum(1) / count
+            var = ((x * x * w).sum(1) / count - mean * mean).clamp(min=0.0)
+            sums = global_sum(torch.cat([mean.sum(0), var.sum(0), x.new_ones(1) * x.shape[0]]))
+            dim, n = x.shape[-1], sums[-1]
+            self._update_running(sums[:dim] / n, sums[dim:-1] / n, None)  # averaged per-utterance stats
+            x_hat = (x - mean.unsqueeze(1)) * torch.rsqrt(var.unsqueeze(1) + self.eps)
+            return self._finish(x_hat, mask, dtype)
+
+
+class _PowerFunction(torch.autograd.Function):
+    """PowerNorm's normalisation with its approximate backward (Shen et al. 2020, Algorithm 1).
+
+    Forward divides by a quadratic mean ``psi`` (no centring). Backward replaces the exact gradient
+    through the batch statistics by ``(g - (1 - alpha) * ema_gz * z) / psi`` and updates ``ema_gz``,
+    a running estimate of ``mean(g * z)`` over valid frames.
+    """
+
+    @staticmethod
+    def forward(ctx, x, weights, scale, quad_mean, ema_gz, alpha):
+        z = x * scale
+        ctx.save_for_backward(z, weights, quad_mean, ema_gz)
+        ctx.alpha = alpha
+        return z
+
+    @staticmethod
+    def backward(ctx, grad_z):
+        z, weights, quad_mean, ema_gz = ctx.saved_tensors
+        approx = grad_z - (1 - ctx.alpha) * ema_gz * z
+        count = weights.sum().clamp(min=1.0)
+        with torch.no_grad():
+            ema_gz.add_((approx * z * weights).sum((0, 1)) / count)
+        grad_x = approx * torch.rsqrt(quad_mean) * weights
+        return grad_x, None, None, None, None, None
+
+
+class PowerNorm(_RunningStatsNorm):
+    """PowerNorm (Shen et al. 2020): relaxed zero-mean, running quadratic mean, approximate backward.
+
+    During ``power_warmup_steps`` the batch quadratic mean normalises; afterwards the running one does,
+    so training and inference see the same scale.
+    """
+
+    def __init__(self, dim: int, config: NormConfig):
+        super().__init__(dim, config.eps, config.momentum)
+        self.warmup_steps = config.power_warmup_steps
+        self.alpha = config.power_backward_alpha
+        self.register_buffer("ema_gz", torch.zeros(dim))
+        del self.running_mean  # no centring
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        dtype = x.dtype
+        with torch.autocast(x.device.type, enabled=False):
+            x = x.float()
+            if not self.training:
+                return self._finish(x * torch.rsqrt(self.running_var + self.eps), mask, dtype)
+            w = _valid(x, mask)
+            stats = global_sum(torch.cat([(x * x * w).sum((0, 1)), w.sum().reshape(1)]))
+            quad_mean = stats[:-1] / stats[-1].clamp(min=1.0) + self.eps
+            warm = int(self.num_batches_tracked) < self.warmup_steps
+            psi = quad_mean if warm else self.running_var + self.eps
+            z = _PowerFunction.apply(x, w, torch.rsqrt(psi).detach(), quad_mean.detach(), self.ema_gz, self.alpha)
+            with torch.no_grad():
+                self.running_var.lerp_(quad_mean - self.eps, self.momentum)
+                self.num_batches_tracked += 1
+            return self._finish(z, mask, dtype)

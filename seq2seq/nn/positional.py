@@ -1,0 +1,60 @@
+"""Positional encodings added to (scaled) embeddings."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+
+def sinusoid_table(length: int, dim: int) -> torch.Tensor:
+    """(length, dim) sinusoidal table of Vaswani et al. 2017: sin on even channels, cos on odd."""
+    position = torch.arange(length, dtype=torch.float32).unsqueeze(1)
+    frequency = torch.exp(torch.arange(0, dim, 2, dtype=torch.float32) * (-math.log(10000.0) / dim))
+    table = torch.zeros(length, dim)
+    table[:, 0::2] = torch.sin(position * frequency)
+    table[:, 1::2] = torch.cos(position * frequency)
+    return table
+
+
+class PositionalEncoding(nn.Module):
+    """``x * sqrt(D) + PE`` (embedding scale of the original Transformer), then dropout.
+
+    Args:
+        dim: model dimension D.
+        dropout: dropout after adding the encoding.
+        max_len: initial table length; it grows on demand.
+    """
+
+    def __init__(self, dim: int, dropout: float = 0.0, max_len: int = 2048):
+        super().__init__()
+        self.dim = dim
+        self.dropout = nn.Dropout(dropout)
+        self.register_buffer("table", sinusoid_table(max_len, dim), persistent=False)
+
+    def encoding(self, length: int, offset: int, device: torch.device) -> torch.Tensor:
+        if offset + length > self.table.shape[0]:
+            self.table = sinusoid_table(2 * (offset + length), self.dim).to(device)
+        return self.table[offset : offset + length]
+
+    def forward(self, x: torch.Tensor, offset: int = 0) -> torch.Tensor:
+        """x: (B, T, D), positions ``offset .. offset+T-1`` -> (B, T, D)."""
+        pe = self.encoding(x.shape[1], offset, x.device).to(x.dtype)
+        return self.dropout(x * math.sqrt(self.dim) + pe)
+
+
+class ScaledPositionalEncoding(PositionalEncoding):
+    """``x + alpha * PE`` with a learnable ``alpha`` (Transformer TTS, Li et al. 2019).
+
+    The learnable scale lets the model balance positions against prenet outputs whose range differs
+    between text and mel frames.
+    """
+
+    def __init__(self, dim: int, dropout: float = 0.0, max_len: int = 2048):
+        super().__init__(dim, dropout, max_len)
+        self.alpha = nn.Parameter(torch.ones(1))
+
+    def forward(self, x: torch.Tensor, offset: int = 0) -> torch.Tensor:
+        pe = self.encoding(x.shape[1], offset, x.device).to(x.dtype)
+        return self.dropout(x + self.alpha * pe)

@@ -1,0 +1,315 @@
+"""Text normalisation and tokenizers (characters, sentencepiece) with one set of reserved ids.
+
+Every tokenizer maps text to ids laid out the same way::
+
+    0 BLANK (CTC)   1 PAD   2 SOS   3 EOS   4 UNK   5.. content symbols
+
+so models, losses and decoders never need to know which tokenizer made the ids. Tokenizers are saved as JSON
+(plus sentencepiece's own ``.model`` file); nothing is pickled.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import string
+import unicodedata
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Literal
+
+import sentencepiece
+
+BLANK_ID = 0
+PAD_ID = 1
+SOS_ID = 2
+EOS_ID = 3
+UNK_ID = 4
+NUM_RESERVED = 5
+RESERVED_SYMBOLS = ("<blank>", "<pad>", "<sos>", "<eos>", "<unk>")
+
+SPACE = "▁"  # visible space symbol, the same one sentencepiece uses
+CONFIG_FILE = "tokenizer.json"
+MODEL_FILE = "tokenizer.model"
+
+TokenizerKind = Literal["char", "unigram", "bpe"]
+_APOSTROPHES = str.maketrans({"’": "'", "‘": "'", "ʼ": "'"})
+
+
+@dataclass(frozen=True)
+class TextNormalizerConfig:
+    """How transcripts are normalised before tokenisation (saved with the model).
+
+    Attributes:
+        lowercase: fold case.
+        strip_punctuation: replace punctuation by spaces; apostrophes inside words ("don't") are kept.
+        collapse_whitespace: squeeze whitespace runs to one space and trim the ends.
+        unicode_nfkc: apply Unicode NFKC (full-width forms, ligatures, composed accents).
+    """
+
+    lowercase: bool = True
+    strip_punctuation: bool = True
+    collapse_whitespace: bool = True
+    unicode_nfkc: bool = True
+
+    def __post_init__(self) -> None:
+        for name, value in asdict(self).items():
+            if not isinstance(value, bool):
+                raise ValueError(f"TextNormalizerConfig.{name} must be true or false, got {value!r}")
+
+
+class TextNormalizer:
+    """Applies a ``TextNormalizerConfig`` to strings."""
+
+    def __init__(self, config: TextNormalizerConfig = TextNormalizerConfig()) -> None:
+        self.config = config
+
+    def __call__(self, text: str) -> str:
+        cfg = self.config
+        if cfg.unicode_nfkc:
+            text = unicodedata.normalize("NFKC", text)
+        if cfg.lowercase:
+            text = text.lower()
+        if cfg.strip_punctuation:
+            text = self._strip_punctuation(text.translate(_APOSTROPHES))
+        if cfg.collapse_whitespace:
+            text = " ".join(text.split())
+        return text
+
+    @staticmethod
+    def _strip_punctuation(text: str) -> str:
+        chars = []
+        for i, ch in enumerate(text):
+            if ch == "'":
+                # Keep the apostrophe only between letters, where it belongs to the word.
+                inside = 0 < i < len(text) - 1 and text[i - 1].isalnum() and text[i + 1].isalnum()
+                chars.append(ch if inside else " ")
+            elif unicodedata.category(ch).startswith("P") or ch in string.punctuation:
+                chars.append(" ")
+            else:
+                chars.append(ch)
+        return "".join(chars)
+
+    def to_dict(self) -> dict[str, bool]:
+        """JSON-ready settings."""
+        return asdict(self.config)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, bool]) -> TextNormalizer:
+        """Inverse of ``to_dict``."""
+        return cls(TextNormalizerConfig(**data))
+
+
+class Tokenizer:
+    """Shared behaviour: normalise, encode, count unknown characters, decode, save.
+
+    Subclasses implement ``_encode_normalized``, ``_decode_content``, ``_known_characters`` and
+    ``_save_extra``.
+    """
+
+    kind: str = ""
+
+    def __init__(self, normalizer: TextNormalizer) -> None:
+        self.normalizer = normalizer
+        self.unknown_counts: Counter[str] = Counter()
+
+    @property
+    def vocab_size(self) -> int:
+        """Number of ids, reserved ones included."""
+        raise NotImplementedError
+
+    def encode(self, text: str) -> list[int]:
+        """Normalise and tokenise; unknown characters become ``UNK_ID`` and are added to ``unknown_counts``."""
+        normalized = self.normalizer(text)
+        self.unknown_counts.update(self._unknown_in(normalized))
+        return self._encode_normalized(normalized)
+
+    def decode(self, ids: Iterable[int]) -> str:
+        """Text for ``ids``; reserved ids (blank, pad, sos, eos, unk) are dropped."""
+        return self._decode_content([int(i) for i in ids if int(i) >= NUM_RESERVED])
+
+    def unknown_characters(self, text: str) -> Counter[str]:
+        """Characters of ``text`` (after normalisation) that the vocabulary cannot represent."""
+        return self._unknown_in(self.normalizer(text))
+
+    def _unknown_in(self, normalized: str) -> Counter[str]:
+        known = self._known_characters()
+        return Counter(ch for ch in normalized if ch != " " and ch not in known)
+
+    def save(self, directory: str | Path) -> Path:
+        """Write ``tokenizer.json`` (and any model file) into ``directory``; returns the JSON path."""
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        config = {"kind": self.kind, "normalizer": self.normalizer.to_dict(), **self._save_extra(directory)}
+        path = directory / CONFIG_FILE
+        path.write_text(json.dumps(config, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
+        return path
+
+    def _encode_normalized(self, text: str) -> list[int]:
+        raise NotImplementedError
+
+    def _decode_content(self, ids: list[int]) -> str:
+        raise NotImplementedError
+
+    def _known_characters(self) -> frozenset[str]:
+        raise NotImplementedError
+
+    def _save_extra(self, directory: Path) -> dict:
+        raise NotImplementedError
+
+
+class CharTokenizer(Tokenizer):
+    """One id per character; the space is the symbol ``▁``."""
+
+    kind = "char"
+
+    def __init__(self, symbols: Sequence[str], normalizer: TextNormalizer = TextNormalizer()) -> None:
+        super().__init__(normalizer)
+        if len(set(symbols)) != len(symbols) or any(len(s) != 1 for s in symbols):
+            raise ValueError("CharTokenizer symbols must be distinct single characters")
+        self.symbols = list(symbols)
+        self._ids = {s: NUM_RESERVED + i for i, s in enumerate(self.symbols)}
+        self._known = frozenset(self.symbols)
+
+    @classmethod
+    def build(cls, texts: Iterable[str], normalizer: TextNormalizer = TextNormalizer()) -> CharTokenizer:
+        """Vocabulary of every character in the normalised ``texts``, in code point order."""
+        chars = set()
+        for text in texts:
+            chars.update(normalizer(text).replace(" ", SPACE))
+        return cls(sorted(chars), normalizer)
+
+    @property
+    def vocab_size(self) -> int:
+        return NUM_RESERVED + len(self.symbols)
+
+    def _encode_normalized(self, text: str) -> list[int]:
+        return [self._ids.get(ch, UNK_ID) for ch in text.replace(" ", SPACE)]
+
+    def _decode_content(self, ids: list[int]) -> str:
+        return "".join(self.symbols[i - NUM_RESERVED] for i in ids if i < self.vocab_size).replace(SPACE, " ")
+
+    def _known_characters(self) -> frozenset[str]:
+        return self._known
+
+    def _save_extra(self, directory: Path) -> dict:
+        return {"symbols": self.symbols}
+
+
+class SentencePieceTokenizer(Tokenizer):
+    """Sentencepiece unigram or BPE pieces, shifted so our reserved ids hold.
+
+    Sentencepiece is trained with only its ``<unk>`` at id 0 (no bos/eos/pad), and every piece id is offset
+    by ``UNK_ID``: its ``<unk>`` lands exactly on ``UNK_ID`` and real pieces start at ``NUM_RESERVED``.
+    """
+
+    kind = "sentencepiece"
+    _OFFSET = UNK_ID
+
+    def __init__(self, model_proto: bytes, normalizer: TextNormalizer = TextNormalizer()) -> None:
+        super().__init__(normalizer)
+        self.model_proto = model_proto
+        self.processor = sentencepiece.SentencePieceProcessor(model_proto=model_proto)
+        pieces = (self.processor.id_to_piece(i) for i in range(self.processor.get_piece_size()))
+        self._known = frozenset(p for p in pieces if len(p) == 1 and p != SPACE)
+
+    @classmethod
+    def train(
+        cls,
+        texts: Iterable[str],
+        model_type: Literal["unigram", "bpe"] = "unigram",
+        vocab_size: int = 256,
+        normalizer: TextNormalizer = TextNormalizer(),
+    ) -> SentencePieceTokenizer:
+        """Train on normalised ``texts``; ``vocab_size`` counts our reserved ids too (it is an upper bound)."""
+        if vocab_size <= NUM_RESERVED + 1:
+            raise ValueError(f"vocab_size must be > {NUM_RESERVED + 1}, got {vocab_size}")
+        lines = [line for line in (normalizer(t) for t in texts) if line]
+        if not lines:
+            raise ValueError("cannot train a sentencepiece model on no text")
+        model = io.BytesIO()
+        sentencepiece.SentencePieceTrainer.train(
+            sentence_iterator=iter(lines),
+            model_writer=model,
+            model_type=model_type,
+            vocab_size=vocab_size - cls._OFFSET,
+            hard_vocab_limit=False,  # tiny corpora cannot fill a large vocabulary; take what they give
+            character_coverage=1.0,  # every training character stays representable
+            normalization_rule_name="identity",  # TextNormalizer already normalised the text
+            unk_id=0,
+            bos_id=-1,
+            eos_id=-1,
+            pad_id=-1,
+            minloglevel=2,
+            num_threads=1,
+        )
+        return cls(model.getvalue(), normalizer)
+
+    @property
+    def vocab_size(self) -> int:
+        return self.processor.get_piece_size() + self._OFFSET
+
+    def _encode_normalized(self, text: str) -> list[int]:
+        return [i + self._OFFSET for i in self.processor.encode(text, out_type=int)]
+
+    def _decode_content(self, ids: list[int]) -> str:
+        # Dropped ids (unk) can leave a dangling word boundary behind, hence the strip.
+        return self.processor.decode([i - self._OFFSET for i in ids if i < self.vocab_size]).strip()
+
+    def _known_characters(self) -> frozenset[str]:
+        return self._known
+
+    def _save_extra(self, directory: Path) -> dict:
+        (directory / MODEL_FILE).write_bytes(self.model_proto)
+        return {"model_file": MODEL_FILE}
+
+
+def load_tokenizer(directory: str | Path) -> Tokenizer:
+    """Load a tokenizer saved with ``Tokenizer.save``."""
+    directory = Path(directory)
+    config = json.loads((directory / CONFIG_FILE).read_text(encoding="utf-8"))
+    normalizer = TextNormalizer.from_dict(config["normalizer"])
+    match config["kind"]:
+        case "char":
+            return CharTokenizer(config["symbols"], normalizer)
+        case "sentencepiece":
+            return SentencePieceTokenizer((directory / config["model_file"]).read_bytes(), normalizer)
+        case other:
+            raise ValueError(f"{directory / CONFIG_FILE}: unknown tokenizer kind {other!r} (char, sentencepiece)")
+
+
+def train_tokenizer(
+    manifest_path: str | Path,
+    out_dir: str | Path,
+    kind: TokenizerKind = "char",
+    vocab_size: int = 256,
+    normalizer: TextNormalizerConfig = TextNormalizerConfig(),
+) -> Tokenizer:
+    """Build a tokenizer from a manifest's transcripts and save it to ``out_dir``.
+
+    Args:
+        manifest_path: JSON Lines manifest whose ``text`` fields are the training text.
+        out_dir: folder that receives ``tokenizer.json`` (and ``tokenizer.model``).
+        kind: ``char``, ``unigram`` or ``bpe``.
+        vocab_size: upper bound on ids including the 5 reserved ones (ignored for ``char``).
+        normalizer: text normalisation applied before training and encoding.
+
+    Returns:
+        The trained tokenizer.
+    """
+    from seq2seq.data.manifest import read_manifest
+
+    utterances, _problems = read_manifest(manifest_path)
+    texts = [u.text for u in utterances]
+    norm = TextNormalizer(normalizer)
+    match kind:
+        case "char":
+            tokenizer: Tokenizer = CharTokenizer.build(texts, norm)
+        case "unigram" | "bpe":
+            tokenizer = SentencePieceTokenizer.train(texts, kind, vocab_size, norm)
+        case _:
+            raise ValueError(f"kind must be one of char, unigram, bpe; got {kind!r}")
+    tokenizer.save(out_dir)
+    return tokenizer
