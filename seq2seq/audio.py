@@ -29,7 +29,8 @@ class AudioError(ValueError):
 def _describe_soundfile_error(error: Exception) -> str:
     """Turn a libsndfile error into a short reason (its messages can span lines and name the C call)."""
     message = " ".join(str(error).split())
-    if "format not recognised" in message.lower():
+    # libsndfile's MP3 reader reports undecodable data as "not a regular file (possibly a pipe?)".
+    if any(s in message.lower() for s in ("format not recognised", "not a regular file")):
         return "not an audio file (format not recognised)"
     detail = message.split(": ", 1)[-1] if ": " in message else message
     return f"cannot decode audio ({detail.lower()})"
@@ -172,7 +173,12 @@ class LogMel(nn.Module):
 
     def single(self, wave: torch.Tensor) -> torch.Tensor:
         """Features of one unpadded waveform: (N,) -> (T, n_mels)."""
-        power = self.mel(wave.float())  # (n_mels, T)
+        frames = self.num_frames(wave.shape[0])
+        shortest = self.config.n_fft // 2 + 1
+        if wave.shape[0] < shortest:
+            # Reflect padding needs more than n_fft / 2 samples; zero-pad tiny clips, keep their frame count.
+            wave = nn.functional.pad(wave, (0, shortest - wave.shape[0]))
+        power = self.mel(wave.float())[:, :frames]  # (n_mels, T)
         return power.clamp(min=self.config.log_floor).log().transpose(0, 1)
 
     def forward(self, wave: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -111,8 +111,8 @@ class Tokenizer:
 
     kind: str = ""
 
-    def __init__(self, normalizer: TextNormalizer) -> None:
-        self.normalizer = normalizer
+    def __init__(self, normalizer: TextNormalizer | None = None) -> None:
+        self.normalizer = normalizer or TextNormalizer()
         self.unknown_counts: Counter[str] = Counter()
 
     @property
@@ -121,7 +121,7 @@ class Tokenizer:
         raise NotImplementedError
 
     def encode(self, text: str) -> list[int]:
-        """Normalise and tokenise; unknown characters become ``UNK_ID`` and are added to ``unknown_counts``."""
+        """Normalise and tokenise; unknown characters map to ``UNK_ID`` and count in ``unknown_counts``."""
         normalized = self.normalizer(text)
         self.unknown_counts.update(self._unknown_in(normalized))
         return self._encode_normalized(normalized)
@@ -165,7 +165,7 @@ class CharTokenizer(Tokenizer):
 
     kind = "char"
 
-    def __init__(self, symbols: Sequence[str], normalizer: TextNormalizer = TextNormalizer()) -> None:
+    def __init__(self, symbols: Sequence[str], normalizer: TextNormalizer | None = None) -> None:
         super().__init__(normalizer)
         if len(set(symbols)) != len(symbols) or any(len(s) != 1 for s in symbols):
             raise ValueError("CharTokenizer symbols must be distinct single characters")
@@ -174,8 +174,9 @@ class CharTokenizer(Tokenizer):
         self._known = frozenset(self.symbols)
 
     @classmethod
-    def build(cls, texts: Iterable[str], normalizer: TextNormalizer = TextNormalizer()) -> CharTokenizer:
+    def build(cls, texts: Iterable[str], normalizer: TextNormalizer | None = None) -> CharTokenizer:
         """Vocabulary of every character in the normalised ``texts``, in code point order."""
+        normalizer = normalizer or TextNormalizer()
         chars = set()
         for text in texts:
             chars.update(normalizer(text).replace(" ", SPACE))
@@ -208,7 +209,7 @@ class SentencePieceTokenizer(Tokenizer):
     kind = "sentencepiece"
     _OFFSET = UNK_ID
 
-    def __init__(self, model_proto: bytes, normalizer: TextNormalizer = TextNormalizer()) -> None:
+    def __init__(self, model_proto: bytes, normalizer: TextNormalizer | None = None) -> None:
         super().__init__(normalizer)
         self.model_proto = model_proto
         self.processor = sentencepiece.SentencePieceProcessor(model_proto=model_proto)
@@ -221,11 +222,12 @@ class SentencePieceTokenizer(Tokenizer):
         texts: Iterable[str],
         model_type: Literal["unigram", "bpe"] = "unigram",
         vocab_size: int = 256,
-        normalizer: TextNormalizer = TextNormalizer(),
+        normalizer: TextNormalizer | None = None,
     ) -> SentencePieceTokenizer:
-        """Train on normalised ``texts``; ``vocab_size`` counts our reserved ids too (it is an upper bound)."""
+        """Train on normalised ``texts``; ``vocab_size`` (an upper bound) counts the reserved ids too."""
         if vocab_size <= NUM_RESERVED + 1:
             raise ValueError(f"vocab_size must be > {NUM_RESERVED + 1}, got {vocab_size}")
+        normalizer = normalizer or TextNormalizer()
         lines = [line for line in (normalizer(t) for t in texts) if line]
         if not lines:
             raise ValueError("cannot train a sentencepiece model on no text")
@@ -277,7 +279,9 @@ def load_tokenizer(directory: str | Path) -> Tokenizer:
         case "sentencepiece":
             return SentencePieceTokenizer((directory / config["model_file"]).read_bytes(), normalizer)
         case other:
-            raise ValueError(f"{directory / CONFIG_FILE}: unknown tokenizer kind {other!r} (char, sentencepiece)")
+            raise ValueError(
+                f"{directory / CONFIG_FILE}: unknown tokenizer kind {other!r} (char, sentencepiece)"
+            )
 
 
 def train_tokenizer(

@@ -109,9 +109,8 @@ def read_manifest(path: str | Path) -> tuple[list[Utterance], list[str]]:
                 problems.append(f"{path}:{number}: {error}")
                 continue
             if utterance.id in first_line:
-                problems.append(
-                    f"{path}:{number}: duplicate id '{utterance.id}' (first on line {first_line[utterance.id]})"
-                )
+                first = first_line[utterance.id]
+                problems.append(f"{path}:{number}: duplicate id '{utterance.id}' (first on line {first})")
                 continue
             first_line[utterance.id] = number
             utterances.append(utterance)

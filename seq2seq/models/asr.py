@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
+from seq2seq.audio import GlobalCMVN
 from seq2seq.nn.frontends import SUBSAMPLING_LAYERS, Conv2dSubsampling
 from seq2seq.nn.masking import lengths_to_mask
 from seq2seq.nn.norms import NormConfig
@@ -62,8 +63,7 @@ class ASRModel(nn.Module):
         self.config = config
         d_model = config.encoder.d_model
         # Global mean/variance of the training features travel with the weights.
-        self.register_buffer("feature_mean", torch.zeros(config.input_dim))
-        self.register_buffer("feature_std", torch.ones(config.input_dim))
+        self.feature_norm = GlobalCMVN(config.input_dim)
         self.frontend = Conv2dSubsampling(config.input_dim, d_model, config.subsampling,
                                           config.conv_channels, config.frontend_norm)
         self.encoder_position = PositionalEncoding(d_model, config.encoder.dropout)
@@ -74,14 +74,12 @@ class ASRModel(nn.Module):
         self.decoder = Decoder(config.decoder)
         self.output = nn.Linear(d_model, config.vocab_size)
 
-    def set_feature_stats(self, mean: torch.Tensor, std: torch.Tensor) -> None:
-        self.feature_mean.copy_(mean)
-        self.feature_std.copy_(std.clamp(min=1e-5))
+    def set_feature_stats(self, stats: GlobalCMVN) -> None:
+        self.feature_norm.load_state_dict(stats.state_dict())
 
     def encode(self, features: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """features: (B, T, F) log-Mel, lengths: (B,) -> memory (B, S, D), memory lengths (B,)."""
-        mask = lengths_to_mask(lengths, features.shape[1]).unsqueeze(-1)
-        x = ((features - self.feature_mean) / self.feature_std) * mask
+        x = self.feature_norm(features, lengths_to_mask(lengths, features.shape[1]))
         x, lengths = self.frontend(x, lengths)
         mask = lengths_to_mask(lengths, x.shape[1])
         return self.encoder(self.encoder_position(x), mask), lengths

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -58,6 +59,10 @@ class MultiHeadAttention(nn.Module):
         self.key = make_linear(d_model, d_model, linear_norm)
         self.value = make_linear(d_model, d_model, linear_norm)
         self.out = make_linear(d_model, d_model, linear_norm)
+        # When True, forward also stores the attention probabilities (B, H, U, S) in ``self.weights``
+        # (guided-attention loss, alignment plots); it then takes the explicit, slower path.
+        self.record_weights = False
+        self.weights: torch.Tensor | None = None
 
     def _split(self, x: torch.Tensor) -> torch.Tensor:
         b, t, d = x.shape
@@ -92,8 +97,17 @@ class MultiHeadAttention(nn.Module):
             if cache is not None:
                 key, value = cache.append(key, value)
         q = self._split(self.query(query))
-        y = F.scaled_dot_product_attention(
-            q, key, value, attn_mask=attn_mask, dropout_p=self.dropout if self.training else 0.0
-        )
+        dropout = self.dropout if self.training else 0.0
+        if self.record_weights:
+            y = self._explicit_attention(q, key, value, attn_mask, dropout)
+        else:
+            y = F.scaled_dot_product_attention(q, key, value, attn_mask=attn_mask, dropout_p=dropout)
         b, h, u, dh = y.shape
         return self.out(y.transpose(1, 2).reshape(b, u, h * dh))
+
+    def _explicit_attention(self, q, key, value, attn_mask, dropout: float) -> torch.Tensor:
+        scores = q @ key.transpose(-2, -1) / math.sqrt(q.shape[-1])
+        if attn_mask is not None:
+            scores = scores.masked_fill(~attn_mask, float("-inf"))
+        self.weights = scores.softmax(-1)
+        return F.dropout(self.weights, dropout, self.training) @ value

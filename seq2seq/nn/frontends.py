@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from seq2seq.nn.masking import lengths_to_mask
@@ -63,11 +64,21 @@ class Conv2dSubsampling(nn.Module):
         """x: (B, T, F), lengths: (B,) -> (B, T', D), lengths (B,)."""
         h = x.unsqueeze(1)
         for (kernel, stride), conv, norm in zip(self.layers, self.convs, self.norms):
-            h = conv(h)
+            h = self._conv(conv, h, kernel, stride)
             lengths = conv_output_length(lengths, kernel, stride)
             h = self.activation(self._norm(norm, h, lengths))
         b, c, t, f = h.shape
         return self.proj(h.permute(0, 2, 1, 3).reshape(b, t, c * f)), lengths
+
+    @staticmethod
+    def _conv(conv: nn.Conv2d, h: torch.Tensor, kernel: int, stride: int) -> torch.Tensor:
+        """Unpadded conv over time; a map shorter than the kernel gives zero frames instead of an error."""
+        time = h.shape[2]
+        if time >= kernel:
+            return conv(h)
+        # run on a kernel-long map so shapes and autograd stay ordinary, then keep no frame of it
+        frames = int(conv_output_length(torch.tensor(time), kernel, stride))
+        return conv(F.pad(h, (0, 0, 0, kernel - time)))[:, :, :frames]
 
     @staticmethod
     def _norm(norm: nn.Module, h: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:

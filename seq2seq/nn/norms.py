@@ -116,18 +116,43 @@ class GroupNorm(nn.Module):
         return self.norm(x.reshape(-1, shape[-1])).reshape(shape)
 
 
-def _valid(x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
-    """(B, T, 1) float weights: 1 on valid frames."""
+def _zero_padding(x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+    """Padded frames set to 0 with ``where``, not a multiply: inf or NaN there cannot leak (0 * inf = NaN)."""
+    return x if mask is None else torch.where(mask.unsqueeze(-1), x, 0.0)
+
+
+def _count(x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+    """(1,) number of valid frames, in ``x``'s dtype."""
     if mask is None:
-        return x.new_ones(x.shape[:-1] + (1,))
-    return mask.unsqueeze(-1).to(x.dtype)
+        return x.new_full((1,), x.shape[0] * x.shape[1])
+    return mask.sum().to(x.dtype).reshape(1)
 
 
 def global_sum(t: torch.Tensor) -> torch.Tensor:
     """Sum a tensor over all processes (differentiable); identity when not distributed."""
     if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
-        return torch.distributed.nn.functional.all_reduce(t)
+        # ``import torch.distributed`` does not import its ``nn`` subpackage: name it explicitly.
+        from torch.distributed.nn.functional import all_reduce
+
+        return all_reduce(t)
     return t
+
+
+def _global_moments(
+    x: torch.Tensor, mask: torch.Tensor | None
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Mean, biased variance (D,) and frame count (scalar, 0 when nothing is valid) of all processes.
+
+    One pass for the sums and one all-reduce; ``vector_norm`` sums the squares without materialising them.
+    """
+    xm = _zero_padding(x, mask)
+    sum_sq = torch.linalg.vector_norm(xm, 2, dim=(0, 1)).square()
+    stats = global_sum(torch.cat([xm.sum((0, 1)), sum_sq, _count(x, mask)]))
+    dim = x.shape[-1]
+    count = stats[-1]
+    mean = stats[:dim] / count.clamp(min=1.0)
+    var = (stats[dim : 2 * dim] / count.clamp(min=1.0) - mean * mean).clamp(min=0.0)
+    return mean, var, count
 
 
 def masked_moments(x: torch.Tensor, weights: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -138,15 +163,9 @@ def masked_moments(x: torch.Tensor, weights: torch.Tensor) -> tuple[torch.Tensor
         weights: (B, T, 1), 1 on valid frames.
 
     Returns:
-        mean (D,), var (D,), count (scalar): global over processes.
+        mean (D,), var (D,), count (scalar, 0 when no frame is valid): global over processes.
     """
-    stats = torch.cat([(x * weights).sum((0, 1)), (x * x * weights).sum((0, 1)), weights.sum().reshape(1)])
-    stats = global_sum(stats)
-    dim = x.shape[-1]
-    count = stats[-1].clamp(min=1.0)
-    mean = stats[:dim] / count
-    var = (stats[dim : 2 * dim] / count - mean * mean).clamp(min=0.0)
-    return mean, var, count
+    return _global_moments(x, weights.squeeze(-1) > 0)
 
 
 class _RunningStatsNorm(nn.Module):
@@ -163,21 +182,32 @@ class _RunningStatsNorm(nn.Module):
         self.register_buffer("num_batches_tracked", torch.tensor(0, dtype=torch.long))
 
     @torch.no_grad()
-    def _update_running(self, mean: torch.Tensor, var: torch.Tensor, count: torch.Tensor | None) -> None:
-        """Fold batch statistics into the running ones; ``var`` is biased over ``count`` samples."""
-        unbiased = var if count is None else var * count / (count - 1).clamp(min=1.0)
-        self.running_mean.lerp_(mean.detach(), self.momentum)
-        self.running_var.lerp_(unbiased.detach(), self.momentum)
+    def _update_running(
+        self, mean: torch.Tensor, var: torch.Tensor, count: torch.Tensor, bessel: bool = True
+    ) -> None:
+        """Fold batch statistics of ``count`` samples into the running ones (none when ``count`` is 0).
+
+        ``var`` is biased; ``bessel`` stores it unbiased, as torch's batch norm does.
+        """
+        if bessel:
+            var = var * count / (count - 1).clamp(min=1.0)
+        momentum = self.momentum * (count > 0).to(mean.dtype)  # a batch of padding only changes nothing
+        self.running_mean.lerp_(mean.detach(), momentum)
+        self.running_var.lerp_(var.detach(), momentum)
         self.num_batches_tracked += 1
 
-    def _finish(self, x_hat: torch.Tensor, mask: torch.Tensor | None, dtype: torch.dtype) -> torch.Tensor:
-        y = x_hat * self.weight + self.bias
-        if mask is not None:  # padding is zeroed so garbage there cannot reach attention later
-            y = torch.where(mask.unsqueeze(-1), y, torch.zeros((), dtype=y.dtype, device=y.device))
-        return y.to(dtype)
+    def _affine(
+        self, x: torch.Tensor, scale: torch.Tensor, shift: torch.Tensor, mask: torch.Tensor | None,
+        dtype: torch.dtype,
+    ) -> torch.Tensor:
+        """``x * scale + shift`` in one pass (normalisation and affine folded), padding zeroed."""
+        y = torch.addcmul(shift, x, scale)
+        # padding is zeroed so garbage there cannot reach attention or a later norm
+        return _zero_padding(y, mask).to(dtype)
 
-    def _eval_normalize(self, x: torch.Tensor) -> torch.Tensor:
-        return (x - self.running_mean) * torch.rsqrt(self.running_var + self.eps)
+    def _eval_forward(self, x: torch.Tensor, mask: torch.Tensor | None, dtype: torch.dtype) -> torch.Tensor:
+        scale = self.weight * torch.rsqrt(self.running_var + self.eps)
+        return self._affine(x, scale, self.bias - self.running_mean * scale, mask, dtype)
 
 
 class MaskedBatchNorm(_RunningStatsNorm):
@@ -186,12 +216,13 @@ class MaskedBatchNorm(_RunningStatsNorm):
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
         dtype = x.dtype
         with torch.autocast(x.device.type, enabled=False):
-            x = x.float()
+            x = x.float()  # no copy when already float32
             if not self.training:
-                return self._finish(self._eval_normalize(x), mask, dtype)
-            mean, var, count = masked_moments(x, _valid(x, mask))
+                return self._eval_forward(x, mask, dtype)
+            mean, var, count = _global_moments(x, mask)
             self._update_running(mean, var, count)
-            return self._finish((x - mean) * torch.rsqrt(var + self.eps), mask, dtype)
+            scale = self.weight * torch.rsqrt(var + self.eps)
+            return self._affine(x, scale, self.bias - mean * scale, mask, dtype)
 
 
 class BatchRenorm(_RunningStatsNorm):
@@ -211,17 +242,17 @@ class BatchRenorm(_RunningStatsNorm):
         with torch.autocast(x.device.type, enabled=False):
             x = x.float()
             if not self.training:
-                return self._finish(self._eval_normalize(x), mask, dtype)
-            mean, var, count = masked_moments(x, _valid(x, mask))
-            std = torch.sqrt(var + self.eps)
-            x_hat = (x - mean) / std
+                return self._eval_forward(x, mask, dtype)
+            mean, var, count = _global_moments(x, mask)
+            inv_std = torch.rsqrt(var + self.eps)
+            r, d = torch.ones_like(var), torch.zeros_like(var)
             if int(self.num_batches_tracked) >= self.warmup_steps:
                 running_std = torch.sqrt(self.running_var + self.eps)
-                r = (std.detach() / running_std).clamp(1 / self.r_max, self.r_max)
+                r = (torch.reciprocal(inv_std.detach()) / running_std).clamp(1 / self.r_max, self.r_max)
                 d = ((mean.detach() - self.running_mean) / running_std).clamp(-self.d_max, self.d_max)
-                x_hat = x_hat * r + d
             self._update_running(mean, var, count)
-            return self._finish(x_hat, mask, dtype)
+            scale = self.weight * r * inv_std  # weight * ((x - mean) * inv_std * r + d) + bias
+            return self._affine(x, scale, self.bias + self.weight * d - mean * scale, mask, dtype)
 
 
 class MaskedInstanceNorm(_RunningStatsNorm):
@@ -236,16 +267,18 @@ class MaskedInstanceNorm(_RunningStatsNorm):
         with torch.autocast(x.device.type, enabled=False):
             x = x.float()
             if not self.training:
-                return self._finish(self._eval_normalize(x), mask, dtype)
-            w = _valid(x, mask)
-            count = w.sum(1).clamp(min=1.0)  # (B, 1)
-            mean = (x * w).sum(1) / count
-            var = ((x * x * w).sum(1) / count - mean * mean).clamp(min=0.0)
-            sums = global_sum(torch.cat([mean.sum(0), var.sum(0), x.new_ones(1) * x.shape[0]]))
+                return self._eval_forward(x, mask, dtype)
+            xm = _zero_padding(x, mask)
+            frames = x.new_full((x.shape[0], 1), x.shape[1]) if mask is None else mask.sum(1, keepdim=True)
+            count = frames.to(x.dtype).clamp(min=1.0)  # (B, 1)
+            mean = xm.sum(1) / count
+            var = (xm.square().sum(1) / count - mean * mean).clamp(min=0.0)
+            present = (frames > 0).to(x.dtype)  # utterances without valid frames add nothing
+            sums = global_sum(torch.cat([(mean * present).sum(0), (var * present).sum(0), present.sum(0)]))
             dim, n = x.shape[-1], sums[-1]
-            self._update_running(sums[:dim] / n, sums[dim:-1] / n, None)  # averaged per-utterance stats
-            x_hat = (x - mean.unsqueeze(1)) * torch.rsqrt(var.unsqueeze(1) + self.eps)
-            return self._finish(x_hat, mask, dtype)
+            self._update_running(sums[:dim] / n.clamp(min=1.0), sums[dim:-1] / n.clamp(min=1.0), n, False)
+            scale = self.weight * torch.rsqrt(var.unsqueeze(1) + self.eps)  # (B, 1, D)
+            return self._affine(x, scale, self.bias - mean.unsqueeze(1) * scale, mask, dtype)
 
 
 class _PowerFunction(torch.autograd.Function):
@@ -253,24 +286,25 @@ class _PowerFunction(torch.autograd.Function):
 
     Forward divides by a quadratic mean ``psi`` (no centring). Backward replaces the exact gradient
     through the batch statistics by ``(g - (1 - alpha) * ema_gz * z) / psi`` and updates ``ema_gz``,
-    a running estimate of ``mean(g * z)`` over valid frames.
+    a running estimate of ``mean(g * z)`` over the valid frames of all processes.
     """
 
     @staticmethod
-    def forward(ctx, x, weights, scale, quad_mean, ema_gz, alpha):
+    def forward(ctx, x, mask, scale, quad_mean, ema_gz, alpha):
         z = x * scale
-        ctx.save_for_backward(z, weights, quad_mean, ema_gz)
+        ctx.save_for_backward(z, mask, quad_mean, ema_gz)
         ctx.alpha = alpha
         return z
 
     @staticmethod
     def backward(ctx, grad_z):
-        z, weights, quad_mean, ema_gz = ctx.saved_tensors
+        z, mask, quad_mean, ema_gz = ctx.saved_tensors
+        mask = None if mask.numel() == 0 else mask
         approx = grad_z - (1 - ctx.alpha) * ema_gz * z
-        count = weights.sum().clamp(min=1.0)
-        with torch.no_grad():
-            ema_gz.add_((approx * z * weights).sum((0, 1)) / count)
-        grad_x = approx * torch.rsqrt(quad_mean) * weights
+        with torch.no_grad():  # every process must update ema_gz alike: sum over the global batch
+            stats = global_sum(torch.cat([_zero_padding(approx * z, mask).sum((0, 1)), _count(z, mask)]))
+            ema_gz.add_(stats[:-1] / stats[-1].clamp(min=1.0))
+        grad_x = _zero_padding(approx * torch.rsqrt(quad_mean), mask)
         return grad_x, None, None, None, None, None
 
 
@@ -293,14 +327,17 @@ class PowerNorm(_RunningStatsNorm):
         with torch.autocast(x.device.type, enabled=False):
             x = x.float()
             if not self.training:
-                return self._finish(x * torch.rsqrt(self.running_var + self.eps), mask, dtype)
-            w = _valid(x, mask)
-            stats = global_sum(torch.cat([(x * x * w).sum((0, 1)), w.sum().reshape(1)]))
-            quad_mean = stats[:-1] / stats[-1].clamp(min=1.0) + self.eps
+                scale = self.weight * torch.rsqrt(self.running_var + self.eps)
+                return self._affine(x, scale, self.bias, mask, dtype)
+            sum_sq = torch.linalg.vector_norm(_zero_padding(x, mask), 2, dim=(0, 1)).square()
+            stats = global_sum(torch.cat([sum_sq.detach(), _count(x, mask)]))  # psi is a constant
+            count = stats[-1]
+            quad_mean = stats[:-1] / count.clamp(min=1.0) + self.eps
             warm = int(self.num_batches_tracked) < self.warmup_steps
             psi = quad_mean if warm else self.running_var + self.eps
-            z = _PowerFunction.apply(x, w, torch.rsqrt(psi).detach(), quad_mean.detach(), self.ema_gz, self.alpha)
+            saved_mask = x.new_empty(0, dtype=torch.bool) if mask is None else mask
+            z = _PowerFunction.apply(x, saved_mask, torch.rsqrt(psi), quad_mean, self.ema_gz, self.alpha)
             with torch.no_grad():
-                self.running_var.lerp_(quad_mean - self.eps, self.momentum)
+                self.running_var.lerp_(quad_mean - self.eps, self.momentum * (count > 0).to(x.dtype))
                 self.num_batches_tracked += 1
-            return self._finish(z, mask, dtype)
+            return self._affine(z, self.weight, self.bias, mask, dtype)

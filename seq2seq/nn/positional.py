@@ -9,12 +9,15 @@ from torch import nn
 
 
 def sinusoid_table(length: int, dim: int) -> torch.Tensor:
-    """(length, dim) sinusoidal table of Vaswani et al. 2017: sin on even channels, cos on odd."""
+    """(length, dim) sinusoidal table of Vaswani et al. 2017: sin on even channels, cos on odd.
+
+    An odd ``dim`` has one more sine than cosine channel.
+    """
     position = torch.arange(length, dtype=torch.float32).unsqueeze(1)
     frequency = torch.exp(torch.arange(0, dim, 2, dtype=torch.float32) * (-math.log(10000.0) / dim))
     table = torch.zeros(length, dim)
     table[:, 0::2] = torch.sin(position * frequency)
-    table[:, 1::2] = torch.cos(position * frequency)
+    table[:, 1::2] = torch.cos(position * frequency[: dim // 2])
     return table
 
 

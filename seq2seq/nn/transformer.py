@@ -50,8 +50,12 @@ class TransformerConfig:
     linear_norm: LinearNorm = "none"
 
     def __post_init__(self) -> None:
-        for name in ("num_layers", "d_model", "num_heads", "ffn_dim"):
-            if getattr(self, name) < (0 if name == "num_layers" else 1):
+        if isinstance(self.norm, dict):  # filled from YAML/JSON
+            object.__setattr__(self, "norm", NormConfig(**self.norm))
+        if self.num_layers < 0:
+            raise ValueError(f"num_layers={self.num_layers} must be >= 0")
+        for name in ("d_model", "num_heads", "ffn_dim"):
+            if getattr(self, name) < 1:
                 raise ValueError(f"{name}={getattr(self, name)} must be positive")
         if self.d_model % self.num_heads:
             raise ValueError(f"d_model={self.d_model} must be divisible by num_heads={self.num_heads}")
@@ -61,8 +65,8 @@ class TransformerConfig:
         check_choice("activation", self.activation, get_args(Activation))
         check_choice("placement", self.placement, get_args(Placement))
         check_choice("linear_norm", self.linear_norm, LINEAR_NORMS)
-        if isinstance(self.norm, dict):  # filled from YAML/JSON
-            object.__setattr__(self, "norm", NormConfig(**self.norm))
+        if self.norm.kind == "group" and self.d_model % self.norm.groups:  # fail at config time, not build
+            raise ValueError(f"norm.groups={self.norm.groups} must divide d_model={self.d_model}")
 
 
 class Residual(nn.Module):

@@ -112,6 +112,7 @@ class _Engine:
         ]
         lib.espeak_TextToPhonemes.argtypes = [ctypes.POINTER(ctypes.c_void_p), ctypes.c_int, ctypes.c_int]
         lib.espeak_TextToPhonemes.restype = ctypes.c_char_p
+        lib.espeak_ng_SetRandSeed.argtypes = [ctypes.c_long]
 
     def _collect(self, samples, num_samples, _events) -> int:
         if num_samples > 0:
@@ -132,6 +133,9 @@ class _Engine:
         data = text.encode("utf-8") + b"\0"
         buffer = ctypes.create_string_buffer(data, len(data))
         self.chunks = []
+        # Noise sources (Klatt voices, breath) draw from a random generator that would otherwise carry
+        # state from earlier calls, making a clip depend on what this process spoke before.
+        self.lib.espeak_ng_SetRandSeed(0)
         status = self.lib.espeak_Synth(buffer, len(data), 0, _POS_CHARACTER, 0, _CHARS_UTF8, None, None)
         if status != _EE_OK:
             raise EspeakError(f"espeak_Synth failed with status {status} for {text[:40]!r}")

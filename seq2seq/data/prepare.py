@@ -1,0 +1,112 @@
+"""The ``seq2seq prepare ...`` commands: typed functions that build manifests (and tokenizers) on disk.
+
+Each prints one summary line per manifest written and returns the paths, keyed by split.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from seq2seq.data.manifest import read_manifest
+from seq2seq.text import TextNormalizerConfig
+
+
+def _summarise(paths: dict[str, Path]) -> dict[str, Path]:
+    for split, path in paths.items():
+        if path.suffix != ".jsonl":
+            continue
+        utterances, problems = read_manifest(path)
+        hours = sum(u.duration for u in utterances) / 3600
+        extra = f", {len(problems)} bad lines" if problems else ""
+        print(f"{split}: {len(utterances)} utterances, {hours:.2f} h{extra} -> {path}")
+    return paths
+
+
+def synthetic(
+    out_dir: str,
+    seed: int = 0,
+    num_train: int = 3000,
+    num_dev: int = 200,
+    num_test: int = 200,
+    num_tts: int = 1500,
+    sample_rate: int = 16000,
+    num_workers: int = 2,
+) -> dict[str, Path]:
+    """Synthesise the eSpeak NG corpus (ASR with many voices, TTS with one voice).
+
+    Args:
+        out_dir: folder for audio, manifests and corpus.json.
+        seed: seed for sentences, voices, rates and pitches (same seed, same corpus).
+        num_train: ASR training utterances.
+        num_dev: ASR dev utterances (voice variants unseen in training).
+        num_test: ASR test utterances (voice variants unseen in training and dev).
+        num_tts: TTS utterances in total (5% each for tts_dev and tts_test).
+        sample_rate: audio sample rate in Hz.
+        num_workers: synthesis processes.
+    """
+    from seq2seq.data.synthetic.corpus import prepare_synthetic
+
+    return _summarise(
+        prepare_synthetic(out_dir, seed, num_train, num_dev, num_test, num_tts, sample_rate, num_workers)
+    )
+
+
+def librispeech(source_dir: str, out_dir: str) -> dict[str, Path]:
+    """Write one manifest per LibriSpeech split found (train-clean-100.jsonl, dev-clean.jsonl, ...).
+
+    Args:
+        source_dir: the LibriSpeech folder that holds the split folders.
+        out_dir: folder for the manifests.
+    """
+    from seq2seq.data.corpora.librispeech import prepare_librispeech
+
+    return _summarise(prepare_librispeech(source_dir, out_dir))
+
+
+def ljspeech(source_dir: str, out_dir: str, seed: int = 0) -> dict[str, Path]:
+    """Write train/dev/test manifests for LJSpeech-1.1 (a seeded, reproducible split).
+
+    Args:
+        source_dir: the LJSpeech-1.1 folder (metadata.csv and wavs/).
+        out_dir: folder for the manifests.
+        seed: seed of the train/dev/test split.
+    """
+    from seq2seq.data.corpora.ljspeech import prepare_ljspeech
+
+    return _summarise(prepare_ljspeech(source_dir, out_dir, seed=seed))
+
+
+def commonvoice(source_dir: str, out_dir: str) -> dict[str, Path]:
+    """Write train/dev/test manifests for one Common Voice language folder.
+
+    Args:
+        source_dir: the language folder (train.tsv, dev.tsv, test.tsv and clips/).
+        out_dir: folder for the manifests.
+    """
+    from seq2seq.data.corpora.commonvoice import prepare_commonvoice
+
+    return _summarise(prepare_commonvoice(source_dir, out_dir))
+
+
+def tokenizer(
+    manifest: str,
+    out_dir: str,
+    kind: Literal["char", "unigram", "bpe"] = "char",
+    vocab_size: int = 256,
+    normalizer: TextNormalizerConfig | None = None,
+) -> Path:
+    """Train a tokenizer on a manifest's transcripts and save it (tokenizer.json, tokenizer.model).
+
+    Args:
+        manifest: JSON Lines manifest whose texts are the training text.
+        out_dir: folder for the tokenizer files.
+        kind: char, unigram or bpe.
+        vocab_size: upper bound on ids, including the 5 reserved ones (unigram and bpe only).
+        normalizer: text normalisation before training and encoding (default: lowercase, no punctuation).
+    """
+    from seq2seq.text import train_tokenizer
+
+    trained = train_tokenizer(manifest, out_dir, kind, vocab_size, normalizer or TextNormalizerConfig())
+    print(f"{kind} tokenizer: {trained.vocab_size} ids -> {out_dir}")
+    return Path(out_dir)

@@ -1,0 +1,77 @@
+"""How to search for a transcript: :class:`DecodingConfig`."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Literal, get_args
+
+from seq2seq.nn.norms import check_choice
+
+EarlyStop = Literal["bound", "espnet", "none"]
+
+
+@dataclass(frozen=True)
+class DecodingConfig:
+    """Search settings shared by greedy and beam search.
+
+    The score of a hypothesis ``y`` is ``(1 - ctc_weight) * log P_att(y) + ctc_weight * log P_ctc(y)
+    + length_penalty * len(y)``; both log-probabilities include the end of sentence.
+
+    Attributes:
+        beam_size: hypotheses kept per utterance; 1 with ``ctc_weight=0`` is greedy search.
+        ctc_weight: weight of the CTC prefix score (0: attention only, 1: CTC only; then every token is
+            a CTC candidate, since no attention pre-beam exists).
+        length_penalty: added to the score per output token (EOS excluded); positive values favour
+            longer outputs, as ESPnet's length bonus does.
+        length_normalization: rank ended hypotheses by ``score / (len(y) + 1)`` (EOS counted).
+        max_length_ratio: at most ``max(1, int(max_length_ratio * S))`` tokens for ``S`` encoder frames.
+        min_length_ratio: at least ``int(min_length_ratio * S)`` tokens before EOS may be chosen.
+        nbest: ended hypotheses returned per utterance, best first (``<= beam_size``).
+        pre_beam_ratio: CTC prefix scores are computed only for the ``ceil(pre_beam_ratio * beam_size)``
+            best attention candidates of each hypothesis, as ESPnet does; the CTC cost then scales with
+            the beam instead of the vocabulary.
+        early_stop: when an utterance stops before every hypothesis has ended or hit the maximum length.
+            ``bound`` stops once ``nbest`` ended hypotheses all score above the best running one. Every
+            score increment is a log-probability (``<= 0``) when there is no length reward, so a running
+            hypothesis can only get worse: the rule is exact, it never changes the result, it only
+            saves work. It therefore requires ``length_penalty <= 0`` and no length normalization.
+            ``espnet`` is ESPnet's ``end_detect`` heuristic: stop when, for each of the last 3 output
+            lengths, the best hypothesis that ended at that length is more than 10 (log domain) below
+            the best ended one, i.e. recent endings are hopeless. ``none`` runs until every hypothesis
+            has ended or reached the maximum length.
+    """
+
+    beam_size: int = 10
+    ctc_weight: float = 0.3
+    length_penalty: float = 0.0
+    length_normalization: bool = False
+    max_length_ratio: float = 1.0
+    min_length_ratio: float = 0.0
+    nbest: int = 1
+    pre_beam_ratio: float = 1.5
+    early_stop: EarlyStop = "bound"
+
+    def __post_init__(self) -> None:
+        if self.beam_size < 1:
+            raise ValueError(f"beam_size={self.beam_size} must be >= 1")
+        if not 0.0 <= self.ctc_weight <= 1.0:
+            raise ValueError(f"ctc_weight={self.ctc_weight} must be in [0, 1]")
+        if not math.isfinite(self.length_penalty):
+            raise ValueError(f"length_penalty={self.length_penalty} must be finite")
+        if not self.max_length_ratio > 0.0:
+            raise ValueError(f"max_length_ratio={self.max_length_ratio} must be > 0")
+        if not 0.0 <= self.min_length_ratio <= self.max_length_ratio:
+            raise ValueError(f"min_length_ratio={self.min_length_ratio} must be in [0, max_length_ratio]")
+        if not 1 <= self.nbest <= self.beam_size:
+            raise ValueError(f"nbest={self.nbest} must be in [1, beam_size={self.beam_size}]")
+        if not self.pre_beam_ratio >= 1.0:
+            raise ValueError(f"pre_beam_ratio={self.pre_beam_ratio} must be >= 1")
+        check_choice("early_stop", self.early_stop, get_args(EarlyStop))
+        if self.early_stop == "bound" and (self.length_penalty > 0 or self.length_normalization):
+            raise ValueError("early_stop='bound' is exact only without length rewards; use espnet or none")
+
+    @property
+    def pre_beam_size(self) -> int:
+        """Candidates per hypothesis that receive a CTC prefix score."""
+        return math.ceil(self.pre_beam_ratio * self.beam_size)

@@ -1,0 +1,125 @@
+"""Model packages: the only thing inference loads, and nothing in them is unpickled.
+
+A package is a folder::
+
+    model.safetensors   weights and buffers (feature statistics included)
+    config.json         {"task": "asr" | "tts", "format": 1, "experiment": {...}}
+    tokenizer/          the tokenizer's JSON (and sentencepiece model)
+
+It is written into a temporary sibling folder and renamed into place, so a kill mid-write leaves
+the previous package intact.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from seq2seq.text import Tokenizer, load_tokenizer
+
+FORMAT_VERSION = 1
+WEIGHTS, CONFIG, TOKENIZER = "model.safetensors", "config.json", "tokenizer"
+
+
+class PackageError(ValueError):
+    """A model package that cannot be loaded; the message names the folder and the problem."""
+
+
+@dataclass
+class ModelPackage:
+    """A loaded package: the experiment config, the model in eval mode, its tokenizer."""
+
+    task: str
+    config: Any
+    model: nn.Module
+    tokenizer: Tokenizer
+    path: Path
+
+
+def build_model(task: str, experiment: Any) -> nn.Module:
+    match task:
+        case "asr":
+            from seq2seq.models.asr import ASRModel
+
+            return ASRModel(experiment.model)
+        case "tts":
+            from seq2seq.models.tts import TTSModel
+
+            return TTSModel(experiment.model)
+    raise PackageError(f"task={task!r} is not valid; choose one of asr, tts")
+
+
+def save_package(out_dir: str | Path, task: str, experiment_dict: dict, state_dict: dict[str, torch.Tensor],
+                 tokenizer_dir: str | Path) -> Path:
+    """Write a package atomically (temporary folder, then rename)."""
+    out_dir = Path(out_dir)
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
+    try:
+        tensors = {k: v.detach().cpu().contiguous() for k, v in state_dict.items()}
+        save_file(tensors, staging / WEIGHTS)
+        meta = {"task": task, "format": FORMAT_VERSION, "experiment": experiment_dict}
+        (staging / CONFIG).write_text(json.dumps(meta, indent=2))
+        shutil.copytree(tokenizer_dir, staging / TOKENIZER)
+        _replace_dir(staging, out_dir)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return out_dir
+
+
+def _replace_dir(new: Path, target: Path) -> None:
+    """Swap ``new`` into ``target``; the old folder is removed only after the rename succeeded."""
+    if target.exists():
+        old = target.with_name(f".{target.name}.old-{os.getpid()}")
+        os.replace(target, old)
+        os.replace(new, target)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.replace(new, target)
+
+
+def read_package_config(directory: str | Path) -> tuple[str, Any]:
+    """The task and typed experiment config of a package, validated."""
+    from seq2seq.config import ConfigError, experiment_classes, from_dict
+
+    directory = Path(directory)
+    if not (directory / CONFIG).is_file():
+        raise PackageError(f"{directory}: not a model package (no {CONFIG}); make one with `seq2seq export`")
+    try:
+        meta = json.loads((directory / CONFIG).read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise PackageError(f"{directory / CONFIG}: not valid JSON ({error})") from None
+    task, classes = meta.get("task"), experiment_classes()
+    if task not in classes:
+        raise PackageError(f"{directory / CONFIG}: task={task!r} is not valid; choose one of {', '.join(classes)}")
+    try:
+        return task, from_dict(classes[task], meta.get("experiment"))
+    except ConfigError as error:
+        raise PackageError(f"{directory / CONFIG}: {error}") from None
+
+
+def load_package(directory: str | Path, device: str | torch.device = "cpu") -> ModelPackage:
+    """Load a package for inference: safetensors weights, JSON config, tokenizer files."""
+    directory = Path(directory)
+    task, experiment = read_package_config(directory)
+    try:
+        state = load_file(str(directory / WEIGHTS), device=str(device))
+    except (SafetensorError, FileNotFoundError, OSError) as error:
+        raise PackageError(f"{directory / WEIGHTS}: cannot read weights ({error})") from None
+    model = build_model(task, experiment)
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    if missing or unexpected:
+        raise PackageError(f"{directory / WEIGHTS}: weights do not match the config "
+                           f"(missing {missing[:3]}, unexpected {unexpected[:3]})")
+    tokenizer = load_tokenizer(directory / TOKENIZER)
+    return ModelPackage(task, experiment, model.to(device).eval(), tokenizer, directory)

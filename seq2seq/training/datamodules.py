@@ -1,0 +1,213 @@
+"""Lightning DataModules for ASR and TTS: manifests -> datasets -> bucketed, rank-sharded, resumable loaders.
+
+Build the Trainer with ``use_distributed_sampler=False``: ``BucketBatchSampler`` shards by rank itself.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import lightning as L
+from torch.utils.data import DataLoader
+
+from seq2seq.audio import GlobalCMVN
+from seq2seq.data.config import DataConfig
+from seq2seq.data.datasets import ASRDataset, TTSDataset, collate_asr, collate_tts
+from seq2seq.data.manifest import Utterance, read_manifest
+from seq2seq.data.sampler import BucketBatchSampler
+from seq2seq.text import Tokenizer
+
+logger = logging.getLogger(__name__)
+
+
+class _FollowTrainerEpoch:
+    """Batch sampler wrapper that selects the trainer's current epoch whenever a new pass starts.
+
+    Lightning only calls ``set_epoch`` on ``batch_sampler.sampler``, and the DataLoader is built once, so
+    the epoch is looked up here, at the start of every pass.
+    """
+
+    def __init__(
+        self, sampler: BucketBatchSampler, epoch: Callable[[], int], on_start: Callable[[int], None]
+    ):
+        self.sampler = sampler
+        self._epoch = epoch
+        self._on_start = on_start
+
+    def __iter__(self) -> Iterator[list[int]]:
+        self.sampler.set_epoch(self._epoch())
+        self._on_start(self.sampler.resume_position)
+        return iter(self.sampler)
+
+    def __len__(self) -> int:
+        return len(self.sampler)
+
+
+class _SpeechDataModule(L.LightningDataModule):
+    """Shared plumbing; subclasses choose the dataset class and collate function."""
+
+    dataset_cls: type[ASRDataset] = ASRDataset
+    collate: Callable = staticmethod(collate_asr)
+
+    def __init__(self, config: DataConfig, tokenizer: Tokenizer) -> None:
+        super().__init__()
+        self.config = config
+        self.tokenizer = tokenizer
+        self.datasets: dict[str, ASRDataset] = {}
+        self.train_sampler: BucketBatchSampler | None = None
+        self._consumed = 0  # training batches handed to the model in the current epoch
+        self._pending_state: dict[str, Any] | None = None
+
+    def _manifests(self) -> dict[str, str]:
+        named = {"train": self.config.train_manifest, "dev": self.config.dev_manifest}
+        if self.config.test_manifest:
+            named["test"] = self.config.test_manifest
+        return {split: path for split, path in named.items() if path}
+
+    def _dataset(self, split: str) -> ASRDataset:
+        if split not in self.datasets:
+            utterances, problems = read_manifest(self._manifests()[split])
+            for problem in problems:
+                logger.warning("%s", problem)
+            self.datasets[split] = self.dataset_cls(
+                self._filter(split, utterances),
+                self.tokenizer,
+                self.config.features,
+                self.config.cache_features,
+                self.config.cache_dir,
+            )
+        return self.datasets[split]
+
+    def _filter(self, split: str, utterances: list[Utterance]) -> list[Utterance]:
+        limit = self.config.max_duration
+        if split != "train" or limit is None:
+            return utterances
+        kept = [u for u in utterances if u.duration <= limit]
+        if len(kept) < len(utterances):
+            logger.warning(
+                "train: left out %d utterances longer than %.1f s", len(utterances) - len(kept), limit
+            )
+        return kept
+
+    def prepare_data(self) -> None:
+        """Fill the on-disk feature cache once (rank 0 only), so ranks and epochs only read it."""
+        if self.config.cache_features and self.config.cache_dir:
+            for split in self._manifests():
+                self._dataset(split).features.build(self.config.num_workers)
+
+    def setup(self, stage: str | None = None) -> None:
+        splits = {"fit": ("train", "dev"), "validate": ("dev",), "test": ("test",)}.get(stage or "fit", ())
+        for split in splits:
+            if split in self._manifests():
+                self._dataset(split)
+
+    def _rank_and_world(self) -> tuple[int, int]:
+        trainer = self.trainer
+        return (trainer.global_rank, trainer.world_size) if trainer is not None else (0, 1)
+
+    def _loader(self, split: str, batch_sampler: Any) -> DataLoader:
+        workers = self.config.num_workers
+        return DataLoader(
+            self._dataset(split),
+            batch_sampler=batch_sampler,
+            collate_fn=type(self).collate,
+            num_workers=workers,
+            persistent_workers=workers > 0,  # keeps each worker's in-memory feature cache across epochs
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        rank, world = self._rank_and_world()
+        dataset = self._dataset("train")
+        cfg = self.config
+        self.train_sampler = BucketBatchSampler(
+            dataset.num_frames, cfg.max_frames, True, cfg.seed, world, rank, max_batch_size=cfg.max_batch_size
+        )
+        if self._pending_state is not None:
+            self.train_sampler.load_state_dict(self._pending_state)
+            self._pending_state = None
+        wrapped = _FollowTrainerEpoch(
+            self.train_sampler,
+            epoch=self._current_epoch,
+            on_start=self._start_epoch,
+        )
+        return self._loader("train", wrapped)
+
+    def _evaluation_loader(self, split: str) -> DataLoader:
+        rank, world = self._rank_and_world()
+        dataset = self._dataset(split)
+        sampler = BucketBatchSampler(
+            dataset.num_frames, self.config.max_frames, False, self.config.seed, world, rank,
+            max_batch_size=self.config.max_batch_size,
+        )  # fmt: skip
+        return self._loader(split, sampler)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._evaluation_loader("dev")
+
+    def test_dataloader(self) -> DataLoader:
+        return self._evaluation_loader("test")
+
+    def _current_epoch(self) -> int:
+        if self.trainer is not None:
+            return self.trainer.current_epoch
+        return self.train_sampler.epoch if self.train_sampler is not None else 0
+
+    def _start_epoch(self, resume_position: int) -> None:
+        self._consumed = resume_position
+
+    def on_before_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
+        # Counted here, in the main process, as batches reach the model: the sampler itself runs ahead by
+        # the workers' prefetch, so its own count would skip unseen batches on resume.
+        if self.trainer is not None and self.trainer.training:
+            self._consumed += 1
+        return batch
+
+    def state_dict(self) -> dict[str, Any]:
+        """Sampler position (epoch and training batches consumed), stored by Lightning in checkpoints."""
+        if self.train_sampler is None:
+            return {}
+        state = self.train_sampler.state_dict()
+        return {"train_sampler": {**state, "batches_yielded": self._consumed}}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """Resume mid-epoch: the next training pass yields only the batches not yet consumed."""
+        state = state_dict.get("train_sampler")
+        if state is None:
+            return
+        if self.train_sampler is None:
+            self._pending_state = dict(state)  # applied when train_dataloader builds the sampler
+        else:
+            self.train_sampler.load_state_dict(state)
+        self._consumed = int(state["batches_yielded"])
+
+    def feature_statistics(self, max_utterances: int | None = None) -> GlobalCMVN:
+        """``GlobalCMVN`` from the training features (the first ``max_utterances`` if given)."""
+        dataset = self._dataset("train")
+        count = len(dataset) if max_utterances is None else min(max_utterances, len(dataset))
+        return GlobalCMVN.from_features(dataset.features[i] for i in range(count))
+
+
+class ASRDataModule(_SpeechDataModule):
+    """ASR batches (``ASRBatch``): log-Mel features in, token ids out.
+
+    Args:
+        config: manifests, batching and features.
+        tokenizer: turns transcripts into ids.
+    """
+
+    dataset_cls = ASRDataset
+    collate = staticmethod(collate_asr)
+
+
+class TTSDataModule(_SpeechDataModule):
+    """TTS batches (``TTSBatch``): token ids in, log-Mel frames out.
+
+    Args:
+        config: manifests, batching and features (the Mel frames are the targets).
+        tokenizer: turns text (or phonemes) into ids.
+    """
+
+    dataset_cls = TTSDataset
+    collate = staticmethod(collate_tts)

@@ -1,0 +1,85 @@
+"""One training run: tokenizer, data, feature statistics, model, Trainer; resumes when interrupted."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import yaml
+
+from seq2seq.config import to_dict
+from seq2seq.data.manifest import read_manifest
+from seq2seq.text import Tokenizer, load_tokenizer, train_tokenizer
+from seq2seq.training.trainer import build_trainer, last_checkpoint
+
+log = logging.getLogger(__name__)
+
+
+def prepare_tokenizer(experiment: Any, out_dir: Path) -> tuple[Tokenizer, Path]:
+    """Load the run's tokenizer, training it on the training transcripts the first time."""
+    directory = out_dir / "tokenizer"
+    if (directory / "tokenizer.json").is_file():
+        return load_tokenizer(directory), directory
+    spec = experiment.tokenizer
+    tokenizer = train_tokenizer(experiment.data.train_manifest, directory, kind=spec.kind,
+                                vocab_size=spec.vocab_size, normalizer=experiment.text)
+    log.info("trained a %s tokenizer with %d symbols -> %s", spec.kind, tokenizer.vocab_size, directory)
+    return tokenizer, directory
+
+
+def build_datamodule(task: str, experiment: Any, tokenizer_dir: Path) -> L.LightningDataModule:
+    from seq2seq.training.datamodules import ASRDataModule, TTSDataModule
+
+    module = ASRDataModule if task == "asr" else TTSDataModule
+    return module(experiment.data, load_tokenizer(tokenizer_dir))
+
+
+def report_unknown_characters(experiment: Any, tokenizer: Tokenizer) -> None:
+    """Say which characters of the dev set the tokenizer cannot represent (never drop them silently)."""
+    if not experiment.data.dev_manifest:
+        return
+    utterances, _ = read_manifest(experiment.data.dev_manifest)
+    unknown = sum((tokenizer.unknown_characters(u.text) for u in utterances), start=type(tokenizer.unknown_counts)())
+    if unknown:
+        shown = ", ".join(f"{c!r}×{n}" for c, n in unknown.most_common(10))
+        log.warning("dev set: %d characters outside the vocabulary (%s)", sum(unknown.values()), shown)
+
+
+def train(experiment: Any) -> Path:
+    """Train ``experiment`` (an ASR or TTS experiment config) under ``experiment.out_dir``."""
+    out_dir = Path(experiment.out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "config.yaml").write_text(yaml.safe_dump(to_dict(experiment), sort_keys=False))
+    L.seed_everything(experiment.seed, workers=True, verbose=False)
+    tokenizer, tokenizer_dir = prepare_tokenizer(experiment, out_dir)
+    report_unknown_characters(experiment, tokenizer)
+    experiment = dataclasses.replace(
+        experiment, model=dataclasses.replace(experiment.model, vocab_size=tokenizer.vocab_size))
+    datamodule = build_datamodule(experiment.task, experiment, tokenizer_dir)
+    task = build_task(experiment, tokenizer, tokenizer_dir)
+    resume = last_checkpoint(out_dir)
+    if resume is None:
+        datamodule.prepare_data()
+        stats = datamodule.feature_statistics(max_utterances=2000)
+        task.model.set_feature_stats(stats)
+    else:
+        log.info("resuming from %s", resume)
+    trainer = build_trainer(experiment.trainer, out_dir)
+    trainer.fit(task, datamodule=datamodule, ckpt_path=resume)
+    return out_dir
+
+
+def build_task(experiment: Any, tokenizer: Tokenizer, tokenizer_dir: Path) -> L.LightningModule:
+    match experiment.task:
+        case "asr":
+            from seq2seq.training.asr_module import ASRTask
+
+            return ASRTask(experiment, tokenizer, tokenizer_dir)
+        case "tts":
+            from seq2seq.training.tts_module import TTSTask
+
+            return TTSTask(experiment, tokenizer, tokenizer_dir)
+    raise ValueError(f"task={experiment.task!r} is not valid; choose one of asr, tts")
