@@ -72,7 +72,7 @@ def test_offset_and_duration_read_only_the_span(tmp_path):
     ("name", "content", "reason"),
     [
         ("empty.flac", b"", "file is empty"),
-        ("text.wav", b"this is not audio at all, just text" * 10, "not an audio file (format not recognised)"),
+        ("text.wav", b"this is not audio, just text" * 10, "not an audio file (format not recognised)"),
     ],
 )
 def test_bad_files_raise_one_line_errors(tmp_path, name, content, reason):

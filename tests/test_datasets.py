@@ -138,3 +138,46 @@ def test_data_config_validation():
         DataConfig(max_frames=0)
     with pytest.raises(ValueError, match="num_workers"):
         DataConfig(num_workers=-1)
+
+
+def test_lightning_resume_mid_epoch_sees_exactly_the_remaining_batches(tmp_path):
+    import lightning as L
+    from lightning.pytorch.callbacks import ModelCheckpoint
+
+    rng = np.random.default_rng(0)
+    utts = []
+    for i in range(12):
+        path = tmp_path / f"u{i}.wav"
+        soundfile.write(path, 0.1 * rng.standard_normal(1600 + 160 * i).astype(np.float32), 16000)
+        utts.append(Utterance(str(path), (1600 + 160 * i) / 16000, "hello world"))
+    manifest = write_manifest(tmp_path / "train.jsonl", utts)
+    config = DataConfig(str(manifest), str(manifest), None, max_frames=60, num_workers=0)
+    tokenizer = CharTokenizer.build(["hello world"])
+
+    class Recorder(L.LightningModule):
+        def __init__(self):
+            super().__init__()
+            self.layer, self.seen = torch.nn.Linear(80, 1), []
+
+        def training_step(self, batch, batch_idx):
+            self.seen.append((self.current_epoch, tuple(batch.ids)))
+            return self.layer(batch.features).mean()
+
+        def configure_optimizers(self):
+            return torch.optim.SGD(self.parameters(), lr=0.1)
+
+    def fit(steps, ckpt_path=None, callbacks=()):
+        model = Recorder()
+        trainer = L.Trainer(
+            max_steps=steps, logger=False, enable_checkpointing=bool(callbacks), callbacks=list(callbacks),
+            enable_progress_bar=False, enable_model_summary=False, limit_val_batches=0,
+            use_distributed_sampler=False,
+        )  # fmt: skip
+        trainer.fit(model, ASRDataModule(config, tokenizer), ckpt_path=ckpt_path)
+        return model.seen
+
+    full = fit(10)  # 4 batches per epoch
+    checkpoint = ModelCheckpoint(dirpath=tmp_path / "ckpt", filename="mid", every_n_train_steps=6)
+    first = fit(7, callbacks=[checkpoint])[:6]
+    second = fit(10, ckpt_path=str(tmp_path / "ckpt" / "mid.ckpt"))
+    assert first + second == full

@@ -31,7 +31,9 @@ def tiny_model(vocab_size: int = 12, seed: int = 0, sharpness: float = 4.0) -> A
     """A random 2-layer model; scaled output layers make its distributions peaky enough to be varied."""
     torch.manual_seed(seed)
     stack = TransformerConfig(num_layers=2, d_model=32, num_heads=4, ffn_dim=64, dropout=0.0)
-    config = ASRModelConfig(vocab_size=vocab_size, input_dim=16, conv_channels=8, encoder=stack, decoder=stack)
+    config = ASRModelConfig(
+        vocab_size=vocab_size, input_dim=16, conv_channels=8, encoder=stack, decoder=stack
+    )
     model = ASRModel(config).eval()
     with torch.no_grad():
         model.output.weight.mul_(sharpness)
@@ -63,8 +65,14 @@ def _attention_log_prob(model, memory, memory_lengths, tokens: list[int]) -> flo
 
 def _ctc_log_prob(log_probs, length, tokens: list[int]) -> float:
     target = torch.tensor([tokens], dtype=torch.long)
-    loss = F.ctc_loss(log_probs.transpose(0, 1).double(), target, length, torch.tensor([len(tokens)]),
-                      blank=BLANK_ID, reduction="none")
+    loss = F.ctc_loss(
+        log_probs.transpose(0, 1).double(),
+        target,
+        length,
+        torch.tensor([len(tokens)]),
+        blank=BLANK_ID,
+        reduction="none",
+    )
     return -float(loss)
 
 
@@ -86,6 +94,8 @@ def _brute_force(model, features, lengths, ctc_weight: float, max_tokens: int):
 @torch.inference_mode()
 def test_wide_beam_finds_brute_force_optimum(ctc_weight):
     model = tiny_model(vocab_size=8, seed=3, sharpness=2.0)  # UNK + 3 content ids + EOS
+    with torch.no_grad():
+        model.output.bias[EOS_ID] -= 3.0  # so that the optimum is not the empty transcript
     features, lengths = random_batch([48], seed=4)
     frames = int(model.encode(features, lengths)[1])
     config = DecodingConfig(beam_size=100, ctc_weight=ctc_weight, max_length_ratio=3.5 / frames, nbest=5)
@@ -103,7 +113,9 @@ def test_cached_decoding_equals_full_recomputation():
     tokens = torch.cat([torch.full((3, 1), SOS_ID), torch.randint(5, 12, (3, 7))], dim=1)
     full = model.decode(tokens, memory, memory_lengths)
     cache = model.new_cache()
-    steps = [model.decode(tokens[:, i : i + 1], memory, memory_lengths, cache) for i in range(tokens.shape[1])]
+    steps = [
+        model.decode(tokens[:, i : i + 1], memory, memory_lengths, cache) for i in range(tokens.shape[1])
+    ]
     torch.testing.assert_close(torch.cat(steps, dim=1), full, atol=1e-5, rtol=0)
 
 
@@ -237,12 +249,15 @@ def test_length_rewards_lengthen_outputs():
     model = tiny_model()
     features, lengths = random_batch([120], seed=14)
     plain = DecodingConfig(beam_size=4, ctc_weight=0.0, max_length_ratio=0.5)
-    rewarded = DecodingConfig(beam_size=4, ctc_weight=0.0, max_length_ratio=0.5, length_penalty=2.0,
-                              early_stop="espnet")
+    rewarded = DecodingConfig(
+        beam_size=4, ctc_weight=0.0, max_length_ratio=0.5, length_penalty=2.0, early_stop="espnet"
+    )
     short = beam_search(model, features, lengths, plain)[0][0]
     long = beam_search(model, features, lengths, rewarded)[0][0]
     assert len(long.tokens) > len(short.tokens)
-    normalized = DecodingConfig(beam_size=4, max_length_ratio=0.5, length_normalization=True, early_stop="none")
+    normalized = DecodingConfig(
+        beam_size=4, max_length_ratio=0.5, length_normalization=True, early_stop="none"
+    )
     best = beam_search(model, features, lengths, normalized)[0][0]
     raw = 0.7 * best.attention_score + 0.3 * best.ctc_score
     assert best.score == pytest.approx(raw / (len(best.tokens) + 1), abs=1e-5)
@@ -259,8 +274,16 @@ def test_end_detect_needs_three_hopeless_lengths():
 
 @pytest.mark.parametrize(
     ("field", "value"),
-    [("beam_size", 0), ("ctc_weight", 1.5), ("max_length_ratio", 0.0), ("min_length_ratio", 2.0),
-     ("nbest", 20), ("pre_beam_ratio", 0.5), ("early_stop", "never"), ("length_penalty", float("nan"))],
+    [
+        ("beam_size", 0),
+        ("ctc_weight", 1.5),
+        ("max_length_ratio", 0.0),
+        ("min_length_ratio", 2.0),
+        ("nbest", 20),
+        ("pre_beam_ratio", 0.5),
+        ("early_stop", "never"),
+        ("length_penalty", float("nan")),
+    ],
 )
 def test_config_rejects_bad_values_naming_the_field(field, value):
     with pytest.raises(ValueError, match=field):

@@ -70,7 +70,8 @@ def test_sentencepiece_reserved_ids_hold(model_type, tmp_path):
     tok.save(tmp_path)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["tokenizer.json", "tokenizer.model"]
     again = load_tokenizer(tmp_path)
-    assert isinstance(again, SentencePieceTokenizer) and again.encode("set a timer") == tok.encode("set a timer")
+    assert isinstance(again, SentencePieceTokenizer)
+    assert again.encode("set a timer") == tok.encode("set a timer")
 
 
 def test_char_save_load_is_json_only(tmp_path):
@@ -82,13 +83,13 @@ def test_char_save_load_is_json_only(tmp_path):
     assert again.encode("Set a timer") == tok.encode("Set a timer") and again.vocab_size == tok.vocab_size
 
 
-@pytest.mark.parametrize(("kind", "expected_type"), [("char", CharTokenizer), ("bpe", SentencePieceTokenizer)])
-def test_train_tokenizer_from_manifest(tmp_path, kind, expected_type):
+@pytest.mark.parametrize(("kind", "cls"), [("char", CharTokenizer), ("bpe", SentencePieceTokenizer)])
+def test_train_tokenizer_from_manifest(tmp_path, kind, cls):
     manifest = tmp_path / "train.jsonl"
     write_manifest(manifest, [Utterance(f"a{i}.wav", 1.0, t, id=f"u{i}") for i, t in enumerate(TEXTS)])
     tok = train_tokenizer(manifest, tmp_path / "tok", kind=kind, vocab_size=50)
-    assert isinstance(tok, expected_type)
-    assert isinstance(load_tokenizer(tmp_path / "tok"), expected_type)
+    assert isinstance(tok, cls)
+    assert isinstance(load_tokenizer(tmp_path / "tok"), cls)
     assert tok.decode(tok.encode("Set a timer!")) == "set a timer"
     with pytest.raises(ValueError, match="kind"):
         train_tokenizer(manifest, tmp_path / "x", kind="words")

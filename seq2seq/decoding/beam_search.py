@@ -49,14 +49,18 @@ class _Running:
     utterance: torch.Tensor  # (N,) index of the utterance in the input batch
     width: int  # rows per utterance
     states: dict[str, Any]
+    allowed: torch.Tensor  # (V,) bool, ids that may be emitted
+    max_len: torch.Tensor  # (B,) most tokens per input utterance
+    min_len: torch.Tensor  # (B,) fewest tokens before EOS
 
     def select(self, rows: torch.Tensor, tokens: torch.Tensor | None, scorers: dict[str, Scorer]) -> None:
         self.tokens = self.tokens.index_select(0, rows)
         if tokens is not None:
             self.tokens = torch.cat([self.tokens, tokens[:, None]], dim=1)
         self.utterance = self.utterance.index_select(0, rows)
-        self.states = {name: scorer.select_state(self.states[name], rows, tokens)
-                       for name, scorer in scorers.items()}
+        self.states = {
+            name: scorer.select_state(self.states[name], rows, tokens) for name, scorer in scorers.items()
+        }
 
 
 class BeamSearch:
@@ -78,18 +82,21 @@ class BeamSearch:
     def __call__(self, memory: torch.Tensor, memory_lengths: torch.Tensor, vocab_size: int):
         """memory: (B, S, D), memory_lengths: (B,) -> per utterance up to ``nbest`` hypotheses, best first."""
         batch, device = memory.shape[0], memory.device
-        self.allowed = allowed_token_mask(vocab_size, device)
-        self.max_len = max_lengths(memory_lengths, self.config.max_length_ratio)
-        self.min_len = (memory_lengths.double() * self.config.min_length_ratio).long().minimum(self.max_len)
+        max_len = max_lengths(memory_lengths, self.config.max_length_ratio)
         zeros = torch.zeros(batch, dtype=torch.float64, device=device)
         run = _Running(
             tokens=torch.full((batch, 1), SOS_ID, dtype=torch.long, device=device),
-            score=zeros, partial={name: zeros for name in self.scorers},
-            utterance=torch.arange(batch, device=device), width=1,
+            score=zeros,
+            partial={name: zeros for name in self.scorers},
+            utterance=torch.arange(batch, device=device),
+            width=1,
             states={name: s.init_state(memory, memory_lengths) for name, s in self.scorers.items()},
+            allowed=allowed_token_mask(vocab_size, device),
+            max_len=max_len,
+            min_len=(memory_lengths.double() * self.config.min_length_ratio).long().minimum(max_len),
         )
         ended: list[list[Hypothesis]] = [[] for _ in range(batch)]
-        for step in range(int(self.max_len.max()) + 1):
+        for step in range(int(max_len.max()) + 1):
             self._step(run, step, ended)
             if run.tokens.shape[0] == 0:
                 break
@@ -105,8 +112,10 @@ class BeamSearch:
         column = (flat % k).flatten()
         tokens = candidates[rows, column]
         run.score = score.flatten()
-        run.partial = {name: run.partial[name].index_select(0, rows) + inc[rows, column].double()
-                       for name, inc in increments.items()}
+        run.partial = {
+            name: run.partial[name].index_select(0, rows) + inc[rows, column].double()
+            for name, inc in increments.items()
+        }
         self._collect_ended(run, rows, tokens, ended)
         run.select(rows, tokens, self.scorers)
         run.width = keep
@@ -120,10 +129,10 @@ class BeamSearch:
             full[name], run.states[name] = self.scorers[name].score(run.tokens, run.states[name], None)
         if full:
             pre = mask + sum(self.weights[name] * full[name] for name in full)
-            k = min(self.config.pre_beam_size, int(self.allowed.sum()))
+            k = min(self.config.pre_beam_size, int(run.allowed.sum()))
             candidates = pre.topk(k, dim=1).indices
         else:  # no full scorer (CTC only): every emittable token is a candidate
-            candidates = self.allowed.nonzero().squeeze(1).expand(mask.shape[0], -1)
+            candidates = run.allowed.nonzero().squeeze(1).expand(mask.shape[0], -1)
         increments = {name: scores.gather(1, candidates) for name, scores in full.items()}
         for name, scorer in self.scorers.items():
             if name not in full:
@@ -137,11 +146,11 @@ class BeamSearch:
     def _length_mask(self, run: _Running, step: int) -> torch.Tensor:
         """(N, V): -inf for ids never emitted, EOS before the minimum length, all but EOS at the maximum."""
         n = run.tokens.shape[0]
-        mask = torch.zeros(n, self.allowed.shape[0], device=run.tokens.device)
-        mask = mask.masked_fill(~self.allowed, _NEG_INF)
-        too_short = self.min_len.index_select(0, run.utterance) > step
+        mask = torch.zeros(n, run.allowed.shape[0], device=run.tokens.device)
+        mask = mask.masked_fill(~run.allowed, _NEG_INF)
+        too_short = run.min_len.index_select(0, run.utterance) > step
         mask[:, EOS_ID] = mask[:, EOS_ID].masked_fill(too_short, _NEG_INF)
-        at_max = (self.max_len.index_select(0, run.utterance) <= step)[:, None]
+        at_max = (run.max_len.index_select(0, run.utterance) <= step)[:, None]
         not_eos = torch.arange(mask.shape[1], device=mask.device) != EOS_ID
         return mask.masked_fill(at_max & not_eos, _NEG_INF)
 
@@ -163,8 +172,10 @@ class BeamSearch:
         """Remove utterances with no live row, or that early stopping ends, from the running batch."""
         best_running = run.score.view(-1, run.width).max(dim=1).values.tolist()
         utterances = run.utterance.view(-1, run.width)[:, 0].tolist()
-        done = [best == _NEG_INF or self._stop_early(ended[u], best, step)
-                for u, best in zip(utterances, best_running)]
+        done = [
+            best == _NEG_INF or self._stop_early(ended[u], best, step)
+            for u, best in zip(utterances, best_running)
+        ]
         if not any(done):
             return
         keep = ~torch.tensor(done, device=run.score.device)[:, None].expand(-1, run.width).flatten()

@@ -95,7 +95,6 @@ class AttentionScorer:
         return state
 
 
-
 @dataclass
 class CTCState:
     """CTC prefix-score state (log domain, float64).
@@ -158,8 +157,16 @@ class CTCPrefixScorer:
         r[:, 1, 1:] = blank_cumsum  # ...then blanks only
         utterance = torch.arange(b, device=log_probs.device)
         last = torch.full((b,), -1, dtype=torch.long, device=log_probs.device)
-        return CTCState(log_probs.contiguous(), blank, blank_cumsum, memory_lengths, utterance, r, last,
-                        blank.new_zeros(b))
+        return CTCState(
+            log_probs.contiguous(),
+            blank,
+            blank_cumsum,
+            memory_lengths,
+            utterance,
+            r,
+            last,
+            blank.new_zeros(b),
+        )
 
     def score(self, tokens, state: CTCState, candidates=None):
         """candidates: (N, K), or None for all V -> (N, K) float64 increments of log psi."""
@@ -175,8 +182,11 @@ class CTCPrefixScorer:
 
     def select_state(self, state: CTCState, indices, tokens=None) -> CTCState:
         if tokens is None:
-            r, last, psi = (state.r.index_select(0, indices), state.last.index_select(0, indices),
-                            state.psi.index_select(0, indices))
+            r, last, psi = (
+                state.r.index_select(0, indices),
+                state.last.index_select(0, indices),
+                state.psi.index_select(0, indices),
+            )
         else:
             r, last = self._extend(state, indices, tokens), tokens
             psi = self._prefix_log_prob(state, indices[:, None], tokens[:, None])[:, 0]

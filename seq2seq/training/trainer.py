@@ -61,7 +61,8 @@ def build_trainer(config: TrainerConfig, out_dir: str | Path, callbacks: list[Ca
         check_val_every_n_epoch=None,
         log_every_n_steps=config.log_every_steps,
         num_sanity_val_steps=0,
-        logger=[TensorBoardLogger(out_dir, name="logs", version=""), CSVLogger(out_dir, name="logs", version="")],
+        # A resumed run appends a new CSV version (logs/version_N) instead of overwriting the old one.
+        logger=[TensorBoardLogger(out_dir, name="logs", version="tensorboard"), CSVLogger(out_dir, name="logs")],
         callbacks=[periodic, best, LearningRateMonitor("step"), SaveLastOnExit(ckpt_dir), *(callbacks or [])],
         plugins=[AtomicCheckpointIO()],
         enable_progress_bar=enable_progress_bar,

@@ -44,7 +44,9 @@ def stop_loss(out: TTSOutput, pos_weight: float) -> torch.Tensor:
     target = (frames[None] >= out.mel_lengths[:, None] - 1).float()
     mask = lengths_to_mask(out.mel_lengths_padded_to_r, out.stop_logits.shape[1]).float()
     weight = torch.full((), pos_weight, device=target.device)
-    loss = F.binary_cross_entropy_with_logits(out.stop_logits.float(), target, reduction="none", pos_weight=weight)
+    loss = F.binary_cross_entropy_with_logits(
+        out.stop_logits.float(), target, reduction="none", pos_weight=weight
+    )
     return (loss * mask).sum() / mask.sum()
 
 
@@ -60,7 +62,10 @@ def guided_attention_weights(steps: torch.Tensor, token_lengths: torch.Tensor, s
         (B, U_max, S_max), zero outside each sentence's U x S rectangle.
     """
     u = torch.arange(int(steps.max()), device=steps.device)[None, :, None] / steps[:, None, None]
-    s = torch.arange(int(token_lengths.max()), device=steps.device)[None, None, :] / token_lengths[:, None, None]
+    s = (
+        torch.arange(int(token_lengths.max()), device=steps.device)[None, None, :]
+        / token_lengths[:, None, None]
+    )
     penalty = 1.0 - torch.exp(-((s - u) ** 2) / (2 * sigma**2))
     mask = lengths_to_mask(steps)[:, :, None] & lengths_to_mask(token_lengths)[:, None, :]
     return penalty * mask
@@ -117,7 +122,9 @@ class TTSTask(L.LightningModule):
     def validation_step(self, batch, batch_idx: int) -> None:
         losses = self.losses(batch)
         size = batch.tokens.shape[0]
-        self.log_dict({f"val_{k}": v for k, v in losses.items() if k != "loss"}, batch_size=size, sync_dist=True)
+        self.log_dict(
+            {f"val_{k}": v for k, v in losses.items() if k != "loss"}, batch_size=size, sync_dist=True
+        )
         self.log("val_loss", losses["loss"], prog_bar=True, batch_size=size, sync_dist=True)
 
     def configure_optimizers(self):
@@ -125,4 +132,8 @@ class TTSTask(L.LightningModule):
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         # Plain data only, so inference can read checkpoints with weights_only=True.
-        checkpoint["seq2seq"] = {"task": "tts", "config": to_dict(self.config), "tokenizer_dir": self.tokenizer_dir}
+        checkpoint["seq2seq"] = {
+            "task": "tts",
+            "config": to_dict(self.config),
+            "tokenizer_dir": self.tokenizer_dir,
+        }

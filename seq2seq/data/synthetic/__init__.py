@@ -1,0 +1,1 @@
+"""Synthetic speech from eSpeak NG: the ctypes binding, a sentence generator and the corpus builder."""

@@ -1,0 +1,191 @@
+"""Text -> mel spectrograms and Griffin-Lim audio with a TTS model package (no Lightning, no pickle).
+
+For every sentence ``<name>`` it writes ``<name>.npy`` (log-mel, (T, n_mels) float32), ``<name>.pt``
+(the same, a plain tensor), ``<name>.png`` (spectrogram and attention alignment) and ``<name>.wav``
+(Griffin-Lim), plus ``synthesized.jsonl`` listing name, text, frames and seconds per sentence.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import soundfile
+import torch
+
+from seq2seq.audio import mel_to_audio
+from seq2seq.package import ModelPackage, PackageError, load_package
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Synthesized:
+    """One synthesized sentence.
+
+    Attributes:
+        name: file stem of its outputs.
+        text: the input sentence.
+        mel: (T, n_mels) log-mel.
+        alignment: (U, S) cross-attention of decoder steps over text positions.
+    """
+
+    name: str
+    text: str
+    mel: torch.Tensor
+    alignment: torch.Tensor
+
+
+def load_tts_package(model_dir: str | Path, device: str = "cpu") -> ModelPackage:
+    """Load a TTS package; a one-line :class:`PackageError` if it is an ASR package."""
+    package = load_package(model_dir, device)
+    if package.task != "tts":
+        raise PackageError(f"{model_dir}: a {package.task} package, not a TTS one")
+    return package
+
+
+def read_texts(texts: list[str], text_file: str | Path | None = None) -> list[str]:
+    """Sentences from the arguments, then one per non-empty line of ``text_file``."""
+    sentences = [t for t in texts if t.strip()]
+    if text_file is not None:
+        lines = Path(text_file).read_text(encoding="utf-8").splitlines()
+        sentences += [line.strip() for line in lines if line.strip()]
+    return sentences
+
+
+def unrepresentable(package: ModelPackage, texts: list[str]) -> list[str]:
+    """One line per sentence with characters the tokenizer cannot represent (they would become UNK)."""
+    problems = []
+    for index, text in enumerate(texts):
+        unknown = package.tokenizer.unknown_characters(text)
+        if unknown:
+            shown = ", ".join(repr(c) for c in sorted(unknown))
+            problems.append(f"sentence {index + 1} {text[:40]!r}: characters outside the vocabulary: {shown}")
+    return problems
+
+
+@torch.no_grad()
+def synthesize_texts(
+    package: ModelPackage,
+    texts: list[str],
+    names: list[str] | None = None,
+    batch_size: int = 16,
+    seed: int | None = 0,
+) -> list[Synthesized]:
+    """Synthesize ``texts`` in batches with the package's inference settings.
+
+    Args:
+        package: a loaded TTS package.
+        texts: sentences; none may be empty after tokenization.
+        names: output names (default ``0001``, ``0002``, ...).
+        batch_size: sentences synthesized together.
+        seed: seed of the decoder prenet dropout (None: unseeded, a different rendition each call).
+    """
+    model, settings = package.model, package.config.inference
+    names = names or [f"{i + 1:04d}" for i in range(len(texts))]
+    device = next(model.parameters()).device
+    generator = None if seed is None else torch.Generator(device).manual_seed(seed)
+    results = []
+    for start in range(0, len(texts), batch_size):
+        chunk = texts[start : start + batch_size]
+        ids = [torch.tensor(package.tokenizer.encode(t), dtype=torch.long) for t in chunk]
+        if any(len(i) == 0 for i in ids):
+            raise ValueError("a sentence has no characters the model can speak")
+        lengths = torch.tensor([len(i) for i in ids], device=device)
+        tokens = torch.nn.utils.rnn.pad_sequence(ids, batch_first=True, padding_value=1).to(device)
+        out = model.infer(
+            tokens,
+            lengths,
+            settings.max_length_ratio,
+            settings.min_length_ratio,
+            settings.stop_threshold,
+            generator=generator,
+        )
+        r = model.config.reduction_factor
+        for b, text in enumerate(chunk):
+            frames, steps = int(out.mel_lengths[b]), -(-int(out.mel_lengths[b]) // r)
+            alignment = out.alignments[b, :steps, : int(lengths[b])].cpu()
+            results.append(Synthesized(names[start + b], text, out.mels[b, :frames].cpu(), alignment))
+    return results
+
+
+def plot(item: Synthesized, path: Path) -> None:
+    """Spectrogram over the attention alignment, written with matplotlib's Agg canvas (no display)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=(10, 6), constrained_layout=True)
+    FigureCanvasAgg(figure)
+    top, bottom = figure.subplots(2, 1)
+    image = top.imshow(item.mel.T.numpy(), origin="lower", aspect="auto", interpolation="none")
+    top.set(title=item.text[:80], xlabel="frame", ylabel="mel band")
+    figure.colorbar(image, ax=top, label="log power")
+    bottom.imshow(item.alignment.T.numpy(), origin="lower", aspect="auto", interpolation="none", vmin=0)
+    bottom.set(xlabel="decoder step", ylabel="text position", title="cross-attention alignment")
+    figure.savefig(path, dpi=100)
+
+
+def write_outputs(item: Synthesized, out_dir: Path, package: ModelPackage) -> dict:
+    """Write the four files of one sentence; returns its ``synthesized.jsonl`` entry."""
+    features = package.config.data.features
+    stem = out_dir / item.name
+    np.save(stem.with_suffix(".npy"), item.mel.numpy().astype(np.float32))
+    torch.save(item.mel.clone(), stem.with_suffix(".pt"))
+    plot(item, stem.with_suffix(".png"))
+    audio = mel_to_audio(item.mel, features, package.config.inference.griffin_lim_iterations)
+    soundfile.write(stem.with_suffix(".wav"), audio.numpy(), features.sample_rate)
+    seconds = item.mel.shape[0] / features.frame_rate
+    return {"name": item.name, "text": item.text, "frames": item.mel.shape[0], "seconds": round(seconds, 3)}
+
+
+def synthesize(
+    model_dir: str | Path,
+    texts: list[str],
+    out_dir: str | Path,
+    text_file: str | Path | None = None,
+    batch_size: int = 16,
+    seed: int | None = 0,
+    device: str = "cpu",
+) -> int:
+    """The ``seq2seq synthesize`` command: speak every sentence the model can represent.
+
+    Sentences with characters outside the vocabulary are reported (one line each, naming the
+    characters) and skipped rather than spoken with those characters dropped.
+
+    Returns:
+        0 when every sentence was synthesized, 1 when some were skipped or none were given.
+    """
+    package = load_tts_package(model_dir, device)
+    sentences = read_texts(texts, text_file)
+    problems = unrepresentable(package, sentences)
+    for line in problems:
+        log.error("%s", line)
+    bad = {int(line.split()[1]) - 1 for line in problems}
+    keep = [i for i in range(len(sentences)) if i not in bad]
+    if not keep:
+        log.error("nothing to synthesize")
+        return 1
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    start = time.perf_counter()
+    items = synthesize_texts(
+        package, [sentences[i] for i in keep], [f"{i + 1:04d}" for i in keep], batch_size, seed
+    )
+    entries = [write_outputs(item, out_dir, package) for item in items]
+    elapsed = time.perf_counter() - start
+    with open(out_dir / "synthesized.jsonl", "w", encoding="utf-8") as index:
+        index.writelines(json.dumps(entry, ensure_ascii=False) + "\n" for entry in entries)
+    audio_seconds = sum(e["seconds"] for e in entries)
+    log.info(
+        "%d sentences, %.1f s of audio in %.1f s (RTF %.2f incl. Griffin-Lim) -> %s",
+        len(entries),
+        audio_seconds,
+        elapsed,
+        elapsed / max(audio_seconds, 1e-9),
+        out_dir,
+    )
+    return 1 if problems else 0

@@ -1,0 +1,100 @@
+"""The ASR recipe end to end on a tiny real corpus: train, resume, export, load, transcribe, evaluate."""
+
+from __future__ import annotations
+
+import csv
+import json
+import subprocess
+import sys
+
+import pytest
+import torch
+from conftest import CONFIGS, tiny_asr_overrides
+
+from seq2seq.config import load_experiment
+from seq2seq.package import load_package
+from seq2seq.training.checkpointing import load_checkpoint_file
+
+pytestmark = pytest.mark.slow
+
+
+def run_cli(*args: str, check: bool = True) -> subprocess.CompletedProcess:
+    result = subprocess.run([sys.executable, "-m", "seq2seq", *args], capture_output=True, text=True, timeout=600)
+    if check and result.returncode != 0:
+        raise AssertionError(f"seq2seq {' '.join(args)} failed:\n{result.stderr[-3000:]}")
+    return result
+
+
+@pytest.fixture(scope="module")
+def trained_run(tiny_corpus, tmp_path_factory):
+    from seq2seq.training.run import train
+
+    out = tmp_path_factory.mktemp("asr_run")
+    experiment = load_experiment(CONFIGS / "asr" / "small.yaml", tiny_asr_overrides(tiny_corpus, out))
+    train(experiment)
+    return out
+
+
+def train_losses(run_dir) -> list[float]:
+    losses = []
+    for path in sorted((run_dir / "logs").glob("version_*/metrics.csv")):
+        with open(path) as handle:
+            losses += [float(r["train_loss"]) for r in csv.DictReader(handle) if r.get("train_loss")]
+    return losses
+
+
+def test_training_writes_resumable_checkpoints_that_load_without_pickle(trained_run):
+    checkpoint = load_checkpoint_file(trained_run / "checkpoints" / "last.ckpt", weights_only=True)
+    assert checkpoint["global_step"] == 6
+    assert checkpoint["seq2seq"]["task"] == "asr"
+    assert "train_sampler" in json.dumps(checkpoint.get("datamodule_hyper_parameters", {})) or any(
+        "train_sampler" in str(k) or "train_sampler" in str(v)[:200] for k, v in checkpoint.items())
+    assert len(train_losses(trained_run)) == 6
+
+
+def test_rerunning_resumes_from_the_last_step(trained_run, tiny_corpus):
+    from seq2seq.training.run import train
+
+    experiment = load_experiment(CONFIGS / "asr" / "small.yaml",
+                                 tiny_asr_overrides(tiny_corpus, trained_run, **{"trainer.max_steps": 8}))
+    train(experiment)
+    checkpoint = load_checkpoint_file(trained_run / "checkpoints" / "last.ckpt")
+    assert checkpoint["global_step"] == 8
+    assert len(train_losses(trained_run)) == 8  # steps 7 and 8 only were added
+
+
+def test_exported_package_reproduces_the_checkpoint(trained_run, tmp_path):
+    from seq2seq.training.export import export_run, model_state
+
+    package_dir = export_run(trained_run / "checkpoints" / "last.ckpt", tmp_path / "pkg")
+    package = load_package(package_dir)
+    state = model_state(load_checkpoint_file(trained_run / "checkpoints" / "last.ckpt"))
+    for key, value in package.model.state_dict().items():
+        assert torch.equal(value, state[key]), key
+    assert package.tokenizer.vocab_size == package.model.config.vocab_size
+
+
+def test_transcribe_reports_broken_files_and_keeps_the_rest(trained_run, tiny_corpus, tmp_path):
+    package_dir = tmp_path / "pkg"
+    run_cli("export", str(trained_run), str(package_dir), "--average", "2")
+    wavs = sorted((tiny_corpus["test"].parent / "wavs" / "test").glob("*.wav"))[:3]
+    broken = tmp_path / "broken.wav"
+    broken.write_bytes(b"RIFF....WAVEfmt not really audio")
+    result = run_cli("transcribe", str(package_dir), *map(str, wavs), str(broken), "--beam-size", "2",
+                     "--output-format", "jsonl", check=False)
+    assert result.returncode == 1
+    lines = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [line["audio_filepath"] for line in lines] == list(map(str, wavs))
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "broken.wav" in errors[0] and "Traceback" not in result.stderr
+
+
+def test_evaluate_prints_wer_and_writes_per_utterance_results(trained_run, tiny_corpus, tmp_path):
+    package_dir = tmp_path / "pkg"
+    run_cli("export", str(trained_run / "checkpoints" / "last.ckpt"), str(package_dir))
+    out = tmp_path / "eval.jsonl"
+    result = run_cli("evaluate", str(package_dir), str(tiny_corpus["test"]), "--out", str(out), "--beam-size", "1",
+                     "--ctc-weight", "0")
+    assert "WER" in result.stdout and "CER" in result.stdout
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert len(rows) == 8 and all(r["error"] is None for r in rows)

@@ -1,0 +1,164 @@
+"""Synthesis from a model package and the TTS evaluation metrics (tiny untrained models)."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+
+import numpy as np
+import pytest
+import soundfile
+import torch
+
+from seq2seq.config import from_dict, to_dict
+from seq2seq.data.manifest import Utterance, write_manifest
+from seq2seq.experiments import TTSExperimentConfig
+from seq2seq.models.tts import TTSModel
+from seq2seq.nn.transformer import TransformerConfig
+from seq2seq.package import PackageError, save_package
+from seq2seq.synthesis import load_tts_package, synthesize, synthesize_texts
+from seq2seq.text import CharTokenizer
+from seq2seq.tts_evaluation import dtw_path, evaluate_tts, mcd_and_l1, mel_cepstra
+
+N_MELS = 20
+TEXTS = ["a cab", "bad cab ab"]
+
+
+@pytest.fixture(scope="module")
+def package_dir(tmp_path_factory):
+    """A tiny untrained TTS package (20 mel bands, r = 2, short maximum length)."""
+    root = tmp_path_factory.mktemp("tts")
+    tokenizer = CharTokenizer.build(TEXTS)
+    tokenizer.save(root / "tokenizer")
+    stack = {"num_layers": 1, "d_model": 16, "num_heads": 2, "ffn_dim": 32}
+    experiment = from_dict(
+        TTSExperimentConfig,
+        {
+            "data": {"features": {"n_mels": N_MELS}},
+            "model": {
+                "vocab_size": tokenizer.vocab_size,
+                "n_mels": N_MELS,
+                "reduction_factor": 2,
+                "embedding_dim": 8,
+                "encoder_prenet_channels": 8,
+                "decoder_prenet_dim": 8,
+                "postnet_channels": 8,
+                "encoder": stack,
+                "decoder": stack,
+                "alignment_heads": [0],
+            },
+            "inference": {"max_length_ratio": 3.0, "stop_threshold": 0.99, "griffin_lim_iterations": 2},
+        },
+    )
+    torch.manual_seed(0)
+    model = TTSModel(experiment.model)
+    return save_package(root / "package", "tts", to_dict(experiment), model.state_dict(), root / "tokenizer")
+
+
+def test_synthesize_writes_every_output(package_dir, tmp_path):
+    assert synthesize(package_dir, TEXTS, tmp_path) == 0
+    entries = [json.loads(line) for line in (tmp_path / "synthesized.jsonl").read_text().splitlines()]
+    assert [e["text"] for e in entries] == TEXTS
+    for entry in entries:
+        stem = tmp_path / entry["name"]
+        mel = np.load(stem.with_suffix(".npy"))
+        assert mel.shape == (entry["frames"], N_MELS) and mel.dtype == np.float32
+        tensor = torch.load(stem.with_suffix(".pt"), weights_only=True)
+        assert type(tensor) is torch.Tensor and np.allclose(tensor.numpy(), mel)
+        assert stem.with_suffix(".png").stat().st_size > 1000
+        audio, rate = soundfile.read(stem.with_suffix(".wav"))
+        assert rate == 16000 and len(audio) > 0
+
+
+def test_unrepresentable_text_is_reported_and_skipped(package_dir, tmp_path, caplog):
+    with caplog.at_level(logging.ERROR):
+        assert synthesize(package_dir, ["a cab", "zebra 9"], tmp_path) == 1
+    assert "sentence 2" in caplog.text and "'9'" in caplog.text and "'z'" in caplog.text
+    names = [json.loads(line)["name"] for line in (tmp_path / "synthesized.jsonl").read_text().splitlines()]
+    assert names == ["0001"]
+
+
+def test_batched_synthesis_is_reproducible_with_a_seed(package_dir):
+    package = load_tts_package(package_dir)
+    first, second = (synthesize_texts(package, TEXTS, seed=5) for _ in range(2))
+    for a, b in zip(first, second):
+        assert torch.equal(a.mel, b.mel)
+        assert a.alignment.shape == (-(-a.mel.shape[0] // 2), len(package.tokenizer.encode(a.text)))
+
+
+def test_an_asr_package_is_refused(package_dir, tmp_path):
+    config = json.loads((package_dir / "config.json").read_text())
+    (tmp_path / "fake").mkdir()
+    for name in ("model.safetensors", "tokenizer"):
+        (tmp_path / "fake" / name).symlink_to(package_dir / name)
+    (tmp_path / "fake" / "config.json").write_text(json.dumps({**config, "task": "asr"}))
+    with pytest.raises(PackageError):
+        load_tts_package(tmp_path / "fake")
+
+
+def test_dtw_path_is_optimal_on_small_matrices():
+    rng = np.random.default_rng(0)
+    cost = rng.random((5, 4))
+
+    def best(i, j):  # brute-force recursion
+        if i == 0 and j == 0:
+            return cost[0, 0]
+        options = [best(a, b) for a, b in ((i - 1, j), (i, j - 1), (i - 1, j - 1)) if a >= 0 and b >= 0]
+        return cost[i, j] + min(options)
+
+    rows, cols = dtw_path(cost)
+    assert rows[0] == cols[0] == 0 and rows[-1] == 4 and cols[-1] == 3
+    assert np.all(np.diff(rows) >= 0) and np.all(np.diff(cols) >= 0)
+    assert np.isclose(cost[rows, cols].sum(), best(4, 3))
+
+
+def test_mcd_is_zero_for_identical_and_time_stretched_mels_and_grows_with_error():
+    rng = np.random.default_rng(0)
+    reference = rng.normal(size=(30, N_MELS))
+    assert mcd_and_l1(reference, reference) == (0.0, 0.0)
+    stretched = np.repeat(reference, 2, axis=0)  # same content, twice as slow
+    assert mcd_and_l1(stretched, reference)[0] < 1e-9
+    small, large = (
+        mcd_and_l1(reference + rng.normal(scale=s, size=reference.shape), reference)[0] for s in (0.1, 1)
+    )
+    assert 0 < small < large
+    # c0 (energy) is excluded: a constant gain changes nothing.
+    assert np.allclose(mel_cepstra(reference + 3.0), mel_cepstra(reference))
+
+
+def test_evaluate_tts_end_to_end_with_an_asr_package(package_dir, tmp_path):
+    rate, utterances = 16000, []
+    for i, text in enumerate(TEXTS):
+        wave = 0.1 * np.sin(2 * np.pi * 220 * (i + 1) * np.arange(rate // 4) / rate)
+        soundfile.write(tmp_path / f"{i}.wav", wave, rate)
+        utterances.append(Utterance(str(tmp_path / f"{i}.wav"), 0.25, text, id=str(i)))
+    manifest = write_manifest(tmp_path / "test.jsonl", utterances)
+    asr_dir = _tiny_asr_package(tmp_path)
+    result = evaluate_tts(package_dir, manifest, asr_dir)
+    assert result.sentences == 2
+    for value in dataclasses.astuple(result)[1:]:
+        assert np.isfinite(value)
+
+
+def _tiny_asr_package(root):
+    from seq2seq.experiments import ASRExperimentConfig
+    from seq2seq.models.asr import ASRModel
+
+    tokenizer = CharTokenizer.build(TEXTS)
+    tokenizer.save(root / "asr_tokenizer")
+    stack = dataclasses.asdict(TransformerConfig(num_layers=1, d_model=16, num_heads=2, ffn_dim=32))
+    experiment = from_dict(
+        ASRExperimentConfig,
+        {
+            "model": {
+                "vocab_size": tokenizer.vocab_size,
+                "conv_channels": 4,
+                "encoder": stack,
+                "decoder": stack,
+            },
+            "decoding": {"max_length_ratio": 0.5},
+        },
+    )
+    model = ASRModel(experiment.model)
+    return save_package(root / "asr", "asr", to_dict(experiment), model.state_dict(), root / "asr_tokenizer")
