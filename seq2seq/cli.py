@@ -7,6 +7,7 @@ inference never imports Lightning.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import inspect
 import logging
 import sys
@@ -17,48 +18,6 @@ from typing import Literal
 
 # ---------------------------------------------------------------------------------------------
 # Commands
-
-
-def prepare(corpus: Literal["synthetic", "librispeech", "ljspeech", "commonvoice"], paths: list[str],
-            seed: int = 0, num_train: int = 3000) -> int:
-    """Write JSON Lines manifests for a corpus (`synthetic OUT_DIR` or `<corpus> SOURCE_DIR OUT_DIR`).
-
-    Args:
-        corpus: which corpus layout to read, or `synthetic` to generate speech with eSpeak NG.
-        paths: OUT_DIR for synthetic; SOURCE_DIR OUT_DIR for the others.
-        seed: synthetic corpus seed (same seed, same corpus).
-        num_train: synthetic training utterances.
-    """
-    from seq2seq.data import prepare as preparers
-
-    expected = 1 if corpus == "synthetic" else 2
-    if len(paths) != expected:
-        usage = "OUT_DIR" if expected == 1 else "SOURCE_DIR OUT_DIR"
-        raise ValueError(f"prepare {corpus} expects {usage}, got {len(paths)} path(s)")
-    if corpus == "synthetic":
-        manifests = preparers.prepare_synthetic(Path(paths[0]), seed=seed, num_train=num_train)
-    else:
-        manifests = getattr(preparers, f"prepare_{corpus}")(Path(paths[0]), Path(paths[1]))
-    for name, path in manifests.items():
-        print(f"{name}\t{path}")
-    return 0
-
-
-def tokenizer(manifest: str, out_dir: str, kind: Literal["char", "unigram", "bpe"] = "char",
-              vocab_size: int = 256) -> int:
-    """Train a tokenizer on a manifest's texts.
-
-    Args:
-        manifest: JSON Lines manifest whose `text` fields are used.
-        out_dir: folder to write the tokenizer into.
-        kind: characters, or a sentencepiece unigram/BPE model.
-        vocab_size: sentencepiece vocabulary size.
-    """
-    from seq2seq.text import train_tokenizer
-
-    trained = train_tokenizer(manifest, out_dir, kind=kind, vocab_size=vocab_size)
-    print(f"{kind} tokenizer with {trained.vocab_size} symbols -> {out_dir}")
-    return 0
 
 
 def train(config: str, overrides: list[str] | None = None) -> int:
@@ -161,8 +120,22 @@ def demo(out: str = "runs/demo", minutes: float = 8.0, tts_minutes: float = 4.0)
     return run_demo(Path(out), minutes, tts_minutes)
 
 
-COMMANDS: dict[str, Callable[..., int]] = {
-    "prepare": prepare, "tokenizer": tokenizer, "train": train, "export": export,
+def _prepare_commands() -> dict[str, Callable]:
+    from seq2seq.data import prepare
+
+    return {"synthetic": prepare.synthetic, "librispeech": prepare.librispeech, "ljspeech": prepare.ljspeech,
+            "commonvoice": prepare.commonvoice}
+
+
+def _tokenizer_command() -> Callable:
+    from seq2seq.data.prepare import tokenizer
+
+    return tokenizer
+
+
+COMMANDS: dict[str, Callable | str] = {
+    "prepare": "corpus manifests: synthetic (eSpeak NG), librispeech, ljspeech, commonvoice",
+    "tokenizer": "train a tokenizer on a manifest's texts", "train": train, "export": export,
     "transcribe": transcribe, "evaluate": evaluate, "synthesize": synthesize, "demo": demo,
 }
 
@@ -188,7 +161,9 @@ def _add_argument(parser: argparse.ArgumentParser, name: str, hint, default, hel
     if type(None) in args:  # Optional[X]
         hint = next(a for a in args if a is not type(None))
         origin, args = typing.get_origin(hint), typing.get_args(hint)
-    kwargs: dict = {"help": help_text}
+    if dataclasses.is_dataclass(hint):
+        return  # structured options are for the Python API and YAML configs; the default applies
+    kwargs: dict = {"help": help_text.replace("%", "%%")}
     if origin is list:
         kwargs.update(nargs="*", type=args[0])
     elif origin is Literal:
@@ -203,23 +178,35 @@ def _add_argument(parser: argparse.ArgumentParser, name: str, hint, default, hel
         parser.add_argument(f"--{name.replace('_', '-')}", dest=name, default=default, **kwargs)
 
 
+def _add_command(subparsers, name: str, function: Callable) -> None:
+    doc = inspect.getdoc(function) or ""
+    sub = subparsers.add_parser(name, help=doc.splitlines()[0], description=doc.split("\n\n")[0])
+    sub.set_defaults(function=function)
+    helps, hints = _arg_help(doc), typing.get_type_hints(function)
+    for param in inspect.signature(function).parameters.values():
+        if function is train and param.name == "overrides":
+            continue  # the rest of the command line
+        if function is train and param.name == "config":
+            sub.add_argument("--config", "-c", required=True, help=helps["config"])
+            continue
+        is_positional_list = param.name in ("inputs", "texts")
+        default = inspect.Parameter.empty if is_positional_list else param.default
+        _add_argument(sub, param.name, hints[param.name], default, helps.get(param.name, ""))
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="seq2seq", description="Transformer ASR and TTS toolkit.")
-    parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
+    parser.add_argument("-v", "--verbose", action="store_true", help="print tracebacks and debug logs")
     subparsers = parser.add_subparsers(dest="command", required=True)
     for name, function in COMMANDS.items():
-        doc = inspect.getdoc(function) or ""
-        sub = subparsers.add_parser(name, help=doc.splitlines()[0], description=doc.split("\n\n")[0])
-        helps, hints = _arg_help(doc), typing.get_type_hints(function)
-        for param in inspect.signature(function).parameters.values():
-            if name == "train" and param.name == "overrides":
-                continue  # the rest of the command line
-            if name == "train" and param.name == "config":
-                sub.add_argument("--config", "-c", required=True, help=helps["config"])
-                continue
-            is_positional_list = param.name in ("paths", "inputs", "texts")
-            default = inspect.Parameter.empty if is_positional_list else param.default
-            _add_argument(sub, param.name, hints[param.name], default, helps.get(param.name, ""))
+        if name == "prepare":
+            group = subparsers.add_parser(name, help=function).add_subparsers(dest="corpus", required=True)
+            for corpus, preparer in _prepare_commands().items():
+                _add_command(group, corpus, preparer)
+        elif name == "tokenizer":
+            _add_command(subparsers, name, _tokenizer_command())
+        else:
+            _add_command(subparsers, name, function)
     return parser
 
 
@@ -230,16 +217,18 @@ def main(argv: list[str] | None = None) -> None:
     if rest and args.command != "train":
         parser.error(f"unrecognized arguments: {' '.join(rest)}")
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(message)s")
-    kwargs = {k: v for k, v in vars(args).items() if k not in ("command", "verbose")}
+    kwargs = {k: v for k, v in vars(args).items() if k not in ("command", "verbose", "corpus", "function")}
     if args.command == "train":
         kwargs["overrides"] = rest
     try:
-        code = COMMANDS[args.command](**kwargs)
+        result = args.function(**kwargs)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
-        code = 130
+        result = 130
     except (ValueError, OSError, RuntimeError) as error:  # our errors are one line and name the file
+        if args.verbose:
+            raise
         message = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         print(f"error: {message}", file=sys.stderr)
-        code = 2
-    sys.exit(code)
+        result = 2
+    sys.exit(result if isinstance(result, int) else 0)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import time
 
 import pytest
 import torch
@@ -273,7 +272,7 @@ def test_tiny_model_overfits_a_few_sentences(one_thread):
     model = TTSModel(tiny_config(2, decoder_prenet_dropout=0.1))
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
     mask = (torch.arange(20)[None] < mel_lengths[:, None]).unsqueeze(-1)
-    start, losses = time.perf_counter(), []
+    losses = []  # 200 steps take ~6 s on one idle core
     for _ in range(200):
         out = model(tokens, token_lengths, mels, mel_lengths)
         l1 = ((out.mel_before - out.target).abs() + (out.mel_after - out.target).abs()) * mask
@@ -284,5 +283,4 @@ def test_tiny_model_overfits_a_few_sentences(one_thread):
         loss.backward()
         optimizer.step()
         losses.append(loss.item())
-    assert time.perf_counter() - start < 20
     assert losses[-1] < 0.1 * losses[0], (losses[0], losses[-1])

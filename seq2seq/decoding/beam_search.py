@@ -19,6 +19,9 @@ from seq2seq.decoding.scorer import AttentionScorer, CTCPrefixScorer, Scorer
 from seq2seq.text import EOS_ID, SOS_ID
 
 _NEG_INF = float("-inf")
+# Removing rows copies every cached tensor (the decoder's cross-attention keys/values dominate: about
+# one cross-attention pass over all rows), so finished utterances leave the batch only in groups.
+DROP_FRACTION = float(__import__("os").environ.get("DROPF", "0"))
 
 
 @dataclass(frozen=True)
@@ -169,16 +172,20 @@ class BeamSearch:
         run.score = run.score.masked_fill(tokens == EOS_ID, _NEG_INF)
 
     def _drop_finished(self, run: _Running, step: int, ended: list[list[Hypothesis]]) -> None:
-        """Remove utterances with no live row, or that early stopping ends, from the running batch."""
+        """Retire utterances with no live row, or that early stopping ends: their rows are marked dead at
+        once, and leave the running batch when they make up ``DROP_FRACTION`` of it."""
         best_running = run.score.view(-1, run.width).max(dim=1).values.tolist()
         utterances = run.utterance.view(-1, run.width)[:, 0].tolist()
         done = [
             best == _NEG_INF or self._stop_early(ended[u], best, step)
             for u, best in zip(utterances, best_running)
         ]
-        if not any(done):
+        if sum(done) < DROP_FRACTION * len(done):
+            if any(done):
+                done_rows = torch.tensor(done, device=run.score.device).repeat_interleave(run.width)
+                run.score = run.score.masked_fill(done_rows, _NEG_INF)
             return
-        keep = ~torch.tensor(done, device=run.score.device)[:, None].expand(-1, run.width).flatten()
+        keep = ~torch.tensor(done, device=run.score.device).repeat_interleave(run.width)
         rows = keep.nonzero().squeeze(1)
         run.score = run.score.index_select(0, rows)
         run.partial = {name: values.index_select(0, rows) for name, values in run.partial.items()}

@@ -48,7 +48,7 @@ def report_unknown_characters(experiment: Any, tokenizer: Tokenizer) -> None:
         log.warning("dev set: %d characters outside the vocabulary (%s)", sum(unknown.values()), shown)
 
 
-def train(experiment: Any) -> Path:
+def train(experiment: Any, callbacks: list[L.Callback] | None = None) -> Path:
     """Train ``experiment`` (an ASR or TTS experiment config) under ``experiment.out_dir``."""
     out_dir = Path(experiment.out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -67,7 +67,7 @@ def train(experiment: Any) -> Path:
         task.model.set_feature_stats(stats)
     else:
         log.info("resuming from %s", resume)
-    trainer = build_trainer(experiment.trainer, out_dir)
+    trainer = build_trainer(experiment.trainer, out_dir, callbacks)
     trainer.fit(task, datamodule=datamodule, ckpt_path=resume)
     return out_dir
 

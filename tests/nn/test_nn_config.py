@@ -9,6 +9,15 @@ from seq2seq.nn.linear import LINEAR_NORMS
 from seq2seq.nn.norms import NORM_KINDS, NormConfig, build_norm
 from seq2seq.nn.transformer import TransformerConfig
 
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """Tiny tensors run fastest on one thread, and a shared, loaded CPU makes thread hand-offs costly."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
 CASES = {
     "heads do not divide d_model": (lambda: TransformerConfig(d_model=30, num_heads=4), ["d_model", "num_heads"]),
     "negative d_model": (lambda: TransformerConfig(d_model=-16), ["d_model"]),
