@@ -54,7 +54,8 @@ def make_batch(batch: int, min_frames: int, max_frames: int, seed: int):
 
 def timed(fn) -> tuple[float, float, object]:
     """(wall-clock seconds, process CPU seconds, result). CPU time is the steadier number on a shared
-    machine: it does not count time spent waiting for a core."""
+    machine: it does not count time spent waiting for a core.
+    """
     wall, cpu = time.perf_counter(), time.process_time()
     result = fn()
     return time.perf_counter() - wall, time.process_time() - cpu, result
@@ -95,28 +96,31 @@ def search_rows(model, features, lengths, beams, ratio: float) -> list[dict]:
 
 
 @torch.inference_mode()
-def step_costs(model, features, lengths, rows: int, positions: list[int]) -> list[dict]:
-    """Seconds for the decoder to produce token ``U``: one cached step vs a full pass over ``U`` tokens."""
+def step_costs(model, features, lengths, rows: int, positions: list[int], window: int = 5) -> list[dict]:
+    """Cost of producing token ``U``: a cached step (mean of the ``window`` steps up to ``U``) against a
+    full pass over ``U`` tokens, for ``rows`` hypotheses (utterances repeated as a beam would).
+    """
     memory, memory_lengths = model.encode(features, lengths)
     repeat = torch.arange(memory.shape[0]).repeat_interleave(rows // memory.shape[0])
     memory, memory_lengths = memory[repeat], memory_lengths[repeat]
     generator = torch.Generator().manual_seed(0)
     tokens = torch.randint(5, model.config.vocab_size, (len(repeat), max(positions)), generator=generator)
     tokens[:, 0] = SOS_ID
-    cache, results = model.new_cache(), []
+    cache, steps, results = model.new_cache(), [], []
     for u in range(1, max(positions) + 1):
-        start = time.perf_counter()
-        model.decode(tokens[:, u - 1 : u], memory, memory_lengths, cache)
-        cached = time.perf_counter() - start
+        steps.append(timed(lambda n=u: model.decode(tokens[:, n - 1 : n], memory, memory_lengths, cache))[:2])
         if u in positions:
-            full, _, _ = timed(lambda n=u: model.decode(tokens[:, :n], memory, memory_lengths))
+            wall, cpu, _ = timed(lambda n=u: model.decode(tokens[:, :n], memory, memory_lengths))
+            cached_wall, cached_cpu = (sum(t) / len(steps[-window:]) for t in zip(*steps[-window:]))
             results.append(
                 dict(
                     tokens=u,
                     rows=len(repeat),
-                    cached_step_seconds=cached,
-                    uncached_step_seconds=full,
-                    speedup=full / cached,
+                    cached_step_seconds=cached_wall,
+                    cached_step_cpu_seconds=cached_cpu,
+                    uncached_step_seconds=wall,
+                    uncached_step_cpu_seconds=cpu,
+                    cpu_speedup=cpu / cached_cpu,
                 )
             )
     return results
@@ -130,11 +134,14 @@ def print_tables(search: list[dict], steps: list[dict]) -> None:
             f"{r['real_time_factor']:>8.4f}{r['tokens_per_second']:>10.1f}"
             f"{r['cpu_seconds_per_utterance']:>11.3f}"
         )
-    print(f"\n{'tokens':>7}{'rows':>6}{'cached ms':>11}{'uncached ms':>13}{'speedup':>9}")
+    print(
+        f"\n{'tokens':>7}{'rows':>6}{'cached ms':>11}{'uncached ms':>13}{'CPU ms cached':>15}{'uncached':>10}"
+    )
     for r in steps:
         print(
-            f"{r['tokens']:>7}{r['rows']:>6}{1e3 * r['cached_step_seconds']:>11.2f}"
-            f"{1e3 * r['uncached_step_seconds']:>13.2f}{r['speedup']:>9.1f}"
+            f"{r['tokens']:>7}{r['rows']:>6}{1e3 * r['cached_step_seconds']:>11.1f}"
+            f"{1e3 * r['uncached_step_seconds']:>13.1f}{1e3 * r['cached_step_cpu_seconds']:>15.1f}"
+            f"{1e3 * r['uncached_step_cpu_seconds']:>10.1f}"
         )
 
 

@@ -57,14 +57,16 @@ def read_texts(texts: list[str], text_file: str | Path | None = None) -> list[st
     return sentences
 
 
-def unrepresentable(package: ModelPackage, texts: list[str]) -> list[str]:
-    """One line per sentence with characters the tokenizer cannot represent (they would become UNK)."""
-    problems = []
+def unrepresentable(package: ModelPackage, texts: list[str]) -> dict[int, str]:
+    """Sentence index -> one line naming the characters the tokenizer cannot represent (would become UNK)."""
+    problems = {}
     for index, text in enumerate(texts):
         unknown = package.tokenizer.unknown_characters(text)
         if unknown:
             shown = ", ".join(repr(c) for c in sorted(unknown))
-            problems.append(f"sentence {index + 1} {text[:40]!r}: characters outside the vocabulary: {shown}")
+            problems[index] = (
+                f"sentence {index + 1} {text[:40]!r}: characters outside the vocabulary: {shown}"
+            )
     return problems
 
 
@@ -162,24 +164,21 @@ def synthesize(
     package = load_tts_package(model_dir, device)
     sentences = read_texts(texts, text_file)
     problems = unrepresentable(package, sentences)
-    for line in problems:
+    for line in problems.values():
         log.error("%s", line)
-    bad = {int(line.split()[1]) - 1 for line in problems}
-    keep = [i for i in range(len(sentences)) if i not in bad]
+    keep = [i for i in range(len(sentences)) if i not in problems]
     if not keep:
         log.error("nothing to synthesize")
         return 1
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
-    items = synthesize_texts(
-        package, [sentences[i] for i in keep], [f"{i + 1:04d}" for i in keep], batch_size, seed
-    )
+    names = [f"{i + 1:04d}" for i in keep]
+    items = synthesize_texts(package, [sentences[i] for i in keep], names, batch_size, seed)
     entries = [write_outputs(item, out_dir, package) for item in items]
-    elapsed = time.perf_counter() - start
+    elapsed, audio_seconds = time.perf_counter() - start, sum(e["seconds"] for e in entries)
     with open(out_dir / "synthesized.jsonl", "w", encoding="utf-8") as index:
         index.writelines(json.dumps(entry, ensure_ascii=False) + "\n" for entry in entries)
-    audio_seconds = sum(e["seconds"] for e in entries)
     log.info(
         "%d sentences, %.1f s of audio in %.1f s (RTF %.2f incl. Griffin-Lim) -> %s",
         len(entries),

@@ -7,10 +7,13 @@ Metrics, all against the reference recording of each sentence:
 * ``mel_l1_dtw``: mean |log-mel error| of free-running synthesis along the DTW path found for MCD.
 * ``mcd_dtw``: mel-cepstral distortion in dB, ``(10 / ln 10) * sqrt(2 * sum_d (c_d - c'_d)^2)`` averaged
   over the frames of the DTW path between synthesis and reference (lengths differ, so frames are
-  aligned by dynamic time warping on that same distance). The cepstra are the DCT-II (orthonormal)
-  of the log *amplitude* mel spectrum (half the log power), coefficients 1..``n_cepstra`` (c0, the
-  energy, excluded). This is MFCC-style MCD, not SPTK mel-generalized cepstra: compare numbers across
-  runs of this toolkit, not with papers.
+  aligned by dynamic time warping on that same distance). The cepstra are the real cepstrum of the
+  log *amplitude* mel spectrum (half the natural-log power) taken as a spectrum on the mel axis:
+  ``c_n = (1/M) sum_m L_m cos(pi n (m + 1/2) / M)`` over the M bands, coefficients 1..``n_cepstra``
+  (c0, the energy, excluded). This scaling is that of a true cepstrum (as SPTK's), not the
+  orthonormal DCT of MFCC code, which would inflate MCD by ``sqrt(2M)``; it is still not SPTK's
+  all-pass warped mel-cepstrum of the linear spectrum, so compare numbers across runs of this
+  toolkit rather than with papers.
 * ``cer_synthesized``: an ASR model package transcribes the Griffin-Lim audio of the synthesis;
   ``cer_vocoded_reference`` does the same for Griffin-Lim of the reference mels (the vocoder's own
   damage) and ``cer_reference`` for the recordings themselves (the recognizer's floor).
@@ -39,7 +42,7 @@ def mel_cepstra(log_mel: np.ndarray, n_cepstra: int = 24) -> np.ndarray:
     """(T, n_mels) natural-log power mel -> (T, n_cepstra) cepstra c1..c_n (c0 dropped)."""
     n_mels = log_mel.shape[1]
     k = np.arange(n_mels)
-    basis = np.cos(np.pi / n_mels * (k[None, :] + 0.5) * np.arange(n_mels)[:, None]) * math.sqrt(2.0 / n_mels)
+    basis = np.cos(np.pi / n_mels * (k[None, :] + 0.5) * np.arange(n_mels)[:, None]) / n_mels
     return (0.5 * log_mel) @ basis[1 : n_cepstra + 1].T
 
 

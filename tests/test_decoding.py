@@ -1,9 +1,12 @@
 """Decoding specifications: greedy = beam 1, beam search is exact with a wide beam, cache = full pass,
-batch invariance, CTC prefix scores match torch's CTC loss, n-best ordering."""
+batch invariance, CTC prefix scores match torch's CTC loss, n-best ordering.
+"""
 
 from __future__ import annotations
 
 import itertools
+import subprocess
+import sys
 from types import SimpleNamespace
 
 import pytest
@@ -14,6 +17,7 @@ from seq2seq.decoding import (
     AttentionScorer,
     CTCPrefixScorer,
     DecodingConfig,
+    Hypothesis,
     beam_search,
     ctc_greedy,
     decode_batch,
@@ -271,8 +275,6 @@ def test_length_rewards_lengthen_outputs():
 
 
 def test_end_detect_needs_three_hopeless_lengths():
-    from seq2seq.decoding import Hypothesis
-
     hyps = [Hypothesis([5], -1.0, None, None)] + [Hypothesis([5] * n, -20.0, None, None) for n in (3, 4, 5)]
     assert end_detect(hyps, 5)
     assert not end_detect(hyps, 6)  # no hypothesis ended at length 6
@@ -301,3 +303,8 @@ def test_bound_early_stop_refuses_length_rewards():
     with pytest.raises(ValueError, match="early_stop"):
         DecodingConfig(length_penalty=1.0)
     assert DecodingConfig(beam_size=10, pre_beam_ratio=1.5).pre_beam_size == 15
+
+
+def test_decoding_does_not_import_lightning():
+    code = "import sys, seq2seq.decoding; assert not any(m.startswith('lightning') for m in sys.modules)"
+    subprocess.run([sys.executable, "-c", code], check=True)

@@ -16,6 +16,15 @@ from seq2seq.nn.tts_blocks import DecoderPrenet, EncoderPrenet, Postnet
 N_MELS = 6
 
 
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Tiny models run fastest on one thread; more only contend on a shared CPU."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 def tiny_config(reduction_factor: int = 1, dropout: float = 0.0, **overrides) -> TTSModelConfig:
     stack = TransformerConfig(num_layers=2, d_model=16, num_heads=2, ffn_dim=32, dropout=dropout)
     fields = dict(
@@ -249,16 +258,7 @@ def test_config_validation_and_dict_fields():
     assert TTSModelConfig(**dataclasses.asdict(config)) == config  # round-trips through JSON-like dicts
 
 
-@pytest.fixture
-def one_thread():
-    """Tiny models run fastest on one thread; more only contend on a shared CPU."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-def test_tiny_model_overfits_a_few_sentences(one_thread):
+def test_tiny_model_overfits_a_few_sentences():
     torch.manual_seed(0)
     frames = torch.arange(20, dtype=torch.float32)
     mels = torch.stack(

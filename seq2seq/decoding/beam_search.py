@@ -21,7 +21,8 @@ from seq2seq.text import EOS_ID, SOS_ID
 _NEG_INF = float("-inf")
 # Removing rows copies every cached tensor (the decoder's cross-attention keys/values dominate: about
 # one cross-attention pass over all rows), so finished utterances leave the batch only in groups.
-DROP_FRACTION = float(__import__("os").environ.get("DROPF", "0"))
+# A third balanced the two on the benchmark (dropping at once: +7% decoding time).
+DROP_FRACTION = 1 / 3
 
 
 @dataclass(frozen=True)
@@ -82,7 +83,9 @@ class BeamSearch:
         self.scorers, self.weights, self.config = scorers, weights, config
         self.full = [name for name, s in scorers.items() if not getattr(s, "partial", False)]
 
-    def __call__(self, memory: torch.Tensor, memory_lengths: torch.Tensor, vocab_size: int):
+    def __call__(
+        self, memory: torch.Tensor, memory_lengths: torch.Tensor, vocab_size: int
+    ) -> list[list[Hypothesis]]:
         """memory: (B, S, D), memory_lengths: (B,) -> per utterance up to ``nbest`` hypotheses, best first."""
         batch, device = memory.shape[0], memory.device
         max_len = max_lengths(memory_lengths, self.config.max_length_ratio)
@@ -173,7 +176,8 @@ class BeamSearch:
 
     def _drop_finished(self, run: _Running, step: int, ended: list[list[Hypothesis]]) -> None:
         """Retire utterances with no live row, or that early stopping ends: their rows are marked dead at
-        once, and leave the running batch when they make up ``DROP_FRACTION`` of it."""
+        once, and they leave the running batch when they make up ``DROP_FRACTION`` of it.
+        """
         best_running = run.score.view(-1, run.width).max(dim=1).values.tolist()
         utterances = run.utterance.view(-1, run.width)[:, 0].tolist()
         done = [
@@ -204,7 +208,8 @@ class BeamSearch:
 def end_detect(hyps: list[Hypothesis], length: int, recent: int = 3, margin: float = -10.0) -> bool:
     """ESPnet's ``end_detect``: True when, for each of the ``recent`` output lengths up to ``length``,
     some hypothesis ended there and the best of them scores more than ``-margin`` below the best ended
-    one (lengths count tokens without SOS/EOS)."""
+    one (lengths count tokens without SOS/EOS).
+    """
     if not hyps:
         return False
     best = max(h.score for h in hyps)
@@ -217,7 +222,8 @@ def end_detect(hyps: list[Hypothesis], length: int, recent: int = 3, margin: flo
 
 def build_scorers(model, config: DecodingConfig) -> tuple[dict[str, Scorer], dict[str, float]]:
     """The attention decoder and the CTC prefix scorer with weights ``1 - ctc_weight`` and ``ctc_weight``;
-    a scorer with weight 0 is left out so that it costs nothing."""
+    a scorer with weight 0 is left out so that it costs nothing.
+    """
     scorers: dict[str, Scorer] = {}
     weights = {"attention": 1.0 - config.ctc_weight, "ctc": config.ctc_weight}
     if weights["attention"] > 0:
@@ -228,7 +234,9 @@ def build_scorers(model, config: DecodingConfig) -> tuple[dict[str, Scorer], dic
 
 
 @torch.inference_mode()
-def beam_search(model, features: torch.Tensor, lengths: torch.Tensor, config: DecodingConfig):
+def beam_search(
+    model, features: torch.Tensor, lengths: torch.Tensor, config: DecodingConfig
+) -> list[list[Hypothesis]]:
     """Joint CTC/attention beam search over a batch of utterances.
 
     Args:
@@ -245,9 +253,12 @@ def beam_search(model, features: torch.Tensor, lengths: torch.Tensor, config: De
     return BeamSearch(scorers, weights, config)(memory, memory_lengths, model.config.vocab_size)
 
 
-def decode_batch(model, features: torch.Tensor, lengths: torch.Tensor, config: DecodingConfig):
+def decode_batch(
+    model, features: torch.Tensor, lengths: torch.Tensor, config: DecodingConfig
+) -> list[list[int]]:
     """Best token ids per utterance: greedy search when ``beam_size == 1`` and ``ctc_weight == 0``,
-    beam search otherwise."""
+    beam search otherwise.
+    """
     if config.beam_size == 1 and config.ctc_weight == 0.0:
         return greedy_search(model, features, lengths, config.max_length_ratio)
     return [hyps[0].tokens if hyps else [] for hyps in beam_search(model, features, lengths, config)]

@@ -23,7 +23,9 @@ def allowed_token_mask(vocab_size: int, device) -> torch.Tensor:
 
 
 @torch.inference_mode()
-def greedy_search(model, features: torch.Tensor, lengths: torch.Tensor, max_length_ratio: float = 1.0):
+def greedy_search(
+    model, features: torch.Tensor, lengths: torch.Tensor, max_length_ratio: float = 1.0
+) -> list[list[int]]:
     """Attention-decoder greedy search over a batch; finished utterances leave the running batch.
 
     Args:

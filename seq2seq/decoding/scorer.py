@@ -74,7 +74,10 @@ class AttentionScorer:
         return AttentionState(self.model.new_cache(), memory, memory_lengths, utterance)
 
     def score(self, tokens, state: AttentionState, candidates=None):
-        """tokens: (N, U) -> (N, V) float32 log-probs (or (N, K) gathered at ``candidates``)."""
+        """tokens: (N, U) -> (N, V) float32 log-probs (or (N, K) gathered at ``candidates``).
+
+        Only ``tokens[:, -1]`` is fed: the cache already holds the earlier positions.
+        """
         logits = self.model.decode(tokens[:, -1:], state.memory, state.memory_lengths, state.cache)
         scores = logits[:, -1].float().log_softmax(-1)
         return (scores if candidates is None else scores.gather(1, candidates)), state
@@ -155,21 +158,23 @@ class CTCPrefixScorer:
         r = blank.new_full((b, 2, t + 1), float("-inf"))
         r[:, 1, 0] = 0.0  # the empty prefix: probability 1 before the first frame...
         r[:, 1, 1:] = blank_cumsum  # ...then blanks only
-        utterance = torch.arange(b, device=log_probs.device)
-        last = torch.full((b,), -1, dtype=torch.long, device=log_probs.device)
         return CTCState(
-            log_probs.contiguous(),
-            blank,
-            blank_cumsum,
-            memory_lengths,
-            utterance,
-            r,
-            last,
-            blank.new_zeros(b),
+            log_probs=log_probs.contiguous(),
+            blank=blank,
+            blank_cumsum=blank_cumsum,
+            lengths=memory_lengths,
+            utterance=torch.arange(b, device=log_probs.device),
+            r=r,
+            last=torch.full((b,), -1, dtype=torch.long, device=log_probs.device),
+            psi=blank.new_zeros(b),  # log 1: every sequence starts with the empty prefix
         )
 
     def score(self, tokens, state: CTCState, candidates=None):
-        """candidates: (N, K), or None for all V -> (N, K) float64 increments of log psi."""
+        """candidates: (N, K), or None for all V -> (N, K) float64 increments of log psi.
+
+        The state is returned unchanged: prefix arrays are only computed for the extensions that
+        :meth:`select_state` keeps, not for all ``N × K`` candidates.
+        """
         n, v = state.utterance.shape[0], state.log_probs.shape[1]
         if candidates is None:
             candidates = torch.arange(v, device=state.r.device).expand(n, v)

@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from seq2seq.audio import GlobalCMVN
+from seq2seq.models.tts_decoding import BatchedSynthesis
 from seq2seq.nn.masking import lengths_to_mask
 from seq2seq.nn.norms import NormConfig
 from seq2seq.nn.positional import ScaledPositionalEncoding
@@ -29,9 +30,14 @@ def _tts_transformer() -> TransformerConfig:
     return TransformerConfig(num_layers=6, d_model=384, num_heads=4, ffn_dim=1536)
 
 
-def _check_fraction(name: str, value: float) -> None:
-    if not 0.0 <= value < 1.0:
-        raise ValueError(f"{name}={value} must be in [0, 1)")
+_NESTED = (
+    ("prenet_norm", NormConfig),
+    ("postnet_norm", NormConfig),
+    ("encoder", TransformerConfig),
+    ("decoder", TransformerConfig),
+)
+_POSITIVE = ("n_mels", "embedding_dim", "encoder_prenet_channels", "decoder_prenet_dim", "postnet_channels")
+_FRACTIONS = ("encoder_prenet_dropout", "decoder_prenet_dropout", "postnet_dropout", "positional_dropout")
 
 
 @dataclass(frozen=True)
@@ -92,12 +98,7 @@ class TTSModelConfig:
     alignment_heads: tuple[int, ...] = (0, 1)
 
     def __post_init__(self) -> None:
-        for name, kind in (
-            ("prenet_norm", NormConfig),
-            ("postnet_norm", NormConfig),
-            ("encoder", TransformerConfig),
-            ("decoder", TransformerConfig),
-        ):
+        for name, kind in _NESTED:
             if isinstance(getattr(self, name), dict):  # filled from YAML/JSON
                 object.__setattr__(self, name, kind(**getattr(self, name)))
         for name in ("alignment_layers", "alignment_heads"):
@@ -108,13 +109,15 @@ class TTSModelConfig:
             )
         if self.vocab_size < 6:
             raise ValueError(f"vocab_size={self.vocab_size} must be >= 6 (reserved ids included)")
-        for name in (
-            "n_mels",
-            "embedding_dim",
-            "encoder_prenet_channels",
-            "decoder_prenet_dim",
-            "postnet_channels",
-        ):
+        self._check_sizes()
+        if self.encoder.d_model != self.decoder.d_model:
+            raise ValueError(
+                f"encoder.d_model={self.encoder.d_model} must equal decoder.d_model={self.decoder.d_model}"
+            )
+        self._check_alignment()
+
+    def _check_sizes(self) -> None:
+        for name in _POSITIVE:
             if getattr(self, name) < 1:
                 raise ValueError(f"{name}={getattr(self, name)} must be >= 1")
         for name in ("encoder_prenet_layers", "decoder_prenet_layers"):
@@ -125,18 +128,9 @@ class TTSModelConfig:
         for name in ("encoder_prenet_kernel", "postnet_kernel"):
             if getattr(self, name) < 1 or getattr(self, name) % 2 == 0:
                 raise ValueError(f"{name}={getattr(self, name)} must be odd and positive")
-        for name in (
-            "encoder_prenet_dropout",
-            "decoder_prenet_dropout",
-            "postnet_dropout",
-            "positional_dropout",
-        ):
-            _check_fraction(name, getattr(self, name))
-        if self.encoder.d_model != self.decoder.d_model:
-            raise ValueError(
-                f"encoder.d_model={self.encoder.d_model} must equal decoder.d_model={self.decoder.d_model}"
-            )
-        self._check_alignment()
+        for name in _FRACTIONS:
+            if not 0.0 <= getattr(self, name) < 1.0:
+                raise ValueError(f"{name}={getattr(self, name)} must be in [0, 1)")
 
     def _check_alignment(self) -> None:
         layers, heads = self.decoder.num_layers, self.decoder.num_heads
@@ -299,7 +293,7 @@ class TTSModel(nn.Module):
     def new_cache(self) -> DecoderCache:
         return DecoderCache.empty(len(self.decoder.layers))
 
-    def _heads(self, hidden: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def output_heads(self, hidden: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """hidden: (B, 1, D) newest step -> frames (B, r, n_mels), stop logits (B, r), attention (B, S)."""
         b, r = hidden.shape[0], self.config.reduction_factor
         attention = self.attention_weights()[:, :, -1].mean(1)
@@ -333,7 +327,7 @@ class TTSModel(nn.Module):
         memory, memory_mask = self.encode(tokens, token_lengths)
         max_frames = torch.ceil(token_lengths * max_length_ratio).long().clamp(min=1)
         min_frames = torch.floor(token_lengths * min_length_ratio).long()
-        state = _Decoding(self, memory, memory_mask, min_frames, max_frames, use_cache, generator)
+        state = BatchedSynthesis(self, memory, memory_mask, min_frames, max_frames, use_cache, generator)
         step = 0
         while state.active.numel():
             state.step(step, stop_threshold)
@@ -341,76 +335,3 @@ class TTSModel(nn.Module):
         mels, lengths, alignments = state.result()
         mels = self.postnet(mels, lengths)
         return Synthesis(self.denormalize(mels, lengths), lengths, alignments)
-
-
-class _Decoding:
-    """State of one batched synthesis; rows leave the batch (and the KV cache) as their sentences end."""
-
-    def __init__(
-        self,
-        model: TTSModel,
-        memory: torch.Tensor,
-        memory_mask: torch.Tensor,
-        min_frames: torch.Tensor,
-        max_frames: torch.Tensor,
-        use_cache: bool,
-        generator: torch.Generator | None,
-    ):
-        self.model, self.r, self.generator = model, model.config.reduction_factor, generator
-        b, s, d = memory.shape
-        steps = -(-int(max_frames.max()) // self.r)
-        self.mels = memory.new_zeros(b, steps * self.r, model.config.n_mels)
-        self.alignments = memory.new_zeros(b, steps, s)
-        self.lengths = max_frames.clone()
-        # Per active row: what the next step needs.
-        self.active = torch.arange(b, device=memory.device)
-        self.memory, self.memory_mask = memory, memory_mask
-        self.min_frames, self.max_frames = min_frames, max_frames
-        self.previous = memory.new_zeros(b, model.config.n_mels)  # the "go" frame
-        self.cache = model.new_cache() if use_cache else None
-        self.prefix = memory.new_zeros(b, 0, d)  # prenet outputs so far (uncached mode recomputes them)
-
-    def step(self, k: int, stop_threshold: float) -> None:
-        """Decode step ``k`` for the active rows, record it, and drop the rows that ended."""
-        frames, stop_logits, attention = self._run(k)
-        rows = self.active
-        self.mels[rows, k * self.r : (k + 1) * self.r] = frames
-        self.alignments[rows, k] = attention
-        ends = self._ends(k, stop_logits, stop_threshold)
-        finished = ends > 0
-        self.lengths[rows[finished]] = ends[finished]
-        self.previous = frames[:, -1]
-        if finished.any():
-            self._keep((~finished).nonzero().squeeze(1))
-
-    def _run(self, k: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        model = self.model
-        x = model.decoder_prenet(self.previous[:, None], self.generator)
-        if self.cache is not None:
-            hidden = model.decoder(
-                model.decoder_position(x, k), None, self.memory, self.memory_mask, self.cache
-            )
-        else:
-            self.prefix = torch.cat([self.prefix, x], dim=1)
-            x = model.decoder_position(self.prefix)
-            hidden = model.decoder(x, None, self.memory, self.memory_mask)[:, -1:]
-        return model._heads(hidden)
-
-    def _ends(self, k: int, stop_logits: torch.Tensor, threshold: float) -> torch.Tensor:
-        """(B_active,) length of each sentence that ends in this step's r frames, else 0."""
-        length_if_stop = k * self.r + torch.arange(1, self.r + 1, device=stop_logits.device)
-        stop = (stop_logits.sigmoid() > threshold) & (length_if_stop >= self.min_frames[:, None])
-        stop |= length_if_stop >= self.max_frames[:, None]
-        return torch.where(stop.any(1), k * self.r + stop.int().argmax(1) + 1, 0)
-
-    def _keep(self, keep: torch.Tensor) -> None:
-        self.active = self.active[keep]
-        for name in ("memory", "memory_mask", "min_frames", "max_frames", "previous", "prefix"):
-            setattr(self, name, getattr(self, name).index_select(0, keep))
-        if self.cache is not None:
-            self.cache.select(keep)
-
-    def result(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Normalised mels (B, T, n_mels), lengths (B,), alignments (B, U, S), trimmed to the longest."""
-        frames = int(self.lengths.max())
-        return self.mels[:, :frames], self.lengths, self.alignments[:, : -(-frames // self.r)]

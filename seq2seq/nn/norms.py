@@ -117,8 +117,13 @@ class GroupNorm(nn.Module):
 
 
 def _zero_padding(x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
-    """Padded frames set to 0 with ``where``, not a multiply: inf or NaN there cannot leak (0 * inf = NaN)."""
-    return x if mask is None else torch.where(mask.unsqueeze(-1), x, 0.0)
+    """Padded frames set to 0.
+
+    A multiply by the float mask: on CPU it is several times faster than ``where`` with a broadcast
+    condition. Padding must therefore hold finite values (0 * inf is NaN); the models zero their padded
+    inputs and every norm here zeroes padded outputs.
+    """
+    return x if mask is None else x * mask.unsqueeze(-1).to(x.dtype)
 
 
 def _count(x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
@@ -143,11 +148,12 @@ def _global_moments(
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Mean, biased variance (D,) and frame count (scalar, 0 when nothing is valid) of all processes.
 
-    One pass for the sums and one all-reduce; ``vector_norm`` sums the squares without materialising them.
+    Sums of the zero-padded input and of its square (plain sums are far faster on CPU than ``var_mean``
+    or ``vector_norm`` over the outer dimensions), combined across processes by one all-reduce.
     """
     xm = _zero_padding(x, mask)
-    sum_sq = torch.linalg.vector_norm(xm, 2, dim=(0, 1)).square()
-    stats = global_sum(torch.cat([xm.sum((0, 1)), sum_sq, _count(x, mask)]))
+    sums = torch.cat([xm.sum((0, 1)), (xm * xm).sum((0, 1)), _count(x, mask)])
+    stats = global_sum(sums)
     dim = x.shape[-1]
     count = stats[-1]
     mean = stats[:dim] / count.clamp(min=1.0)
@@ -210,6 +216,39 @@ class _RunningStatsNorm(nn.Module):
         return self._affine(x, scale, self.bias - self.running_mean * scale, mask, dtype)
 
 
+class _BatchNormFunction(torch.autograd.Function):
+    """``y = weight * (r * x_hat + d) + bias`` on valid frames and 0 on padding, ``x_hat = (x - mean) * inv_std``.
+
+    ``mean``, ``inv_std`` and ``count`` are the statistics of the valid frames of the global batch,
+    computed without autograd; ``r`` and ``d`` are batch renorm's constants (None for plain batch norm).
+    The backward is written out, the gradient through the batch statistics included, so a step costs a
+    few passes over the data instead of an autograd node per elementwise operation. Its two channel sums
+    are all-reduced, so each process gets the gradient of the global batch; weight and bias gradients stay
+    local (data-parallel training sums those).
+    """
+
+    @staticmethod
+    def forward(ctx, x, mask, weight, bias, mean, inv_std, count, r=None, d=None):
+        gain = weight * inv_std if r is None else weight * r * inv_std
+        shift = bias - mean * gain if d is None else bias + weight * d - mean * gain
+        ctx.save_for_backward(x, mask, weight, mean, inv_std, count, r, d)
+        return _zero_padding(torch.addcmul(shift, x, gain), mask)
+
+    @staticmethod
+    def backward(ctx, grad_y):
+        x, mask, weight, mean, inv_std, count, r, d = ctx.saved_tensors
+        g = _zero_padding(grad_y, mask)
+        x_hat = torch.addcmul(-mean * inv_std, x, inv_std)
+        sum_g, sum_g_xhat = g.sum((0, 1)), (g * x_hat).sum((0, 1))
+        grad_weight = sum_g_xhat if r is None else r * sum_g_xhat + d * sum_g
+        global_g, global_g_xhat = global_sum(torch.cat([sum_g, sum_g_xhat])).chunk(2)
+        gain = weight * inv_std if r is None else weight * r * inv_std
+        n = count.clamp(min=1.0)
+        # dx = gain * (g - mean(g) - x_hat * mean(g * x_hat)), means over the valid frames of all processes
+        grad_x = torch.addcmul(-gain * global_g / n, g, gain).addcmul_(x_hat, -gain * global_g_xhat / n)
+        return _zero_padding(grad_x, mask), None, grad_weight, sum_g, None, None, None, None, None
+
+
 class MaskedBatchNorm(_RunningStatsNorm):
     """Batch norm over the valid frames of the (global) batch."""
 
@@ -219,10 +258,11 @@ class MaskedBatchNorm(_RunningStatsNorm):
             x = x.float()  # no copy when already float32
             if not self.training:
                 return self._eval_forward(x, mask, dtype)
-            mean, var, count = _global_moments(x, mask)
+            with torch.no_grad():  # _BatchNormFunction differentiates through the statistics itself
+                mean, var, count = _global_moments(x, mask)
             self._update_running(mean, var, count)
-            scale = self.weight * torch.rsqrt(var + self.eps)
-            return self._affine(x, scale, self.bias - mean * scale, mask, dtype)
+            inv_std = torch.rsqrt(var + self.eps)
+            return _BatchNormFunction.apply(x, mask, self.weight, self.bias, mean, inv_std, count).to(dtype)
 
 
 class BatchRenorm(_RunningStatsNorm):
@@ -243,16 +283,17 @@ class BatchRenorm(_RunningStatsNorm):
             x = x.float()
             if not self.training:
                 return self._eval_forward(x, mask, dtype)
-            mean, var, count = _global_moments(x, mask)
-            inv_std = torch.rsqrt(var + self.eps)
-            r, d = torch.ones_like(var), torch.zeros_like(var)
-            if int(self.num_batches_tracked) >= self.warmup_steps:
-                running_std = torch.sqrt(self.running_var + self.eps)
-                r = (torch.reciprocal(inv_std.detach()) / running_std).clamp(1 / self.r_max, self.r_max)
-                d = ((mean.detach() - self.running_mean) / running_std).clamp(-self.d_max, self.d_max)
+            with torch.no_grad():
+                mean, var, count = _global_moments(x, mask)
+                inv_std = torch.rsqrt(var + self.eps)
+                r = d = None
+                if int(self.num_batches_tracked) >= self.warmup_steps:
+                    running_std = torch.sqrt(self.running_var + self.eps)
+                    r = (torch.reciprocal(inv_std) / running_std).clamp(1 / self.r_max, self.r_max)
+                    d = ((mean - self.running_mean) / running_std).clamp(-self.d_max, self.d_max)
             self._update_running(mean, var, count)
-            scale = self.weight * r * inv_std  # weight * ((x - mean) * inv_std * r + d) + bias
-            return self._affine(x, scale, self.bias + self.weight * d - mean * scale, mask, dtype)
+            y = _BatchNormFunction.apply(x, mask, self.weight, self.bias, mean, inv_std, count, r, d)
+            return y.to(dtype)
 
 
 class MaskedInstanceNorm(_RunningStatsNorm):
@@ -329,8 +370,9 @@ class PowerNorm(_RunningStatsNorm):
             if not self.training:
                 scale = self.weight * torch.rsqrt(self.running_var + self.eps)
                 return self._affine(x, scale, self.bias, mask, dtype)
-            sum_sq = torch.linalg.vector_norm(_zero_padding(x, mask), 2, dim=(0, 1)).square()
-            stats = global_sum(torch.cat([sum_sq.detach(), _count(x, mask)]))  # psi is a constant
+            with torch.no_grad():  # psi is a constant for autograd; _PowerFunction has its own backward
+                xm = _zero_padding(x, mask)
+                stats = global_sum(torch.cat([(xm * xm).sum((0, 1)), _count(x, mask)]))
             count = stats[-1]
             quad_mean = stats[:-1] / count.clamp(min=1.0) + self.eps
             warm = int(self.num_batches_tracked) < self.warmup_steps

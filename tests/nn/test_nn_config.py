@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+import torch
 
 from seq2seq.nn.frontends import Conv2dSubsampling
 from seq2seq.nn.linear import LINEAR_NORMS

@@ -234,3 +234,21 @@ def test_asr_train_padding_values_have_no_effect(kind, placement, frontend):
     assert len(grads_a) == len(grads_b)
     for ga, gb in zip(grads_a, grads_b):
         torch.testing.assert_close(ga, gb, atol=1e-4, rtol=1e-4)
+
+
+def test_asr_batch_with_an_utterance_too_short_to_subsample():
+    """An utterance shorter than the front-end's receptive field gets no frames and harms no neighbour."""
+    torch.manual_seed(0)
+    model = asr_model("batch", "pre", "batch").train()
+    features, _, tokens, tok_len = asr_batch(1)
+    feat_len = torch.tensor([40, 4, 31])
+    ctc, mem_len, logits = model(garbage_features(features, feat_len, 2), feat_len, tokens, tok_len)
+    assert mem_len.tolist()[1] == 0
+    assert torch.isfinite(ctc).all() and torch.isfinite(logits).all()
+    logits[lengths_to_mask(tok_len, logits.shape[1])].square().mean().backward()
+    assert all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)
+    model.eval()
+    with torch.no_grad():
+        _, _, logits = model(features, feat_len, tokens, tok_len)
+        _, _, alone = model(features[:1], feat_len[:1], tokens[:1, :3], tok_len[:1])
+    torch.testing.assert_close(logits[0, :3], alone[0], atol=1e-5, rtol=0)

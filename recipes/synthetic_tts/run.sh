@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# Synthetic single-voice TTS recipe: prepare -> train (small CPU config) -> export -> synthesize -> evaluate.
+# Usage: recipes/synthetic_tts/run.sh [ASR_PACKAGE]   (an ASR package enables the round-trip CER)
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+PY=${PY:-.venv/bin/python}
+RUN=runs/tts_small
+ASR_PACKAGE=${1:-}
+# Tiny models on a shared CPU: one thread per process is several times faster than oversubscribing.
+export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
+
+$PY -m seq2seq prepare synthetic data/synthetic              # reused when already there
+$PY -m seq2seq train -c configs/tts/small.yaml               # rerunning resumes from runs/tts_small
+$PY -m seq2seq export "$RUN" "$RUN/package" --average 1      # the best checkpoint (see README: averaging hurt here)
+$PY -m seq2seq synthesize "$RUN/package" \
+    "have you seen my black pencil" "the meeting is on sunday at two thirty" --out "$RUN/samples"
+$PY -m seq2seq.tts_evaluation "$RUN/package" data/synthetic/tts_test.jsonl \
+    ${ASR_PACKAGE:+--asr "$ASR_PACKAGE"} | tee "$RUN/evaluation.json"
