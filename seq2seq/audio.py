@@ -6,6 +6,7 @@ features and masks that are True on valid frames.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,6 +16,11 @@ import soundfile
 import torch
 import torchaudio
 from torch import nn
+
+
+# Largest sample magnitude accepted: far above any real recording (integer formats read as [-1, 1]),
+# far below where a power spectrum overflows float32.
+MAX_SAMPLE = 1e6
 
 
 class AudioError(ValueError):
@@ -36,21 +42,44 @@ def _describe_soundfile_error(error: Exception) -> str:
     return f"cannot decode audio ({detail.lower()})"
 
 
+# libsndfile's header log reports a WAV/AIFF data chunk longer than the file as "data : 32000 (should be 15978)".
+_SHORT_DATA_CHUNK = re.compile(r"^(?:data|SSND) : (\d+) \(should be (\d+)\)", re.MULTILINE)
+# Writers that stream to a pipe cannot go back to fill in the size and leave a placeholder instead.
+_STREAMING_SIZES = (0, 0x7FFFFFFF, 0xFFFFFFFF)
+
+
+def _check_truncated(path: Path, info: soundfile._SoundFileInfo) -> None:
+    """Raise when the header promises more audio than the file holds (a copy or download cut short).
+
+    libsndfile itself quietly shortens such files to what is there, so their transcripts would not match.
+    """
+    match = _SHORT_DATA_CHUNK.search(info.extra_info or "")
+    if match:
+        declared, present = int(match.group(1)), int(match.group(2))
+        if declared not in _STREAMING_SIZES and present < declared:
+            raise AudioError(path, f"truncated file (header promises {declared} bytes of audio, "
+                                   f"{present} present)")
+
+
 def audio_info(path: str | Path) -> soundfile._SoundFileInfo:
     """Header of an audio file (rate, frames, channels) without decoding it.
 
     Raises:
-        AudioError: the file is missing, empty or not audio.
+        AudioError: the file is missing, empty, not audio, or shorter than its header says.
     """
     path = Path(path)
     if not path.is_file():
         raise AudioError(path, "no such file")
-    if path.stat().st_size == 0:
-        raise AudioError(path, "file is empty")
     try:
-        return soundfile.info(str(path))
+        if path.stat().st_size == 0:
+            raise AudioError(path, "file is empty")
+        info = soundfile.info(str(path))
     except (soundfile.LibsndfileError, RuntimeError, TypeError) as error:
         raise AudioError(path, _describe_soundfile_error(error)) from None
+    except PermissionError:
+        raise AudioError(path, "permission denied") from None
+    _check_truncated(path, info)
+    return info
 
 
 def read_audio(
@@ -85,8 +114,15 @@ def read_audio(
         raise AudioError(path, _describe_soundfile_error(error)) from None
     if data.shape[0] == 0:
         raise AudioError(path, "contains no audio samples")
+    expected = info.frames - start if frames < 0 else min(frames, info.frames - start)
+    if data.shape[0] < expected - max(info.samplerate // 100, expected // 100):
+        # Compressed streams (mp3) cut short: the header counts frames the decoder never finds.
+        raise AudioError(path, f"truncated or corrupt: decoded {data.shape[0]} of {expected} samples")
     if not np.isfinite(data).all():
         raise AudioError(path, "contains NaN or infinite samples")
+    peak = float(np.abs(data).max())
+    if peak > MAX_SAMPLE:  # float files can hold anything; their squares would overflow the spectrogram
+        raise AudioError(path, f"sample values up to {peak:.3g} are not audio (expected about [-1, 1])")
     wave = torch.from_numpy(data.mean(axis=1, dtype=np.float32))
     if file_rate != sample_rate:
         wave = torchaudio.functional.resample(wave, file_rate, sample_rate)

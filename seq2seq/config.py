@@ -7,6 +7,7 @@ field, type or value is a one-line :class:`ConfigError` naming the field and the
 from __future__ import annotations
 
 import dataclasses
+import re
 import types
 import typing
 from dataclasses import dataclass, field
@@ -28,7 +29,7 @@ def from_dict(cls: type, data: dict[str, Any] | None, where: str = "") -> Any:
     """Build dataclass ``cls`` from plain data, checking field names, types and choices."""
     data = {} if data is None else data
     if not isinstance(data, dict):
-        raise ConfigError(f"{where or cls.__name__}: expected a mapping, got {type(data).__name__}")
+        raise ConfigError(f"{where.rstrip('.') or cls.__name__}: expected a mapping, got {type(data).__name__}")
     hints = typing.get_type_hints(cls)
     names = [f.name for f in dataclasses.fields(cls) if f.init]
     for key in data:
@@ -59,7 +60,10 @@ def _convert(tp: Any, value: Any, where: str) -> Any:
                 return _convert(option, value, where)
             except ConfigError as error:
                 errors.append(str(error))
-        raise ConfigError(errors[-1] if len(errors) == 1 else f"{where}={value!r} matches no allowed type")
+        if len(errors) == 1:
+            raise ConfigError(errors[0])
+        allowed = " or ".join(getattr(a, "__name__", str(a)) for a in args)
+        raise ConfigError(f"{where}={value!r}: expected {allowed}, got {type(value).__name__}")
     if origin in (tuple, list) and isinstance(value, (list, tuple)):
         inner = args[0] if args else Any
         return tuple(_convert(inner, v, f"{where}[{i}]") for i, v in enumerate(value))
@@ -172,6 +176,9 @@ class OptimConfig:
             raise ValueError("lr must be > 0, warmup_steps and weight_decay >= 0")
 
 
+ACCELERATORS = ("auto", "cpu", "gpu", "cuda", "mps", "tpu")
+
+
 @dataclass(frozen=True)
 class TrainerConfig:
     """What Lightning's Trainer is told; hardware choices are made here, not in code.
@@ -215,6 +222,13 @@ class TrainerConfig:
                 raise ValueError(f"trainer.{name}={getattr(self, name)} must be >= 1")
         if self.max_minutes is not None and self.max_minutes <= 0:
             raise ValueError(f"trainer.max_minutes={self.max_minutes} must be > 0")
+        if self.accelerator not in ACCELERATORS:
+            raise ValueError(f"trainer.accelerator={self.accelerator!r} is not valid; "
+                             f"choose one of {', '.join(ACCELERATORS)}")
+        if (isinstance(self.devices, int) and (self.devices == 0 or self.devices < -1)) or (
+                isinstance(self.devices, str) and not re.fullmatch(r"auto|-1|\d+|(\d+,)+\d*", self.devices)):
+            raise ValueError(f"trainer.devices={self.devices!r} must be a count >= 1, -1 (all), "
+                             "'auto' or device ids like '0,1'")
 
 
 @dataclass(frozen=True)
@@ -245,13 +259,7 @@ def load_experiment(path: str | Path, overrides: list[str] | None = None) -> Any
 
 
 def experiment_classes() -> dict[str, type]:
-    from seq2seq.experiments import ASRExperimentConfig
+    """Experiment config class per task name (imported late: experiments import models and data)."""
+    from seq2seq.experiments import ASRExperimentConfig, TTSExperimentConfig
 
-    classes: dict[str, type] = {"asr": ASRExperimentConfig}
-    try:
-        from seq2seq.experiments import TTSExperimentConfig
-
-        classes["tts"] = TTSExperimentConfig
-    except ImportError:  # pragma: no cover - TTS side not installed
-        pass
-    return classes
+    return {"asr": ASRExperimentConfig, "tts": TTSExperimentConfig}

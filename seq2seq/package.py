@@ -6,12 +6,13 @@ A package is a folder::
     config.json         {"task": "asr" | "tts", "format": 1, "experiment": {...}}
     tokenizer/          the tokenizer's JSON (and sentencepiece model)
 
-It is written into a temporary sibling folder and renamed into place, so a kill mid-write leaves
-the previous package intact.
+It is written into a temporary sibling folder and swapped into place (one atomic exchange on Linux),
+so a kill mid-write leaves the previous package intact. A folder that is not a package is never replaced.
 """
 
 from __future__ import annotations
 
+import ctypes
 import json
 import os
 import shutil
@@ -63,8 +64,13 @@ def save_package(out_dir: str | Path, task: str, experiment_dict: dict, state_di
                  tokenizer_dir: str | Path) -> Path:
     """Write a package atomically (temporary folder, then rename)."""
     out_dir = Path(out_dir)
+    if out_dir.exists() and not (out_dir / CONFIG).is_file() and (out_dir.is_file() or any(out_dir.iterdir())):
+        raise PackageError(f"{out_dir}: exists and is not a model package; refusing to replace it")
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
+    umask = os.umask(0o022)
+    os.umask(umask)
+    os.chmod(staging, 0o777 & ~umask)  # mkdtemp's 0700 would hide the package from others on a shared machine
     try:
         tensors = {k: v.detach().cpu().contiguous() for k, v in state_dict.items()}
         save_file(tensors, staging / WEIGHTS)
@@ -77,9 +83,27 @@ def save_package(out_dir: str | Path, task: str, experiment_dict: dict, state_di
     return out_dir
 
 
+_AT_FDCWD, _RENAME_EXCHANGE = -100, 2
+
+
+def _exchange(a: Path, b: Path) -> bool:
+    """Atomically swap two existing paths (Linux ``renameat2(RENAME_EXCHANGE)``); False where unsupported."""
+    try:
+        renameat2 = ctypes.CDLL(None, use_errno=True).renameat2
+    except (OSError, AttributeError):
+        return False
+    return renameat2(_AT_FDCWD, os.fsencode(a), _AT_FDCWD, os.fsencode(b), _RENAME_EXCHANGE) == 0
+
+
 def _replace_dir(new: Path, target: Path) -> None:
-    """Swap ``new`` into ``target``; the old folder is removed only after the rename succeeded."""
+    """Swap ``new`` into ``target``; afterwards ``new`` holds the old package (the caller removes it).
+
+    Where an atomic exchange is unsupported, two renames: a kill between them leaves the old package
+    beside the target as ``.<name>.old-<pid>``.
+    """
     if target.exists():
+        if _exchange(new, target):
+            return
         old = target.with_name(f".{target.name}.old-{os.getpid()}")
         os.replace(target, old)
         os.replace(new, target)

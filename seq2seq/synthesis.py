@@ -19,6 +19,7 @@ import torch
 
 from seq2seq.audio import mel_to_audio
 from seq2seq.package import ModelPackage, PackageError, load_package
+from seq2seq.safety import output_path, safe_name
 
 log = logging.getLogger(__name__)
 
@@ -134,14 +135,14 @@ def plot(item: Synthesized, path: Path) -> None:
 def write_outputs(item: Synthesized, out_dir: Path, package: ModelPackage) -> dict:
     """Write the four files of one sentence; returns its ``synthesized.jsonl`` entry."""
     features = package.config.data.features
-    stem = out_dir / item.name
-    np.save(stem.with_suffix(".npy"), item.mel.numpy().astype(np.float32))
-    torch.save(item.mel.clone(), stem.with_suffix(".pt"))
-    plot(item, stem.with_suffix(".png"))
+    # Names may come from manifest ids: "../../x" or "a/b" must not write outside out_dir.
+    np.save(output_path(out_dir, item.name, ".npy"), item.mel.numpy().astype(np.float32))
+    torch.save(item.mel.clone(), output_path(out_dir, item.name, ".pt"))
+    plot(item, output_path(out_dir, item.name, ".png"))
     audio = mel_to_audio(item.mel, features, package.config.inference.griffin_lim_iterations)
-    soundfile.write(stem.with_suffix(".wav"), audio.numpy(), features.sample_rate)
+    soundfile.write(output_path(out_dir, item.name, ".wav"), audio.numpy(), features.sample_rate)
     seconds = item.mel.shape[0] / features.frame_rate
-    return {"name": item.name, "text": item.text, "frames": item.mel.shape[0], "seconds": round(seconds, 3)}
+    return {"name": safe_name(item.name), "text": item.text, "frames": item.mel.shape[0], "seconds": round(seconds, 3)}
 
 
 def synthesize(

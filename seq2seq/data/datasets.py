@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, fields
@@ -21,13 +22,15 @@ from safetensors.torch import save_file
 from torch.nn.utils.rnn import pad_sequence
 from torch.utils.data import DataLoader, Dataset
 
-from seq2seq.audio import FeatureConfig, LogMel, num_frames, read_audio
+from seq2seq.audio import AudioError, FeatureConfig, LogMel, num_frames, read_audio
 from seq2seq.data.manifest import Utterance
 from seq2seq.text import PAD_ID, Tokenizer
 
 # Cached features are float16: log-Mel values span about [-14, 12], where float16 steps are <= 0.008,
 # far below the noise SpecAugment and CMVN work with, and the cache takes half the memory.
 CACHE_DTYPE = torch.float16
+
+logger = logging.getLogger(__name__)
 
 
 def frames_from_duration(duration: float, config: FeatureConfig) -> int:
@@ -63,6 +66,7 @@ class FeatureStore:
         )
         self._memory: dict[int, torch.Tensor] = {}
         self._file: Any = None
+        self._cached_keys: set[str] = set()
         self._logmel: LogMel | None = None
 
     def _key(self) -> str:
@@ -76,7 +80,7 @@ class FeatureStore:
 
     def __getstate__(self) -> dict[str, Any]:
         # Worker processes reopen the (memory-mapped) file themselves; open handles do not pickle.
-        return {**self.__dict__, "_file": None}
+        return {**self.__dict__, "_file": None, "_cached_keys": set()}
 
     def compute(self, index: int) -> torch.Tensor:
         """Features of utterance ``index`` from its audio: (T, n_mels) float32."""
@@ -92,7 +96,10 @@ class FeatureStore:
         if self.path is not None and (self._file is not None or self.path.is_file()):
             if self._file is None:
                 self._file = safe_open(str(self.path), framework="pt")
-            return self._file.get_tensor(str(index)).float()
+                self._cached_keys = set(self._file.keys())
+            if str(index) in self._cached_keys:
+                return self._file.get_tensor(str(index)).float()
+            return self.compute(index)  # unreadable when the cache was built: raises its AudioError again
         if index in self._memory:
             return self._memory[index].float()
         feats = self.compute(index)
@@ -105,7 +112,7 @@ class FeatureStore:
         if not self.cache or (self.path is not None and self.path.is_file()):
             return
         loader = DataLoader(_Compute(self), batch_size=None, num_workers=num_workers)
-        features = {index: feats.to(CACHE_DTYPE) for index, feats in loader}
+        features = {index: feats.to(CACHE_DTYPE) for index, feats in loader if feats is not None}
         if self.path is None:
             self._memory.update(features)
             return
@@ -124,8 +131,20 @@ class _Compute(Dataset):
     def __len__(self) -> int:
         return len(self.store)
 
-    def __getitem__(self, index: int) -> tuple[int, torch.Tensor]:
-        return index, self.store.compute(index)
+    def __getitem__(self, index: int) -> tuple[int, torch.Tensor | None]:
+        return index, load_features(self.store, index)
+
+
+def load_features(store: FeatureStore, index: int) -> torch.Tensor | None:
+    """``store[index]``, or None (and a one-line warning) when its audio cannot be read.
+
+    A broken file costs its own utterance only; the rest of the run continues.
+    """
+    try:
+        return store[index]
+    except AudioError as error:
+        logger.warning("%s (utterance '%s' skipped)", error, store.utterances[index].id)
+        return None
 
 
 class ASRDataset(Dataset):
@@ -139,6 +158,8 @@ class ASRDataset(Dataset):
         feature_config: log-Mel settings (default ``FeatureConfig()``).
         cache_features: keep features after the first computation.
         cache_dir: where to keep them on disk (memory when None).
+        skip_unreadable: an utterance whose audio cannot be read becomes None (reported in one warning
+            line, dropped by the collate functions) instead of raising ``AudioError``; for training.
     """
 
     def __init__(
@@ -148,8 +169,10 @@ class ASRDataset(Dataset):
         feature_config: FeatureConfig | None = None,
         cache_features: bool = False,
         cache_dir: str | Path | None = None,
+        skip_unreadable: bool = False,
     ) -> None:
         self.utterances = list(utterances)
+        self.skip_unreadable = skip_unreadable
         feature_config = feature_config or FeatureConfig()
         self.features = FeatureStore(self.utterances, feature_config, cache_features, cache_dir)
         self.tokens = [torch.tensor(tokenizer.encode(u.text), dtype=torch.long) for u in self.utterances]
@@ -158,19 +181,25 @@ class ASRDataset(Dataset):
     def __len__(self) -> int:
         return len(self.utterances)
 
-    def __getitem__(self, index: int) -> dict[str, Any]:
-        return {
-            "id": self.utterances[index].id,
-            "features": self.features[index],
-            "tokens": self.tokens[index],
-        }
+    def _features(self, index: int) -> torch.Tensor | None:
+        return load_features(self.features, index) if self.skip_unreadable else self.features[index]
+
+    def __getitem__(self, index: int) -> dict[str, Any] | None:
+        """The item; None when its audio cannot be read and ``skip_unreadable`` (collate drops it)."""
+        features = self._features(index)
+        if features is None:
+            return None
+        return {"id": self.utterances[index].id, "features": features, "tokens": self.tokens[index]}
 
 
 class TTSDataset(ASRDataset):
     """Utterances as ``{"id", "tokens" (L,), "mels" (T, n_mels)}``: the ASR pair seen from the other side."""
 
-    def __getitem__(self, index: int) -> dict[str, Any]:
-        return {"id": self.utterances[index].id, "tokens": self.tokens[index], "mels": self.features[index]}
+    def __getitem__(self, index: int) -> dict[str, Any] | None:
+        mels = self._features(index)
+        if mels is None:
+            return None
+        return {"id": self.utterances[index].id, "tokens": self.tokens[index], "mels": mels}
 
 
 def _pad(sequences: list[torch.Tensor], value: float) -> tuple[torch.Tensor, torch.Tensor]:
@@ -235,15 +264,21 @@ class TTSBatch(_Batch):
     mel_lengths: torch.Tensor
 
 
-def collate_asr(items: list[dict[str, Any]]) -> ASRBatch:
-    """Pad ``ASRDataset`` items into an ``ASRBatch``."""
+def collate_asr(items: list[dict[str, Any] | None]) -> ASRBatch | None:
+    """Pad ``ASRDataset`` items into an ``ASRBatch``; unreadable (None) items are dropped, None if all are."""
+    items = [item for item in items if item is not None]
+    if not items:
+        return None
     features, feature_lengths = _pad([item["features"] for item in items], 0.0)
     tokens, token_lengths = _pad([item["tokens"] for item in items], PAD_ID)
     return ASRBatch([item["id"] for item in items], features, feature_lengths, tokens, token_lengths)
 
 
-def collate_tts(items: list[dict[str, Any]]) -> TTSBatch:
-    """Pad ``TTSDataset`` items into a ``TTSBatch``."""
+def collate_tts(items: list[dict[str, Any] | None]) -> TTSBatch | None:
+    """Pad ``TTSDataset`` items into a ``TTSBatch``; unreadable (None) items are dropped, None if all are."""
+    items = [item for item in items if item is not None]
+    if not items:
+        return None
     tokens, token_lengths = _pad([item["tokens"] for item in items], PAD_ID)
     mels, mel_lengths = _pad([item["mels"] for item in items], 0.0)
     return TTSBatch([item["id"] for item in items], tokens, token_lengths, mels, mel_lengths)

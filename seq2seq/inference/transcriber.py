@@ -33,6 +33,8 @@ class Transcriber:
     @torch.inference_mode()
     def __call__(self, features: torch.Tensor, lengths: torch.Tensor) -> list[str]:
         """features: (B, T, F) log-Mel; lengths: (B,) -> B transcripts."""
+        if not torch.isfinite(features).all():
+            raise ValueError("features contain NaN or infinite values; check the audio's sample values")
         device = next(self.model.parameters()).device
         tokens = decode_batch(self.model, features.to(device), lengths.to(device), self.config)
         return [self.package.tokenizer.decode(t) for t in tokens]

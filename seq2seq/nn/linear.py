@@ -11,8 +11,10 @@ LinearNorm = Literal["none", "weight", "spectral"]
 LINEAR_NORMS: tuple[str, ...] = get_args(LinearNorm)
 
 
-def make_linear(in_features: int, out_features: int, linear_norm: str = "none", bias: bool = True) -> nn.Linear:
-    """``nn.Linear``, reparametrized by weight norm (Salimans & Kingma 2016) or spectral norm (Miyato 2018)."""
+def make_linear(
+    in_features: int, out_features: int, linear_norm: str = "none", bias: bool = True
+) -> nn.Linear:
+    """``nn.Linear`` reparametrized by weight norm (Salimans & Kingma 2016) or spectral norm (Miyato 2018)."""
     layer = nn.Linear(in_features, out_features, bias=bias)
     match linear_norm:
         case "none":

@@ -63,6 +63,8 @@ class ASRTask(L.LightningModule):
         return losses["loss"]
 
     def validation_step(self, batch, batch_idx: int) -> None:
+        if batch is None:
+            return  # every utterance of this batch was unreadable (each one was reported)
         losses = self.losses(batch)
         size = batch.features.shape[0]
         self.log_dict({f"val_{k}": v for k, v in losses.items()}, batch_size=size, sync_dist=True)

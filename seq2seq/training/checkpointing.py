@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import pickle
-import zipfile
+import re
 from pathlib import Path
 from typing import Any
 
@@ -46,10 +46,13 @@ def load_checkpoint_file(path: str | Path, weights_only: bool = True) -> dict[st
     try:
         return torch.load(path, map_location="cpu", weights_only=weights_only)
     except pickle.UnpicklingError as error:
-        first = str(error).strip().splitlines()[0] if str(error).strip() else "unsafe content"
-        raise CheckpointError(f"{path}: refused to unpickle ({first}); pass --trust-checkpoint "
-                              "only for files you made") from None
-    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as error:
+        # torch names the first object it would not load; anything else it rejects is damaged bytes.
+        found = re.search(r"Unsupported global: GLOBAL ([\w.]+)", str(error))
+        if found is None:
+            raise CheckpointError(f"{path}: checkpoint is truncated or corrupt (unreadable pickle data)") from None
+        raise CheckpointError(f"{path}: refused to unpickle {found.group(1)} (only tensors and plain data load "
+                              "safely); pass --trust-checkpoint only for files you made yourself") from None
+    except Exception as error:  # noqa: BLE001 - damaged bytes surface as IndexError, KeyError, struct.error...
         raise CheckpointError(f"{path}: checkpoint is truncated or corrupt ({type(error).__name__})") from None
 
 
@@ -60,5 +63,6 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         atomic_torch_save(checkpoint, path)
 
     def load_checkpoint(self, path, map_location=None, weights_only=None) -> dict[str, Any]:
-        # Resuming reads our own training state (optimizer, loops), which holds plain containers only.
-        return load_checkpoint_file(path, weights_only=bool(weights_only) if weights_only is not None else False)
+        # Resuming reads our own training state (optimizer, loops), which holds plain containers only, so a
+        # file dropped into the run folder cannot run code: weights_only unless the caller insists otherwise.
+        return load_checkpoint_file(path, weights_only=True if weights_only is None else bool(weights_only))

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import lightning as L
@@ -14,7 +15,14 @@ from torch.utils.data import DataLoader
 
 from seq2seq.audio import GlobalCMVN
 from seq2seq.data.config import DataConfig
-from seq2seq.data.datasets import ASRDataset, TTSDataset, collate_asr, collate_tts
+from seq2seq.data.datasets import (
+    ASRDataset,
+    TTSDataset,
+    collate_asr,
+    collate_tts,
+    frames_from_duration,
+    load_features,
+)
 from seq2seq.data.manifest import Utterance, read_manifest
 from seq2seq.data.sampler import BucketBatchSampler
 from seq2seq.text import Tokenizer
@@ -77,10 +85,12 @@ class _SpeechDataModule(L.LightningDataModule):
                 self.config.features,
                 self.config.cache_features,
                 self.config.cache_dir,
+                skip_unreadable=True,  # one broken file costs its utterance, not the run
             )
         return self.datasets[split]
 
     def _filter(self, split: str, utterances: list[Utterance]) -> list[Utterance]:
+        utterances = self._usable(split, utterances)
         limit = self.config.max_duration
         if split != "train" or limit is None:
             return utterances
@@ -89,6 +99,25 @@ class _SpeechDataModule(L.LightningDataModule):
             logger.warning(
                 "train: left out %d utterances longer than %.1f s", len(utterances) - len(kept), limit
             )
+        return kept
+
+    def _usable(self, split: str, utterances: list[Utterance]) -> list[Utterance]:
+        """Leave out (one warning each) utterances whose audio is missing or whose text is empty or too long.
+
+        Only a cheap existence check here; files that exist but cannot be decoded are skipped when read.
+        """
+        kept = []
+        for u in utterances:
+            if not Path(u.audio_filepath).is_file():
+                logger.warning("%s: %s: no such file (utterance '%s' left out)", split, u.audio_filepath, u.id)
+            elif not u.text.strip():
+                logger.warning("%s: utterance '%s' has empty text (left out)", split, u.id)
+            elif len(u.text) > (frames := frames_from_duration(u.duration, self.config.features)):
+                # Over one character per 10 ms frame: no alignment exists, and attention over it costs hours.
+                logger.warning("%s: utterance '%s' has %d characters of text for %d frames of audio (left out)",
+                               split, u.id, len(u.text), frames)
+            else:
+                kept.append(u)
         return kept
 
     def prepare_data(self) -> None:
@@ -186,7 +215,8 @@ class _SpeechDataModule(L.LightningDataModule):
         """``GlobalCMVN`` from the training features (the first ``max_utterances`` if given)."""
         dataset = self._dataset("train")
         count = len(dataset) if max_utterances is None else min(max_utterances, len(dataset))
-        return GlobalCMVN.from_features(dataset.features[i] for i in range(count))
+        features = (load_features(dataset.features, i) for i in range(count))
+        return GlobalCMVN.from_features(f for f in features if f is not None)
 
 
 class ASRDataModule(_SpeechDataModule):

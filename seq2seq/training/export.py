@@ -105,8 +105,8 @@ def export_run(checkpoint: str | Path, out_dir: str | Path, average: int = 1, tr
         used = recompute_norm_statistics(model, *_training_batches(task, experiment, meta, stats_batches))
         log.info("re-estimated norm statistics on %d training batches", used)
     tokenizer_dir = Path(meta["tokenizer_dir"])
-    if not tokenizer_dir.is_dir():
-        raise PackageError(f"{tokenizer_dir}: the run's tokenizer folder is missing")
+    if not (tokenizer_dir / "tokenizer.json").is_file():  # never copy an arbitrary folder into a package
+        raise PackageError(f"{tokenizer_dir}: the run's tokenizer folder is missing (no tokenizer.json)")
     log.info("exporting %s from %s", task, ", ".join(p.name for p in paths))
     return save_package(out_dir, task, meta["config"], model.state_dict(), tokenizer_dir)
 

@@ -37,6 +37,7 @@ class BadBatchGuard:
     def __init__(self, max_consecutive: int):
         self.max_consecutive = max_consecutive
         self.consecutive = 0
+        self.stopped_at: int | None = None  # the step at which the guard stopped training, if it did
 
     def check(self, loss: torch.Tensor, trainer, step: int) -> bool:
         finite = torch.isfinite(loss.detach()).float()
@@ -51,4 +52,5 @@ class BadBatchGuard:
             log.error("stopping: %d consecutive non-finite losses; the last good checkpoint is kept",
                       self.consecutive)
             trainer.should_stop = True
+            self.stopped_at = step
         return False

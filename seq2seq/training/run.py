@@ -49,7 +49,14 @@ def report_unknown_characters(experiment: Any, tokenizer: Tokenizer) -> None:
 
 
 def train(experiment: Any, callbacks: list[L.Callback] | None = None) -> Path:
-    """Train ``experiment`` (an ASR or TTS experiment config) under ``experiment.out_dir``."""
+    """Train ``experiment`` (an ASR or TTS experiment config) under ``experiment.out_dir``.
+
+    Raises:
+        ConfigError: a manifest named by the config does not exist (checked before anything is written).
+        RuntimeError: training stopped on ``trainer.max_bad_batches`` consecutive non-finite losses;
+            ``checkpoints/last.ckpt`` then holds the last good state.
+    """
+    check_manifests(experiment)
     out_dir = Path(experiment.out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "config.yaml").write_text(yaml.safe_dump(to_dict(experiment), sort_keys=False))
@@ -69,7 +76,22 @@ def train(experiment: Any, callbacks: list[L.Callback] | None = None) -> Path:
         log.info("resuming from %s", resume)
     trainer = build_trainer(experiment.trainer, out_dir, callbacks)
     trainer.fit(task, datamodule=datamodule, ckpt_path=resume)
+    stopped_at = getattr(getattr(task, "guard", None), "stopped_at", None)
+    if stopped_at is not None:
+        raise RuntimeError(f"{out_dir}: training stopped at step {stopped_at} after "
+                           f"{experiment.trainer.max_bad_batches} consecutive non-finite losses; the last good "
+                           f"state is in {last_checkpoint(out_dir)}")
     return out_dir
+
+
+def check_manifests(experiment: Any) -> None:
+    """Fail before any work when the training or validation manifest does not exist."""
+    from seq2seq.config import ConfigError
+
+    for name in ("train_manifest", "dev_manifest"):
+        path = getattr(experiment.data, name)
+        if path and not Path(path).is_file():
+            raise ConfigError(f"data.{name}={path}: no such manifest file")
 
 
 def build_task(experiment: Any, tokenizer: Tokenizer, tokenizer_dir: Path) -> L.LightningModule:

@@ -19,7 +19,7 @@ class SaveLastOnExit(Callback):
         self.path = directory / "last.ckpt"
 
     def on_train_end(self, trainer: L.Trainer, module: L.LightningModule) -> None:
-        trainer.save_checkpoint(self.path)
+        trainer.save_checkpoint(self.path, weights_only=False)  # full state, so the run can resume
 
 
 def checkpoint_dir(out_dir: str | Path) -> Path:

@@ -120,6 +120,8 @@ class TTSTask(L.LightningModule):
         return losses["loss"]
 
     def validation_step(self, batch, batch_idx: int) -> None:
+        if batch is None:
+            return  # every utterance of this batch was unreadable (each one was reported)
         losses = self.losses(batch)
         size = batch.tokens.shape[0]
         self.log_dict(

@@ -19,8 +19,12 @@ def _one_thread():
     yield
     torch.set_num_threads(threads)
 
+
 CASES = {
-    "heads do not divide d_model": (lambda: TransformerConfig(d_model=30, num_heads=4), ["d_model", "num_heads"]),
+    "heads do not divide d_model": (
+        lambda: TransformerConfig(d_model=30, num_heads=4),
+        ["d_model", "num_heads"],
+    ),
     "negative d_model": (lambda: TransformerConfig(d_model=-16), ["d_model"]),
     "zero heads": (lambda: TransformerConfig(num_heads=0), ["num_heads"]),
     "negative layers": (lambda: TransformerConfig(num_layers=-1), ["num_layers"]),
@@ -28,18 +32,28 @@ CASES = {
     "dropout of 1": (lambda: TransformerConfig(dropout=1.0), ["dropout"]),
     "negative attention dropout": (lambda: TransformerConfig(attention_dropout=-0.1), ["attention_dropout"]),
     "unknown norm kind": (lambda: NormConfig(kind="batchnorm"), ["norm.kind", *NORM_KINDS]),
-    "unknown norm kind from YAML": (lambda: TransformerConfig(norm={"kind": "weight"}), ["norm.kind", *NORM_KINDS]),
+    "unknown norm kind from YAML": (
+        lambda: TransformerConfig(norm={"kind": "weight"}),
+        ["norm.kind", *NORM_KINDS],
+    ),
     "unknown placement": (lambda: TransformerConfig(placement="sandwich"), ["placement", "pre", "post"]),
-    "unknown activation": (lambda: TransformerConfig(activation="tanh"), ["activation", "relu", "gelu", "swish"]),
+    "unknown activation": (
+        lambda: TransformerConfig(activation="tanh"),
+        ["activation", "relu", "gelu", "swish"],
+    ),
     "unknown linear norm": (lambda: TransformerConfig(linear_norm="batch"), ["linear_norm", *LINEAR_NORMS]),
     "group norm groups do not divide d_model": (
         lambda: TransformerConfig(d_model=24, num_heads=4, norm=NormConfig(kind="group", groups=5)),
         ["groups", "5", "24"],
     ),
     "group norm groups from YAML": (
-        lambda: TransformerConfig(d_model=32, norm={"kind": "group", "groups": 6}), ["groups", "6", "32"]
+        lambda: TransformerConfig(d_model=32, norm={"kind": "group", "groups": 6}),
+        ["groups", "6", "32"],
     ),
-    "group norm built directly": (lambda: build_norm(NormConfig(kind="group", groups=3), 16), ["groups", "3", "16"]),
+    "group norm built directly": (
+        lambda: build_norm(NormConfig(kind="group", groups=3), 16),
+        ["groups", "3", "16"],
+    ),
     "zero groups": (lambda: NormConfig(kind="group", groups=0), ["groups"]),
     "negative eps": (lambda: NormConfig(eps=-1e-5), ["eps"]),
     "momentum above 1": (lambda: NormConfig(momentum=1.5), ["momentum"]),

@@ -19,15 +19,26 @@ def _one_thread():
     yield
     torch.set_num_threads(threads)
 
+
 VOCAB = 11
 
 
 def tiny_asr(kind: str, placement: str) -> ASRModel:
     torch.manual_seed(0)
-    stack = TransformerConfig(num_layers=2, d_model=16, num_heads=2, ffn_dim=32, dropout=0.0,
-                              norm=NormConfig(kind=kind, groups=4), placement=placement)
-    model = ASRModel(ASRModelConfig(vocab_size=VOCAB, input_dim=12, subsampling=4, conv_channels=4,
-                                    encoder=stack, decoder=stack)).eval()
+    stack = TransformerConfig(
+        num_layers=2,
+        d_model=16,
+        num_heads=2,
+        ffn_dim=32,
+        dropout=0.0,
+        norm=NormConfig(kind=kind, groups=4),
+        placement=placement,
+    )
+    model = ASRModel(
+        ASRModelConfig(
+            vocab_size=VOCAB, input_dim=12, subsampling=4, conv_channels=4, encoder=stack, decoder=stack
+        )
+    ).eval()
     g = torch.Generator().manual_seed(1)
     with torch.no_grad():  # eval must use non-trivial running statistics
         for m in model.modules():

@@ -21,6 +21,7 @@ def _one_thread():
     yield
     torch.set_num_threads(threads)
 
+
 D = 6
 STEPS = 3  # warm-ups of 1 step: later steps use the running statistics (renorm r/d, PowerNorm psi)
 LENGTHS = [(7, 3), (5, 9, 2)]  # per rank: different sizes, lengths and padded widths
@@ -84,8 +85,11 @@ def whole_batch(step: int):
     width = max(x.shape[1] for x, _, _ in parts)
 
     def pad(t, value=0.0):
-        return torch.nn.functional.pad(t, (0, 0, 0, width - t.shape[1]), value=value) if t.dim() == 3 else \
-            torch.nn.functional.pad(t, (0, width - t.shape[1]), value=False)
+        return (
+            torch.nn.functional.pad(t, (0, 0, 0, width - t.shape[1]), value=value)
+            if t.dim() == 3
+            else torch.nn.functional.pad(t, (0, width - t.shape[1]), value=False)
+        )
 
     x = torch.cat([pad(x, 7e3) for x, _, _ in parts])
     mask = torch.cat([pad(m) for _, m, _ in parts])
@@ -104,10 +108,21 @@ def test_two_processes_match_one_process(tmp_path):
             y = torch.cat([ranks[r][kind]["y"][step] for r in range(2)])
             torch.testing.assert_close(y, single["y"][step], atol=1e-5, rtol=1e-5, msg=f"outputs, {where}")
             grad = torch.cat([ranks[r][kind]["grad"][step] for r in range(2)])
-            torch.testing.assert_close(grad, single["grad"][step], atol=1e-5, rtol=1e-4,
-                                       msg=f"input gradients, {where}")
+            torch.testing.assert_close(
+                grad, single["grad"][step], atol=1e-5, rtol=1e-4, msg=f"input gradients, {where}"
+            )
             for r in range(2):
-                torch.testing.assert_close(ranks[r][kind]["buffers"][step], single["buffers"][step],
-                                           atol=1e-5, rtol=1e-5, msg=f"running statistics, rank {r}, {where}")
-                torch.testing.assert_close(ranks[r][kind]["param_grad"][step], single["param_grad"][step],
-                                           atol=1e-4, rtol=1e-4, msg=f"parameter gradients, {where}")
+                torch.testing.assert_close(
+                    ranks[r][kind]["buffers"][step],
+                    single["buffers"][step],
+                    atol=1e-5,
+                    rtol=1e-5,
+                    msg=f"running statistics, rank {r}, {where}",
+                )
+                torch.testing.assert_close(
+                    ranks[r][kind]["param_grad"][step],
+                    single["param_grad"][step],
+                    atol=1e-4,
+                    rtol=1e-4,
+                    msg=f"parameter gradients, {where}",
+                )

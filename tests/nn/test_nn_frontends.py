@@ -18,6 +18,7 @@ def _one_thread():
     yield
     torch.set_num_threads(threads)
 
+
 F_BINS, D = 16, 8
 MAX_LEN = 45
 

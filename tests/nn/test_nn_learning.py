@@ -20,6 +20,7 @@ def _one_thread():
     yield
     torch.set_num_threads(threads)
 
+
 SYMBOLS = 8  # content tokens 2 .. 9; 0 = padding, 1 = start of sequence
 VOCAB = SYMBOLS + 2
 SOS = 1
@@ -66,8 +67,15 @@ def token_accuracy(model: ToySeq2Seq, g: torch.Generator) -> float:
 def train(kind: str, placement: str, steps: int, lr: float) -> float:
     torch.manual_seed(0)
     g = torch.Generator().manual_seed(0)
-    config = TransformerConfig(num_layers=2, d_model=32, num_heads=4, ffn_dim=64, dropout=0.0,
-                               norm=NormConfig(kind=kind), placement=placement)
+    config = TransformerConfig(
+        num_layers=2,
+        d_model=32,
+        num_heads=4,
+        ffn_dim=64,
+        dropout=0.0,
+        norm=NormConfig(kind=kind),
+        placement=placement,
+    )
     model = ToySeq2Seq(config)
     optimizer = torch.optim.Adam(model.parameters(), lr=lr)
     schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: min(1.0, (step + 1) / 30))

@@ -21,6 +21,7 @@ def _one_thread():
     yield
     torch.set_num_threads(threads)
 
+
 D = 8
 MU = torch.linspace(-2.0, 3.0, D)
 SIGMA = torch.linspace(0.5, 2.0, D)
@@ -150,8 +151,9 @@ def test_statistics_are_float32_under_bfloat16_autocast(kind):
 
 @pytest.mark.parametrize("kind", BATCH_STATISTIC_NORMS)
 def test_stack_runs_under_autocast(kind):
-    config = TransformerConfig(num_layers=1, d_model=16, num_heads=2, ffn_dim=32, dropout=0.0,
-                               norm=NormConfig(kind=kind))
+    config = TransformerConfig(
+        num_layers=1, d_model=16, num_heads=2, ffn_dim=32, dropout=0.0, norm=NormConfig(kind=kind)
+    )
     encoder = Encoder(config).train()
     x = torch.randn(2, 6, 16)
     mask = lengths_to_mask(torch.tensor([6, 3]))
@@ -169,8 +171,9 @@ def test_stack_runs_under_autocast(kind):
 
 @pytest.mark.parametrize("linear_norm", LINEAR_NORMS)
 def test_linear_norm_stack_trains(linear_norm):
-    config = TransformerConfig(num_layers=1, d_model=16, num_heads=2, ffn_dim=32, dropout=0.0,
-                               linear_norm=linear_norm)
+    config = TransformerConfig(
+        num_layers=1, d_model=16, num_heads=2, ffn_dim=32, dropout=0.0, linear_norm=linear_norm
+    )
     encoder, decoder = Encoder(config).train(), Decoder(config).train()
     parametrized = sum(hasattr(m, "parametrizations") for m in encoder.modules())
     assert parametrized == (0 if linear_norm == "none" else 6)  # 4 attention projections + 2 FFN
@@ -213,3 +216,65 @@ def test_spectral_norm_bounds_largest_singular_value():
 def test_unknown_linear_norm_is_rejected():
     with pytest.raises(ValueError, match="linear_norm='batch'.*none, weight, spectral"):
         make_linear(4, 4, "batch")
+
+
+@pytest.mark.parametrize("kind", ["layer", "rms", "group"])
+def test_framewise_norms_match_their_definitions(kind):
+    g = torch.Generator().manual_seed(4)
+    norm = build(kind, groups=2)
+    with torch.no_grad():
+        for p in norm.parameters():
+            p.copy_(torch.randn(p.shape, generator=g))
+    x = 3 + 2 * torch.randn(2, 5, D, generator=g)
+    params = dict(norm.named_parameters())
+    weight = next(v for k, v in params.items() if k.endswith("weight"))
+    bias = next((v for k, v in params.items() if k.endswith("bias")), torch.zeros(D))
+    if kind == "rms":
+        expected = x * torch.rsqrt(x.square().mean(-1, keepdim=True) + 1e-5) * weight
+    else:
+        chunks = x.unflatten(-1, (2, D // 2)) if kind == "group" else x.unsqueeze(-2)
+        mean, var = chunks.mean(-1, keepdim=True), chunks.var(-1, unbiased=False, keepdim=True)
+        expected = ((chunks - mean) / torch.sqrt(var + 1e-5)).flatten(-2) * weight + bias
+    torch.testing.assert_close(norm(x, None), expected, atol=1e-5, rtol=1e-5)
+    mask = torch.zeros(2, 5, dtype=torch.bool)
+    torch.testing.assert_close(norm(x, mask), expected)  # per frame: the mask plays no part
+
+
+@pytest.mark.parametrize("kind", ["batch", "batch_renorm"])
+def test_hand_written_backward_matches_autograd(kind):
+    """The fused backward of batch norm (and renorm) equals autograd through the plain formula."""
+    g = torch.Generator().manual_seed(5)
+    norm = build(kind, renorm_warmup_steps=0, renorm_r_max=1.5, renorm_d_max=0.5).train()
+    with torch.no_grad():
+        norm.weight.copy_(torch.rand(D, generator=g) + 0.5)
+        norm.bias.copy_(torch.randn(D, generator=g))
+        norm.running_mean.copy_(torch.randn(D, generator=g))
+        norm.running_var.copy_(torch.rand(D, generator=g) + 0.1)
+    running_mean, running_var = norm.running_mean.clone(), norm.running_var.clone()
+    x, mask = gaussian_batch(g)
+    upstream = torch.randn(x.shape, generator=g)
+
+    x1 = x.clone().requires_grad_(True)
+    (norm(x1, mask) * upstream).sum().backward()
+
+    x2 = x.clone().requires_grad_(True)
+    weight, bias = (
+        norm.weight.detach().clone().requires_grad_(True),
+        norm.bias.detach().clone().requires_grad_(True),
+    )
+    valid = x2[mask]
+    mean, var = valid.mean(0), valid.var(0, unbiased=False)
+    std = torch.sqrt(var + norm.eps)
+    x_hat = (valid - mean) / std
+    if kind == "batch_renorm":
+        running_std = torch.sqrt(running_var + norm.eps)
+        r = (std.detach() / running_std).clamp(1 / 1.5, 1.5)
+        d = ((mean.detach() - running_mean) / running_std).clamp(-0.5, 0.5)
+        assert (r != 1).any() and (d != 0).any()
+        x_hat = x_hat * r + d
+    ((x_hat * weight + bias) * upstream[mask]).sum().backward()
+
+    torch.testing.assert_close(x1.grad, x2.grad, atol=1e-5, rtol=1e-4)
+    assert (x1.grad[~mask] == 0).all()
+    torch.testing.assert_close(norm.weight.grad, weight.grad, atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(norm.bias.grad, bias.grad, atol=1e-4, rtol=1e-4)

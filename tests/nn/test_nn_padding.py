@@ -22,14 +22,20 @@ def _one_thread():
     yield
     torch.set_num_threads(threads)
 
+
 D = 16
 GARBAGE = 1e3  # scale of the values written into padded frames
 
 
 def stack_config(kind: str, placement: str) -> TransformerConfig:
     return TransformerConfig(
-        num_layers=2, d_model=D, num_heads=2, ffn_dim=32, dropout=0.0,
-        norm=NormConfig(kind=kind, groups=4), placement=placement,
+        num_layers=2,
+        d_model=D,
+        num_heads=2,
+        ffn_dim=32,
+        dropout=0.0,
+        norm=NormConfig(kind=kind, groups=4),
+        placement=placement,
     )
 
 
@@ -101,8 +107,9 @@ def train_step(encoder, decoder, src, src_len, tgt, tgt_len, weights):
     valid_out = out[tgt_mask]
     loss = (valid_out * weights[: valid_out.shape[0]]).sum() + valid_memory.square().mean()
     loss.backward()
-    stats = {k: v.clone() for k, v in {**encoder.state_dict(), **decoder.state_dict()}.items()
-             if "running" in k}
+    stats = {
+        k: v.clone() for k, v in {**encoder.state_dict(), **decoder.state_dict()}.items() if "running" in k
+    }
     grads = [p.grad.clone() for p in [*encoder.parameters(), *decoder.parameters()]]
     return valid_memory.detach(), valid_out.detach(), stats, grads, src.grad[src_mask]
 
@@ -113,8 +120,10 @@ def test_stacks_train_padding_values_have_no_effect(kind, placement):
     torch.manual_seed(0)
     config = stack_config(kind, placement)
     encoder, decoder = Encoder(config).train(), Decoder(config).train()
-    state = {**{f"e{k}": v.clone() for k, v in encoder.state_dict().items()},
-             **{f"d{k}": v.clone() for k, v in decoder.state_dict().items()}}
+    state = {
+        **{f"e{k}": v.clone() for k, v in encoder.state_dict().items()},
+        **{f"d{k}": v.clone() for k, v in decoder.state_dict().items()},
+    }
     src, src_len = padded_batch([5, 9, 12], D, seed=3)
     tgt, tgt_len = padded_batch([4, 7, 6], D, seed=4)
     weights = torch.randn(64, D)
@@ -124,8 +133,17 @@ def test_stacks_train_padding_values_have_no_effect(kind, placement):
         decoder.load_state_dict({k[1:]: v for k, v in state.items() if k[0] == "d"})
         encoder.zero_grad(set_to_none=True)
         decoder.zero_grad(set_to_none=True)
-        results.append(train_step(encoder, decoder, pad_with_garbage(src, src_len, seed), src_len,
-                                  pad_with_garbage(tgt, tgt_len, seed + 1), tgt_len, weights))
+        results.append(
+            train_step(
+                encoder,
+                decoder,
+                pad_with_garbage(src, src_len, seed),
+                src_len,
+                pad_with_garbage(tgt, tgt_len, seed + 1),
+                tgt_len,
+                weights,
+            )
+        )
     (mem_a, out_a, stats_a, grads_a, gx_a), (mem_b, out_b, stats_b, grads_b, gx_b) = results
     torch.testing.assert_close(mem_a, mem_b, atol=1e-5, rtol=0)
     torch.testing.assert_close(out_a, out_b, atol=1e-5, rtol=0)
@@ -155,10 +173,18 @@ def test_running_statistics_equal_those_of_valid_frames_only():
 
 # ---------------------------------------------------------------- ASR model end to end
 
+
 def asr_model(kind: str, placement: str, frontend: str) -> ASRModel:
     stack = stack_config(kind, placement)
-    config = ASRModelConfig(vocab_size=12, input_dim=20, subsampling=4, conv_channels=8,
-                            frontend_norm=NormConfig(kind=frontend, groups=4), encoder=stack, decoder=stack)
+    config = ASRModelConfig(
+        vocab_size=12,
+        input_dim=20,
+        subsampling=4,
+        conv_channels=8,
+        frontend_norm=NormConfig(kind=frontend, groups=4),
+        encoder=stack,
+        decoder=stack,
+    )
     return ASRModel(config)
 
 
@@ -181,9 +207,15 @@ def garbage_tokens(tokens, lengths, seed):
     return torch.where(mask, tokens, torch.randint(0, 12, tokens.shape, generator=g))
 
 
-ASR_CASES = [("layer", "pre", "batch"), ("batch", "pre", "batch"), ("batch", "post", "none"),
-             ("power", "pre", "power"), ("instance", "post", "instance"), ("batch_renorm", "pre", "layer"),
-             ("rms", "post", "group")]
+ASR_CASES = [
+    ("layer", "pre", "batch"),
+    ("batch", "pre", "batch"),
+    ("batch", "post", "none"),
+    ("power", "pre", "power"),
+    ("instance", "post", "instance"),
+    ("batch_renorm", "pre", "layer"),
+    ("rms", "post", "group"),
+]
 
 
 @pytest.mark.parametrize("kind,placement,frontend", ASR_CASES)
@@ -202,8 +234,9 @@ def test_asr_eval_padding_invariance(kind, placement, frontend):
             memory_alone, len_alone = model.encode(features[b : b + 1, :t], feat_len[b : b + 1])
             assert memory_alone.shape[1] == s == int(len_alone)
             torch.testing.assert_close(memory[b, :s], memory_alone[0], atol=1e-5, rtol=0)
-            ctc_alone, _, logits_alone = model(features[b : b + 1, :t], feat_len[b : b + 1],
-                                               tokens[b : b + 1, :u], tok_len[b : b + 1])
+            ctc_alone, _, logits_alone = model(
+                features[b : b + 1, :t], feat_len[b : b + 1], tokens[b : b + 1, :u], tok_len[b : b + 1]
+            )
             torch.testing.assert_close(ctc[b, :s], ctc_alone[0], atol=1e-5, rtol=0)
             torch.testing.assert_close(logits[b, :u], logits_alone[0], atol=1e-5, rtol=0)
 
@@ -218,8 +251,12 @@ def test_asr_train_padding_values_have_no_effect(kind, placement, frontend):
     for seed in (5, 6):
         model.load_state_dict(state)
         model.zero_grad(set_to_none=True)
-        ctc, mem_len, logits = model(garbage_features(features, feat_len, seed), feat_len,
-                                     garbage_tokens(tokens, tok_len, seed), tok_len)
+        ctc, mem_len, logits = model(
+            garbage_features(features, feat_len, seed),
+            feat_len,
+            garbage_tokens(tokens, tok_len, seed),
+            tok_len,
+        )
         ctc_valid = ctc[lengths_to_mask(mem_len, ctc.shape[1])]
         logits_valid = logits[lengths_to_mask(tok_len, logits.shape[1])]
         (ctc_valid.exp().square().sum() + logits_valid.square().mean()).backward()

@@ -20,6 +20,7 @@ def _one_thread():
     yield
     torch.set_num_threads(threads)
 
+
 D = 16
 
 
@@ -105,8 +106,9 @@ def test_asr_model_uses_both_encodings():
 
     torch.manual_seed(0)
     stack = TransformerConfig(num_layers=1, d_model=D, num_heads=2, ffn_dim=32, dropout=0.0)
-    model = ASRModel(ASRModelConfig(vocab_size=8, input_dim=12, conv_channels=4, encoder=stack,
-                                    decoder=stack)).eval()
+    model = ASRModel(
+        ASRModelConfig(vocab_size=8, input_dim=12, conv_channels=4, encoder=stack, decoder=stack)
+    ).eval()
     features, lengths = torch.randn(1, 30, 12), torch.tensor([30])
     tokens = torch.randint(0, 8, (1, 5))
     with torch.no_grad():
