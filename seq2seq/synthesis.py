@@ -142,7 +142,12 @@ def write_outputs(item: Synthesized, out_dir: Path, package: ModelPackage) -> di
     audio = mel_to_audio(item.mel, features, package.config.inference.griffin_lim_iterations)
     soundfile.write(output_path(out_dir, item.name, ".wav"), audio.numpy(), features.sample_rate)
     seconds = item.mel.shape[0] / features.frame_rate
-    return {"name": safe_name(item.name), "text": item.text, "frames": item.mel.shape[0], "seconds": round(seconds, 3)}
+    return {
+        "name": safe_name(item.name),
+        "text": item.text,
+        "frames": item.mel.shape[0],
+        "seconds": round(seconds, 3),
+    }
 
 
 def synthesize(

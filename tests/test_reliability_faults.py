@@ -187,10 +187,13 @@ class PoisonBatches(L.Callback):
 
     def __init__(self, poison):
         self.poison, self.calls = poison, 0
+        self.last_good: dict[str, torch.Tensor] = {}
 
     def on_train_batch_start(self, trainer, module, batch, batch_idx):
         self.calls += 1
         if self.poison(self.calls):
+            if not self.poison(self.calls - 1):  # weights and buffers before this run of bad batches
+                self.last_good = {k: v.detach().clone() for k, v in module.state_dict().items()}
             batch.features.fill_(float("nan"))
 
 
@@ -222,17 +225,19 @@ def test_nan_losses_are_skipped_then_stop_the_run_keeping_the_last_good_state(ti
     out = tmp_path / "run"
     experiment = load_experiment(CONFIGS / "asr" / "small.yaml", tiny_asr_overrides(
         corpus, out, **{"trainer.max_steps": 20, "trainer.max_bad_batches": 2, "trainer.val_every_steps": 2}))
-    # Call 2 is bad alone (skipped, training goes on); calls 5 and 6 are two in a row: stop at step 3.
+    # Batch 2 is bad alone (skipped, training goes on); batches 5 and 6 are two in a row: the run stops.
     poison = PoisonBatches(lambda call: call == 2 or call >= 5)
     with caplog.at_level(logging.WARNING), pytest.raises(RuntimeError) as caught:
         train(experiment, callbacks=[poison])
-    assert "stopped at step 3 after 2 consecutive non-finite losses" in str(caught.value)
+    assert "stopped at step 6 after 2 consecutive non-finite losses" in str(caught.value)
     assert poison.calls == 6
     skipped = [r.getMessage() for r in caplog.records if "non-finite loss, batch skipped" in r.getMessage()]
     assert len(skipped) == 3
     last = load_checkpoint_file(out / "checkpoints" / "last.ckpt")
-    assert last["global_step"] == 3
+    assert last["global_step"] == 6  # skipped batches count as (empty) steps
     assert all(torch.isfinite(v).all() for v in last["state_dict"].values() if v.is_floating_point())
+    for key, value in poison.last_good.items():  # the bad batches changed nothing
+        assert torch.equal(last["state_dict"][key], value), key
     messages = " ".join(r.getMessage() for r in caplog.records)
     for words in ("gone.wav: no such file", "broken.wav: cannot decode", "'empty' has empty text",
                   "'long' has 18000 characters", "malformed JSON"):

@@ -30,6 +30,9 @@ def build_optimizer(model: nn.Module, config: OptimConfig) -> dict:
 class BadBatchGuard:
     """Skips batches whose loss is NaN or infinite; stops training after too many in a row.
 
+    A skipped batch has no backward pass, so the weights and Adam's moments stay as they were; Lightning
+    still counts it as a step (``global_step`` and the sampler position both count batches consumed).
+
     Under DDP every process must agree to skip, or their gradient all-reduces would fall out of step:
     the finite flag is reduced with MIN across processes first.
     """

@@ -76,9 +76,8 @@ def train(experiment: Any, callbacks: list[L.Callback] | None = None) -> Path:
         log.info("resuming from %s", resume)
     trainer = build_trainer(experiment.trainer, out_dir, callbacks)
     trainer.fit(task, datamodule=datamodule, ckpt_path=resume)
-    stopped_at = getattr(getattr(task, "guard", None), "stopped_at", None)
-    if stopped_at is not None:
-        raise RuntimeError(f"{out_dir}: training stopped at step {stopped_at} after "
+    if getattr(getattr(task, "guard", None), "stopped_at", None) is not None:
+        raise RuntimeError(f"{out_dir}: training stopped at step {trainer.global_step} after "
                            f"{experiment.trainer.max_bad_batches} consecutive non-finite losses; the last good "
                            f"state is in {last_checkpoint(out_dir)}")
     return out_dir
