@@ -17,7 +17,6 @@ import torch
 import torchaudio
 from torch import nn
 
-
 # Largest sample magnitude accepted: far above any real recording (integer formats read as [-1, 1]),
 # far below where a power spectrum overflows float32.
 MAX_SAMPLE = 1e6
@@ -42,8 +41,10 @@ def _describe_soundfile_error(error: Exception) -> str:
     return f"cannot decode audio ({detail.lower()})"
 
 
-# libsndfile's header log reports a WAV/AIFF data chunk longer than the file as "data : 32000 (should be 15978)".
-_SHORT_DATA_CHUNK = re.compile(r"^(?:data|SSND) : (\d+) \(should be (\d+)\)", re.MULTILINE)
+# libsndfile logs a WAV/AIFF data chunk longer than the file as "data : 32000 (should be 15978)".
+_SHORT_DATA_CHUNK = re.compile(
+    r"^(?:data|SSND) : (\d+) \(should be (\d+)\)", re.MULTILINE
+)
 # Writers that stream to a pipe cannot go back to fill in the size and leave a placeholder instead.
 _STREAMING_SIZES = (0, 0x7FFFFFFF, 0xFFFFFFFF)
 

@@ -75,17 +75,31 @@ def transcribe(model: str, inputs: list[str] | None = None, manifest: str | None
 
 
 def evaluate(model: str, manifest: str, out: str | None = None, beam_size: int = 10,
-             ctc_weight: float = 0.3, batch_size: int = 8) -> int:
-    """Decode a manifest and print WER and CER; per-utterance results go to a JSON Lines file.
+             ctc_weight: float = 0.3, batch_size: int = 8, asr_model: str | None = None,
+             limit: int | None = None) -> int:
+    """Score a package on a manifest: ASR prints WER/CER; TTS prints mel L1, MCD and round-trip CER.
 
     Args:
-        model: model package folder.
-        manifest: JSON Lines manifest with reference texts.
-        out: per-utterance results file (default: <model>/eval-<manifest name>.jsonl).
-        beam_size: beam width.
-        ctc_weight: weight of the CTC prefix score.
-        batch_size: utterances decoded together.
+        model: ASR or TTS model package folder.
+        manifest: JSON Lines manifest with reference texts (and audio).
+        out: ASR per-utterance results file (default: <model>/eval-<manifest name>.jsonl).
+        beam_size: ASR beam width.
+        ctc_weight: ASR weight of the CTC prefix score.
+        batch_size: utterances decoded or synthesized together.
+        asr_model: TTS only: ASR package that transcribes the synthesized audio (round-trip CER).
+        limit: TTS only: evaluate the first N sentences.
     """
+    from seq2seq.package import read_package_config
+
+    task, _ = read_package_config(model)
+    if task == "tts":
+        import json
+        from dataclasses import asdict
+
+        from seq2seq.tts_evaluation import evaluate_tts
+
+        print(json.dumps(asdict(evaluate_tts(model, manifest, asr_model, limit, batch_size)), indent=2))
+        return 0
     from seq2seq.inference import transcribe as run
 
     return run.evaluate_command(model, manifest, out, beam_size, ctc_weight, batch_size)

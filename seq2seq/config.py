@@ -29,7 +29,8 @@ def from_dict(cls: type, data: dict[str, Any] | None, where: str = "") -> Any:
     """Build dataclass ``cls`` from plain data, checking field names, types and choices."""
     data = {} if data is None else data
     if not isinstance(data, dict):
-        raise ConfigError(f"{where.rstrip('.') or cls.__name__}: expected a mapping, got {type(data).__name__}")
+        name = where.rstrip(".") or cls.__name__
+        raise ConfigError(f"{name}: expected a mapping, got {type(data).__name__}")
     hints = typing.get_type_hints(cls)
     names = [f.name for f in dataclasses.fields(cls) if f.init]
     for key in data:

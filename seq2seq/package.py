@@ -64,7 +64,8 @@ def save_package(out_dir: str | Path, task: str, experiment_dict: dict, state_di
                  tokenizer_dir: str | Path) -> Path:
     """Write a package atomically (temporary folder, then rename)."""
     out_dir = Path(out_dir)
-    if out_dir.exists() and not (out_dir / CONFIG).is_file() and (out_dir.is_file() or any(out_dir.iterdir())):
+    occupied = out_dir.is_file() or (out_dir.is_dir() and any(out_dir.iterdir()))
+    if occupied and not (out_dir / CONFIG).is_file():
         raise PackageError(f"{out_dir}: exists and is not a model package; refusing to replace it")
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))

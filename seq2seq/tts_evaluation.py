@@ -105,17 +105,14 @@ def teacher_forced_l1(package: ModelPackage, tokens: list[torch.Tensor], mels: l
 
 
 def transcribe(asr: ModelPackage, waves: list[torch.Tensor]) -> list[str]:
-    """Greedy transcripts of 16-bit-free float waveforms at the ASR model's sample rate."""
-    from seq2seq.decoding.greedy import greedy_search
+    """Greedy transcripts of waveforms at the ASR model's sample rate."""
+    from seq2seq.inference.transcriber import Transcriber
 
-    logmel = LogMel(asr.config.data.features)
+    logmel, transcriber = LogMel(asr.config.data.features), Transcriber(asr, beam_size=1, ctc_weight=0.0)
     texts = []
     for wave in waves:
         features = logmel.single(wave)[None]
-        hypothesis = greedy_search(
-            asr.model, features, torch.tensor([features.shape[1]]), asr.config.decoding.max_length_ratio
-        )[0]
-        texts.append(asr.tokenizer.decode(hypothesis))
+        texts += transcriber(features, torch.tensor([features.shape[1]]))
     return texts
 
 
@@ -179,22 +176,3 @@ def round_trip_cer(
     synthesized = [mel_to_audio(item.mel, features, iterations) for item in items]
     vocoded = [mel_to_audio(mel, features, iterations) for mel in references]
     return cer(synthesized), cer(vocoded), cer(waves)
-
-
-def main(argv: list[str] | None = None) -> None:
-    """``python -m seq2seq.tts_evaluation TTS_PACKAGE MANIFEST [--asr ASR_PACKAGE]``: print JSON metrics."""
-    import argparse
-    import json
-    from dataclasses import asdict
-
-    parser = argparse.ArgumentParser(description="Evaluate a TTS package on held-out sentences.")
-    parser.add_argument("model", help="TTS model package folder")
-    parser.add_argument("manifest", help="held-out manifest with reference audio")
-    parser.add_argument("--asr", default=None, help="ASR model package for the round-trip CER")
-    parser.add_argument("--limit", type=int, default=None, help="evaluate only the first N sentences")
-    args = parser.parse_args(argv)
-    print(json.dumps(asdict(evaluate_tts(args.model, args.manifest, args.asr, args.limit)), indent=2))
-
-
-if __name__ == "__main__":
-    main()

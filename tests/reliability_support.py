@@ -24,8 +24,13 @@ TINY_STACK = {"num_layers": 1, "d_model": 16, "num_heads": 2, "ffn_dim": 32, "dr
 
 def tiny_asr_experiment(vocab_size: int) -> ASRExperimentConfig:
     """An ASR experiment whose model has a few thousand parameters and decodes greedily in milliseconds."""
-    model = ASRModelConfig(vocab_size=vocab_size, input_dim=80, conv_channels=4,
-                           encoder=TransformerConfig(**TINY_STACK), decoder=TransformerConfig(**TINY_STACK))
+    model = ASRModelConfig(
+        vocab_size=vocab_size,
+        input_dim=80,
+        conv_channels=4,
+        encoder=TransformerConfig(**TINY_STACK),
+        decoder=TransformerConfig(**TINY_STACK),
+    )
     experiment = ASRExperimentConfig(model=model)
     data = to_dict(experiment)
     data["decoding"].update(beam_size=1, ctc_weight=0.0, max_length_ratio=0.5)
@@ -45,8 +50,9 @@ def tiny_asr_package(out_dir: Path, seed: int = 0) -> Path:
     return save_package(out_dir, "asr", to_dict(experiment), model.state_dict(), tokenizer_dir)
 
 
-def write_tone(path: Path, seconds: float = 0.3, rate: int = SAMPLE_RATE, channels: int = 1,
-               subtype: str | None = None) -> Path:
+def write_tone(
+    path: Path, seconds: float = 0.3, rate: int = SAMPLE_RATE, channels: int = 1, subtype: str | None = None
+) -> Path:
     """A quiet sine tone (a valid, readable audio file)."""
     t = np.arange(int(seconds * rate)) / rate
     wave = (0.1 * np.sin(2 * np.pi * 220 * t)).astype(np.float32)
@@ -59,8 +65,9 @@ def write_tone(path: Path, seconds: float = 0.3, rate: int = SAMPLE_RATE, channe
 
 def run_cli(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
     """``python -m seq2seq ARGS`` in a subprocess, text output captured."""
-    return subprocess.run([sys.executable, "-m", "seq2seq", *args], capture_output=True, text=True,
-                          timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "seq2seq", *args], capture_output=True, text=True, timeout=timeout
+    )
 
 
 def error_lines(stderr: str) -> list[str]:

@@ -98,13 +98,21 @@ def test_package_write_killed_midway_leaves_the_previous_package(package_dir, mo
     def fail(*args, **kwargs):
         raise Killed
 
-    target = {"weights": ("save_file", torn_weights), "tokenizer": ("shutil.copytree", fail),
-              "swap": ("_replace_dir", fail)}[stage]
+    target = {
+        "weights": ("save_file", torn_weights),
+        "tokenizer": ("shutil.copytree", fail),
+        "swap": ("_replace_dir", fail),
+    }[stage]
     monkeypatch.setattr(f"seq2seq.package.{target[0]}", target[1])
     other = {k: torch.randn_like(v) if v.is_floating_point() else v for k, v in before.items()}
     with pytest.raises(Killed):
-        save_package(package_dir, "asr", json.loads((package_dir / "config.json").read_text())["experiment"],
-                     other, package_dir / "tokenizer")
+        save_package(
+            package_dir,
+            "asr",
+            json.loads((package_dir / "config.json").read_text())["experiment"],
+            other,
+            package_dir / "tokenizer",
+        )
     monkeypatch.undo()
     after = _weights(package_dir)
     assert all(torch.equal(before[k], after[k]) for k in before)
@@ -141,8 +149,12 @@ def _broken_files(folder: Path, good: Path) -> list[Path]:
     """Ten different ways for a file with an audio extension to be unusable."""
     data = good.read_bytes()
     broken = {
-        "cut.wav": data[: len(data) // 2], "header-only.wav": data[:30], "empty.wav": b"",
-        "text.wav": b"not audio at all\n" * 20, "text.flac": b"hello\n" * 50, "text.mp3": b"\x00" * 700,
+        "cut.wav": data[: len(data) // 2],
+        "header-only.wav": data[:30],
+        "empty.wav": b"",
+        "text.wav": b"not audio at all\n" * 20,
+        "text.flac": b"hello\n" * 50,
+        "text.mp3": b"\x00" * 700,
         "junk.ogg": os.urandom(3000),
     }
     paths = []
@@ -165,8 +177,21 @@ def test_transcribing_100_files_with_10_broken_keeps_90_and_reports_10(tmp_path)
     broken = _broken_files(folder, goods[0])
     assert len(broken) == 10
     out = tmp_path / "out.jsonl"
-    result = run_cli("transcribe", str(package), str(folder), "--beam-size", "1", "--ctc-weight", "0",
-                     "--batch-size", "16", "--output-format", "jsonl", "--output", str(out))
+    result = run_cli(
+        "transcribe",
+        str(package),
+        str(folder),
+        "--beam-size",
+        "1",
+        "--ctc-weight",
+        "0",
+        "--batch-size",
+        "16",
+        "--output-format",
+        "jsonl",
+        "--output",
+        str(out),
+    )
     assert result.returncode == 1, result.stderr[-2000:]
     assert "Traceback" not in result.stderr
     transcribed = [json.loads(line)["audio_filepath"] for line in out.read_text().splitlines()]
@@ -223,8 +248,14 @@ def test_nan_losses_are_skipped_then_stop_the_run_keeping_the_last_good_state(ti
 
     corpus = {**tiny_corpus, "train": _dirty_manifest(tiny_corpus, tmp_path)}
     out = tmp_path / "run"
-    experiment = load_experiment(CONFIGS / "asr" / "small.yaml", tiny_asr_overrides(
-        corpus, out, **{"trainer.max_steps": 20, "trainer.max_bad_batches": 2, "trainer.val_every_steps": 2}))
+    experiment = load_experiment(
+        CONFIGS / "asr" / "small.yaml",
+        tiny_asr_overrides(
+            corpus,
+            out,
+            **{"trainer.max_steps": 20, "trainer.max_bad_batches": 2, "trainer.val_every_steps": 2},
+        ),
+    )
     # Batch 2 is bad alone (skipped, training goes on); batches 5 and 6 are two in a row: the run stops.
     poison = PoisonBatches(lambda call: call == 2 or call >= 5)
     with caplog.at_level(logging.WARNING), pytest.raises(RuntimeError) as caught:
@@ -239,8 +270,13 @@ def test_nan_losses_are_skipped_then_stop_the_run_keeping_the_last_good_state(ti
     for key, value in poison.last_good.items():  # the bad batches changed nothing
         assert torch.equal(last["state_dict"][key], value), key
     messages = " ".join(r.getMessage() for r in caplog.records)
-    for words in ("gone.wav: no such file", "broken.wav: cannot decode", "'empty' has empty text",
-                  "'long' has 18000 characters", "malformed JSON"):
+    for words in (
+        "gone.wav: no such file",
+        "broken.wav: cannot decode",
+        "'empty' has empty text",
+        "'long' has 18000 characters",
+        "malformed JSON",
+    ):
         assert words in messages, words
 
 
@@ -249,8 +285,11 @@ def test_nan_losses_are_skipped_then_stop_the_run_keeping_the_last_good_state(ti
 
 
 def _train_command(corpus: dict[str, Path], out: Path) -> list[str]:
-    overrides = tiny_asr_overrides(corpus, out, **{"trainer.max_steps": 12, "trainer.checkpoint_every_steps": 1,
-                                                   "trainer.val_every_steps": 5})
+    overrides = tiny_asr_overrides(
+        corpus,
+        out,
+        **{"trainer.max_steps": 12, "trainer.checkpoint_every_steps": 1, "trainer.val_every_steps": 5},
+    )
     return [sys.executable, "-m", "seq2seq", "train", "-c", str(CONFIGS / "asr" / "small.yaml"), *overrides]
 
 
@@ -281,8 +320,9 @@ def _epoch_length(corpus: dict[str, Path]) -> int:
 def test_sigkill_at_a_random_step_resumes_with_same_step_schedule_and_sampler(tiny_corpus, tmp_path):
     killed, reference = tmp_path / "killed", tmp_path / "reference"
     kill_after = int(np.random.default_rng().integers(2, 7))
-    process = subprocess.Popen(_train_command(tiny_corpus, killed), stdout=subprocess.DEVNULL,
-                               stderr=subprocess.PIPE, text=True)
+    process = subprocess.Popen(
+        _train_command(tiny_corpus, killed), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+    )
     last = killed / "checkpoints" / "last.ckpt"
     deadline = time.monotonic() + 300
     while _step(last) < kill_after and process.poll() is None and time.monotonic() < deadline:
@@ -296,18 +336,25 @@ def test_sigkill_at_a_random_step_resumes_with_same_step_schedule_and_sampler(ti
     resumed = subprocess.run(_train_command(tiny_corpus, killed), capture_output=True, text=True, timeout=600)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert "resuming from" in resumed.stderr
-    uninterrupted = subprocess.run(_train_command(tiny_corpus, reference), capture_output=True, text=True,
-                                   timeout=600)
+    uninterrupted = subprocess.run(
+        _train_command(tiny_corpus, reference), capture_output=True, text=True, timeout=600
+    )
     assert uninterrupted.returncode == 0, uninterrupted.stderr[-3000:]
 
-    final, expected = load_checkpoint_file(last), load_checkpoint_file(reference / "checkpoints" / "last.ckpt")
+    final, expected = (
+        load_checkpoint_file(last),
+        load_checkpoint_file(reference / "checkpoints" / "last.ckpt"),
+    )
     assert final["global_step"] == expected["global_step"] == 12
     # The resumed run trained only the steps the killed one had not checkpointed.
     assert _logged_steps(killed, 1) == 12 - at_kill["global_step"]
     assert final["lr_schedulers"] == expected["lr_schedulers"]
     steps = [s["step"] for s in final["optimizer_states"][0]["state"].values()]
     assert all(int(s) == 12 for s in steps)  # Adam's step counts continued rather than restarting
-    sampler, expected_sampler = final["ASRDataModule"]["train_sampler"], expected["ASRDataModule"]["train_sampler"]
+    sampler, expected_sampler = (
+        final["ASRDataModule"]["train_sampler"],
+        expected["ASRDataModule"]["train_sampler"],
+    )
     assert sampler == expected_sampler
     per_epoch = _epoch_length(tiny_corpus)
     for checkpoint in (at_kill, final):

@@ -49,8 +49,10 @@ def make_bad_audio(tmp: Path) -> dict[str, tuple[Path, str]]:
     good_wav = write_tone(tmp / "good.wav", 1.0)
     cases = {
         "truncated wav": (_truncated(tmp / "cut.wav", good_wav), "truncated"),
-        "wav cut inside its header": (_truncated(tmp / "head.wav", good_wav, 30 / good_wav.stat().st_size),
-                                      "cannot decode"),
+        "wav cut inside its header": (
+            _truncated(tmp / "head.wav", good_wav, 30 / good_wav.stat().st_size),
+            "cannot decode",
+        ),
         "truncated flac": (_truncated(tmp / "cut.flac", write_tone(tmp / "good.flac", 1.0)), "cannot decode"),
         "truncated ogg": (_truncated(tmp / "cut.ogg", write_tone(tmp / "good.ogg", 1.0)), "cannot decode"),
         "zero-length file": (tmp / "empty.wav", "file is empty"),
@@ -127,7 +129,9 @@ def test_paths_with_spaces_and_non_ascii_names(tmp_path):
         read_audio(path.with_name("日本語 missing.wav"))
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root reads files whatever their mode; permission case untestable")
+@pytest.mark.skipif(
+    os.geteuid() == 0, reason="root reads files whatever their mode; permission case untestable"
+)
 def test_unreadable_file_is_named(tmp_path):
     path = write_tone(tmp_path / "locked.wav", 0.2)
     path.chmod(0)
@@ -138,8 +142,14 @@ def test_unreadable_file_is_named(tmp_path):
 def _sparse_wav(path: Path, seconds: int) -> Path:
     """A 16-bit mono WAV of ``seconds`` silence whose data is a hole in the file (no disk used)."""
     data_bytes = seconds * SAMPLE_RATE * 2
-    header = b"RIFF" + struct.pack("<I", 36 + data_bytes) + b"WAVEfmt " + struct.pack(
-        "<IHHIIHH", 16, 1, 1, SAMPLE_RATE, SAMPLE_RATE * 2, 2, 16) + b"data" + struct.pack("<I", data_bytes)
+    header = (
+        b"RIFF"
+        + struct.pack("<I", 36 + data_bytes)
+        + b"WAVEfmt "
+        + struct.pack("<IHHIIHH", 16, 1, 1, SAMPLE_RATE, SAMPLE_RATE * 2, 2, 16)
+        + b"data"
+        + struct.pack("<I", data_bytes)
+    )
     with open(path, "wb") as handle:
         handle.write(header)
         handle.truncate(len(header) + data_bytes)
@@ -177,26 +187,36 @@ def test_long_file_is_split_into_windows_before_reading(tmp_path):
 def test_bad_manifest_lines_are_reported_one_line_each_and_good_lines_load(tmp_path):
     write_tone(tmp_path / "a.wav", 0.3)
     good = {"audio_filepath": "a.wav", "duration": 0.3, "text": "hello", "id": "a"}
-    manifest = write_jsonl(tmp_path / "m.jsonl", [
-        good,
-        '{"audio_filepath": "a.wav", "duration": 0.3, "text": ',  # malformed JSON
-        {"audio_filepath": "a.wav", "duration": 0.3},  # missing text
-        {"duration": 0.3, "text": "x"},  # missing audio
-        {"audio_filepath": "a.wav", "duration": -1, "text": "x"},  # impossible duration
-        {"audio_filepath": "a.wav", "duration": "long", "text": "x"},  # wrong type
-        {"audio_filepath": "a.wav", "duration": 0.3, "text": 5},  # text not a string
-        [1, 2, 3],  # not an object
-        {**good, "text": "again"},  # duplicate id
-        {"audio_filepath": "missing.wav", "duration": 0.3, "text": "kept until read", "id": "m"},
-        {"audio_filepath": "a.wav", "duration": 0.3, "text": "", "id": "empty"},
-        {"audio_filepath": "a.wav", "duration": 0.3, "text": "x" * 100_000, "id": "long"},
-    ])
+    manifest = write_jsonl(
+        tmp_path / "m.jsonl",
+        [
+            good,
+            '{"audio_filepath": "a.wav", "duration": 0.3, "text": ',  # malformed JSON
+            {"audio_filepath": "a.wav", "duration": 0.3},  # missing text
+            {"duration": 0.3, "text": "x"},  # missing audio
+            {"audio_filepath": "a.wav", "duration": -1, "text": "x"},  # impossible duration
+            {"audio_filepath": "a.wav", "duration": "long", "text": "x"},  # wrong type
+            {"audio_filepath": "a.wav", "duration": 0.3, "text": 5},  # text not a string
+            [1, 2, 3],  # not an object
+            {**good, "text": "again"},  # duplicate id
+            {"audio_filepath": "missing.wav", "duration": 0.3, "text": "kept until read", "id": "m"},
+            {"audio_filepath": "a.wav", "duration": 0.3, "text": "", "id": "empty"},
+            {"audio_filepath": "a.wav", "duration": 0.3, "text": "x" * 100_000, "id": "long"},
+        ],
+    )
     utterances, problems = read_manifest(manifest)
     assert [u.id for u in utterances] == ["a", "m", "empty", "long"]
     assert len(problems) == 8 and all("\n" not in p and p.startswith(f"{manifest}:") for p in problems)
-    for line, words in [(2, "malformed JSON"), (3, "missing field 'text'"), (4, "missing field 'audio_filepath'"),
-                        (5, "duration must be > 0"), (6, "duration must be a number"), (7, "text must be a string"),
-                        (8, "expected a JSON object"), (9, "duplicate id 'a'")]:
+    for line, words in [
+        (2, "malformed JSON"),
+        (3, "missing field 'text'"),
+        (4, "missing field 'audio_filepath'"),
+        (5, "duration must be > 0"),
+        (6, "duration must be a number"),
+        (7, "text must be a string"),
+        (8, "expected a JSON object"),
+        (9, "duplicate id 'a'"),
+    ]:
         assert any(p.startswith(f"{manifest}:{line}:") and words in p for p in problems), (line, problems)
 
 
@@ -207,16 +227,26 @@ def test_training_data_leaves_out_missing_empty_too_long_and_unreadable_utteranc
     for name in ("a", "b", "c"):
         write_tone(tmp_path / f"{name}.wav", 0.3)
     (tmp_path / "broken.wav").write_bytes(b"RIFF\x00\x00\x00\x00WAVEfmt nonsense")
-    manifest = write_jsonl(tmp_path / "train.jsonl", [
-        {"audio_filepath": "a.wav", "duration": 0.3, "text": "abc", "id": "a"},
-        {"audio_filepath": "b.wav", "duration": 0.3, "text": "b ü 日本", "id": "oov"},  # outside the vocabulary
-        {"audio_filepath": "gone.wav", "duration": 0.3, "text": "abc", "id": "gone"},
-        {"audio_filepath": "c.wav", "duration": 0.3, "text": "   ", "id": "empty"},
-        {"audio_filepath": "c.wav", "duration": 0.3, "text": "abc " * 500, "id": "long"},
-        {"audio_filepath": "broken.wav", "duration": 0.3, "text": "abc", "id": "broken"},
-    ])
-    module = ASRDataModule(DataConfig(str(manifest), str(manifest), None, num_workers=0, cache_features=False),
-                           CharTokenizer.build(["abc abc"]))
+    manifest = write_jsonl(
+        tmp_path / "train.jsonl",
+        [
+            {"audio_filepath": "a.wav", "duration": 0.3, "text": "abc", "id": "a"},
+            {
+                "audio_filepath": "b.wav",
+                "duration": 0.3,
+                "text": "b ü 日本",
+                "id": "oov",
+            },  # outside the vocabulary
+            {"audio_filepath": "gone.wav", "duration": 0.3, "text": "abc", "id": "gone"},
+            {"audio_filepath": "c.wav", "duration": 0.3, "text": "   ", "id": "empty"},
+            {"audio_filepath": "c.wav", "duration": 0.3, "text": "abc " * 500, "id": "long"},
+            {"audio_filepath": "broken.wav", "duration": 0.3, "text": "abc", "id": "broken"},
+        ],
+    )
+    module = ASRDataModule(
+        DataConfig(str(manifest), str(manifest), None, num_workers=0, cache_features=False),
+        CharTokenizer.build(["abc abc"]),
+    )
     with caplog.at_level(logging.WARNING):
         dataset = module._dataset("train")
         items = [dataset[i] for i in range(len(dataset))]
@@ -225,8 +255,12 @@ def test_training_data_leaves_out_missing_empty_too_long_and_unreadable_utteranc
     batch = collate_asr(items)
     assert batch.ids == ["a", "oov"] and collate_asr([None]) is None
     assert dataset.tokens[1].tolist().count(4) == 3  # ü, 日, 本 -> UNK, counted for the report
-    for words in ("gone.wav: no such file", "'empty' has empty text", "'long' has 2000 characters",
-                  "broken.wav: cannot decode"):
+    for words in (
+        "gone.wav: no such file",
+        "'empty' has empty text",
+        "'long' has 2000 characters",
+        "broken.wav: cannot decode",
+    ):
         assert any(words in r.getMessage() for r in caplog.records), words
 
 
@@ -286,8 +320,10 @@ def test_bad_config_values_are_rejected_naming_field_and_choices(task, override,
 
 def test_cli_rejects_bad_config_and_missing_manifest_before_writing_anything(tmp_path):
     run = tmp_path / "run"
-    for override, words in [("--model.reduction_factor=0", "reduction_factor=0"),
-                            (f"--data.train_manifest={tmp_path / 'nope.jsonl'}", "nope.jsonl: no such manifest")]:
+    for override, words in [
+        ("--model.reduction_factor=0", "reduction_factor=0"),
+        (f"--data.train_manifest={tmp_path / 'nope.jsonl'}", "nope.jsonl: no such manifest"),
+    ]:
         result = run_cli("train", "-c", str(CONFIGS / "tts" / "small.yaml"), f"--out_dir={run}", override)
         assert result.returncode == 2 and "Traceback" not in result.stderr
         lines = error_lines(result.stderr)
@@ -299,8 +335,21 @@ def test_cli_rejects_bad_config_and_missing_manifest_before_writing_anything(tmp
 # Output names from untrusted ids
 
 
-@pytest.mark.parametrize("name", ["../../etc/x", "/etc/passwd", "a/../../b", "..", ".hidden", "", "a\x00b",
-                                  "C:\\Windows\\x", "x" * 1000, "日本語/../../ü"])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "../../etc/x",
+        "/etc/passwd",
+        "a/../../b",
+        "..",
+        ".hidden",
+        "",
+        "a\x00b",
+        "C:\\Windows\\x",
+        "x" * 1000,
+        "日本語/../../ü",
+    ],
+)
 def test_output_names_from_ids_stay_inside_the_output_folder(tmp_path, name):
     out = tmp_path / "out"
     out.mkdir()
@@ -332,8 +381,11 @@ HEADERS = [b"", b"RIFF", b"RIFF\x24\x00\x00\x00WAVEfmt ", b"fLaC", b"OggS", b"ID
 
 
 @settings(max_examples=40, deadline=5000, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(header=st.sampled_from(HEADERS), body=st.binary(max_size=2048),
-       suffix=st.sampled_from([".wav", ".flac", ".ogg", ".mp3"]))
+@given(
+    header=st.sampled_from(HEADERS),
+    body=st.binary(max_size=2048),
+    suffix=st.sampled_from([".wav", ".flac", ".ogg", ".mp3"]),
+)
 def test_random_bytes_give_an_audio_error_or_audio(tmp_path, header, body, suffix):
     path = tmp_path / f"fuzz{suffix}"
     path.write_bytes(header + body)
@@ -357,8 +409,10 @@ FLOATS = st.floats(allow_nan=False, allow_infinity=False, width=32)
 
 
 @settings(max_examples=25, deadline=10000, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(samples=st.lists(FLOATS, min_size=0, max_size=4000) | st.lists(
-    st.floats(-1, 1, width=32), min_size=1, max_size=4000))
+@given(
+    samples=st.lists(FLOATS, min_size=0, max_size=4000)
+    | st.lists(st.floats(-1, 1, width=32), min_size=1, max_size=4000)
+)
 def test_random_waveforms_give_a_transcript_or_a_clean_error(transcriber, samples):
     wave = torch.tensor(samples, dtype=torch.float32)
     features = LogMel(FeatureConfig()).single(wave)

@@ -14,5 +14,5 @@ $PY -m seq2seq train -c configs/tts/small.yaml               # rerunning resumes
 $PY -m seq2seq export "$RUN" "$RUN/package" --average 1      # the best checkpoint (see README: averaging hurt here)
 $PY -m seq2seq synthesize "$RUN/package" \
     "have you seen my black pencil" "the meeting is on sunday at two thirty" --out "$RUN/samples"
-$PY -m seq2seq.tts_evaluation "$RUN/package" data/synthetic/tts_test.jsonl \
-    ${ASR_PACKAGE:+--asr "$ASR_PACKAGE"} | tee "$RUN/evaluation.json"
+$PY -m seq2seq evaluate "$RUN/package" data/synthetic/tts_test.jsonl \
+    ${ASR_PACKAGE:+--asr-model "$ASR_PACKAGE"} | tee "$RUN/evaluation.json"

@@ -11,6 +11,8 @@ from typing import Any
 import torch
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
+CORRUPT = "checkpoint is truncated or corrupt"
+
 
 class CheckpointError(RuntimeError):
     """A checkpoint that cannot be used; the message names the file."""
@@ -49,11 +51,11 @@ def load_checkpoint_file(path: str | Path, weights_only: bool = True) -> dict[st
         # torch names the first object it would not load; anything else it rejects is damaged bytes.
         found = re.search(r"Unsupported global: GLOBAL ([\w.]+)", str(error))
         if found is None:
-            raise CheckpointError(f"{path}: checkpoint is truncated or corrupt (unreadable pickle data)") from None
-        raise CheckpointError(f"{path}: refused to unpickle {found.group(1)} (only tensors and plain data load "
-                              "safely); pass --trust-checkpoint only for files you made yourself") from None
-    except Exception as error:  # noqa: BLE001 - damaged bytes surface as IndexError, KeyError, struct.error...
-        raise CheckpointError(f"{path}: checkpoint is truncated or corrupt ({type(error).__name__})") from None
+            raise CheckpointError(f"{path}: {CORRUPT} (unreadable pickle data)") from None
+        raise CheckpointError(f"{path}: refused to unpickle {found.group(1)} (only tensors and plain "
+                              "data load safely); pass --trust-checkpoint only for files you made") from None
+    except Exception as error:  # noqa: BLE001 - damaged bytes raise IndexError, KeyError, struct.error...
+        raise CheckpointError(f"{path}: {CORRUPT} ({type(error).__name__})") from None
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):

@@ -78,8 +78,8 @@ def train(experiment: Any, callbacks: list[L.Callback] | None = None) -> Path:
     trainer.fit(task, datamodule=datamodule, ckpt_path=resume)
     if getattr(getattr(task, "guard", None), "stopped_at", None) is not None:
         raise RuntimeError(f"{out_dir}: training stopped at step {trainer.global_step} after "
-                           f"{experiment.trainer.max_bad_batches} consecutive non-finite losses; the last good "
-                           f"state is in {last_checkpoint(out_dir)}")
+                           f"{experiment.trainer.max_bad_batches} consecutive non-finite losses; "
+                           f"the last good state is in {last_checkpoint(out_dir)}")
     return out_dir
 
 
