@@ -318,6 +318,7 @@ def test_bad_config_values_are_rejected_naming_field_and_choices(task, override,
         assert word in message, message
 
 
+@pytest.mark.slow
 def test_cli_rejects_bad_config_and_missing_manifest_before_writing_anything(tmp_path):
     run = tmp_path / "run"
     for override, words in [

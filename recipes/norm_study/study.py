@@ -173,9 +173,9 @@ def norm_mode_gap(run_dir: Path) -> dict[str, float]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=ROOT / "runs/norm_study", help="study folder")
-    parser.add_argument("--steps", type=int, default=120, help="optimizer steps per run (equal budget)")
-    parser.add_argument("--val-every", type=int, default=60, help="validate every this many steps")
-    parser.add_argument("--warmup", type=int, default=30, help="warm-up steps of every run (extras aside)")
+    parser.add_argument("--steps", type=int, default=200, help="optimizer steps per run (equal budget)")
+    parser.add_argument("--val-every", type=int, default=100, help="validate every this many steps")
+    parser.add_argument("--warmup", type=int, default=50, help="warm-up steps of every run (extras aside)")
     parser.add_argument("--subset", type=int, default=600, help="training utterances")
     parser.add_argument("--dev-subset", type=int, default=100, help="validation utterances")
     parser.add_argument("--d-model", type=int, default=96, help="model dimension")

@@ -4,18 +4,16 @@ from __future__ import annotations
 
 import logging
 
-import lightning as L
 import torch
 import torch.nn.functional as F
 from torchmetrics.text import CharErrorRate, WordErrorRate
 
 from seq2seq.audio import SpecAugment
-from seq2seq.config import to_dict
 from seq2seq.decoding.greedy import greedy_search
 from seq2seq.experiments import ASRExperimentConfig
 from seq2seq.models.asr import ASRModel
 from seq2seq.text import BLANK_ID, EOS_ID, PAD_ID, SOS_ID, Tokenizer
-from seq2seq.training.optim import BadBatchGuard, build_optimizer
+from seq2seq.training.task import Seq2SeqTask
 
 log = logging.getLogger(__name__)
 
@@ -30,17 +28,16 @@ def decoder_io(tokens: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tenso
     return inputs, targets
 
 
-class ASRTask(L.LightningModule):
+class ASRTask(Seq2SeqTask):
     """Trains an :class:`ASRModel` with ``ctc_weight * CTC + (1 - ctc_weight) * attention``."""
 
+    task_name = "asr"
+
     def __init__(self, config: ASRExperimentConfig, tokenizer: Tokenizer, tokenizer_dir: str):
-        super().__init__()
-        self.config = config
-        self.tokenizer, self.tokenizer_dir = tokenizer, str(tokenizer_dir)
+        super().__init__(config, tokenizer, tokenizer_dir)
         self.model = ASRModel(config.model)
         self.spec_augment = SpecAugment(config.spec_augment)
         self.wer, self.cer = WordErrorRate(), CharErrorRate()
-        self.guard = BadBatchGuard(config.trainer.max_bad_batches)
 
     def losses(self, batch) -> dict[str, torch.Tensor]:
         features = self.spec_augment(batch.features, batch.feature_lengths)
@@ -54,20 +51,10 @@ class ASRTask(L.LightningModule):
         weight = self.config.ctc_weight
         return {"loss": weight * ctc + (1 - weight) * attention, "ctc_loss": ctc, "attention_loss": attention}
 
-    def training_step(self, batch, batch_idx: int):
-        losses = self.losses(batch)
-        if not self.guard.check(losses["loss"], self.trainer, self.global_step):
-            return None  # skipped: no backward, no optimizer step
-        self.log_dict({f"train_{k}": v.detach() for k, v in losses.items()}, prog_bar=True,
-                      batch_size=batch.features.shape[0])
-        return losses["loss"]
-
     def validation_step(self, batch, batch_idx: int) -> None:
         if batch is None:
             return  # every utterance of this batch was unreadable (each one was reported)
-        losses = self.losses(batch)
-        size = batch.features.shape[0]
-        self.log_dict({f"val_{k}": v for k, v in losses.items()}, batch_size=size, sync_dist=True)
+        self.log_validation_losses(batch)
         hypotheses = greedy_search(self.model, batch.features, batch.feature_lengths,
                                    self.config.decoding.max_length_ratio)
         predictions = [self.tokenizer.decode(h) for h in hypotheses]
@@ -80,10 +67,3 @@ class ASRTask(L.LightningModule):
         self.log("val_cer", self.cer.compute(), prog_bar=True, sync_dist=True)
         self.wer.reset()
         self.cer.reset()
-
-    def configure_optimizers(self):
-        return build_optimizer(self.model, self.config.optim)
-
-    def on_save_checkpoint(self, checkpoint: dict) -> None:
-        # Plain data only, so inference can read checkpoints with weights_only=True.
-        checkpoint["seq2seq"] = {"task": "asr", "config": to_dict(self.config), "tokenizer_dir": self.tokenizer_dir}

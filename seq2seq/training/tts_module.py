@@ -7,16 +7,14 @@ lives beside the experiment config (model packages read it without importing Lig
 
 from __future__ import annotations
 
-import lightning as L
 import torch
 import torch.nn.functional as F
 
-from seq2seq.config import to_dict
 from seq2seq.experiments import TTSExperimentConfig, TTSLossConfig
 from seq2seq.models.tts import TTSModel, TTSOutput
 from seq2seq.nn.masking import lengths_to_mask
 from seq2seq.text import Tokenizer
-from seq2seq.training.optim import BadBatchGuard, build_optimizer
+from seq2seq.training.task import Seq2SeqTask
 
 
 def mel_losses(out: TTSOutput) -> dict[str, torch.Tensor]:
@@ -95,47 +93,15 @@ def tts_losses(out: TTSOutput, config: TTSLossConfig) -> dict[str, torch.Tensor]
     return losses
 
 
-class TTSTask(L.LightningModule):
+class TTSTask(Seq2SeqTask):
     """Trains a :class:`TTSModel` with teacher forcing."""
 
+    task_name = "tts"
+
     def __init__(self, config: TTSExperimentConfig, tokenizer: Tokenizer, tokenizer_dir: str):
-        super().__init__()
-        self.config = config
-        self.tokenizer, self.tokenizer_dir = tokenizer, str(tokenizer_dir)
+        super().__init__(config, tokenizer, tokenizer_dir)
         self.model = TTSModel(config.model)
-        self.guard = BadBatchGuard(config.trainer.max_bad_batches)
 
     def losses(self, batch) -> dict[str, torch.Tensor]:
         out = self.model(batch.tokens, batch.token_lengths, batch.mels, batch.mel_lengths)
         return tts_losses(out, self.config.loss)
-
-    def training_step(self, batch, batch_idx: int):
-        losses = self.losses(batch)
-        if not self.guard.check(losses["loss"], self.trainer, self.global_step):
-            return None  # skipped: no backward, no optimizer step
-        size = batch.tokens.shape[0]
-        terms = {f"train_{k}": v.detach() for k, v in losses.items() if k != "loss"}
-        self.log_dict(terms, batch_size=size)
-        self.log("train_loss", losses["loss"].detach(), prog_bar=True, batch_size=size)
-        return losses["loss"]
-
-    def validation_step(self, batch, batch_idx: int) -> None:
-        if batch is None:
-            return  # every utterance of this batch was unreadable (each one was reported)
-        losses = self.losses(batch)
-        size = batch.tokens.shape[0]
-        self.log_dict(
-            {f"val_{k}": v for k, v in losses.items() if k != "loss"}, batch_size=size, sync_dist=True
-        )
-        self.log("val_loss", losses["loss"], prog_bar=True, batch_size=size, sync_dist=True)
-
-    def configure_optimizers(self):
-        return build_optimizer(self.model, self.config.optim)
-
-    def on_save_checkpoint(self, checkpoint: dict) -> None:
-        # Plain data only, so inference can read checkpoints with weights_only=True.
-        checkpoint["seq2seq"] = {
-            "task": "tts",
-            "config": to_dict(self.config),
-            "tokenizer_dir": self.tokenizer_dir,
-        }

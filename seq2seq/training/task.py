@@ -1,0 +1,67 @@
+"""What every recipe's LightningModule shares: bad-batch guard, logging, optimizer, checkpoint metadata."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import lightning as L
+import torch
+
+from seq2seq.config import to_dict
+from seq2seq.text import Tokenizer
+from seq2seq.training.optim import BadBatchGuard, build_optimizer
+
+
+class Seq2SeqTask(L.LightningModule):
+    """A thin shell around a plain ``nn.Module`` (``self.model``); subclasses define ``losses``.
+
+    Args:
+        config: the experiment config (saved as plain data in every checkpoint).
+        tokenizer: the run's tokenizer; its folder is recorded so ``export`` can package it.
+        tokenizer_dir: folder the tokenizer was saved in.
+    """
+
+    task_name = ""
+
+    def __init__(self, config: Any, tokenizer: Tokenizer, tokenizer_dir: str):
+        super().__init__()
+        self.config = config
+        self.tokenizer, self.tokenizer_dir = tokenizer, str(tokenizer_dir)
+        self.guard = BadBatchGuard(config.trainer.max_bad_batches)
+
+    def losses(self, batch) -> dict[str, torch.Tensor]:
+        """The named loss terms of a batch; ``"loss"`` is what is optimised."""
+        raise NotImplementedError
+
+    @staticmethod
+    def batch_size(batch) -> int:
+        return len(batch.ids)
+
+    def training_step(self, batch, batch_idx: int):
+        losses = self.losses(batch)
+        if not self.guard.check(losses["loss"], self.trainer, self.global_step):
+            return None  # skipped: no backward, no optimizer step
+        terms = {f"train_{k}": v.detach() for k, v in losses.items() if k != "loss"}
+        self.log_dict(terms, batch_size=self.batch_size(batch))
+        self.log("train_loss", losses["loss"].detach(), prog_bar=True, batch_size=self.batch_size(batch))
+        return losses["loss"]
+
+    def log_validation_losses(self, batch) -> dict[str, torch.Tensor]:
+        losses = self.losses(batch)
+        size = self.batch_size(batch)
+        terms = {f"val_{k}": v for k, v in losses.items() if k != "loss"}
+        self.log_dict(terms, batch_size=size, sync_dist=True)
+        self.log("val_loss", losses["loss"], prog_bar=True, batch_size=size, sync_dist=True)
+        return losses
+
+    def validation_step(self, batch, batch_idx: int) -> None:
+        if batch is not None:  # None: every utterance of the batch was unreadable (each was reported)
+            self.log_validation_losses(batch)
+
+    def configure_optimizers(self):
+        return build_optimizer(self.model, self.config.optim)
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        # Plain data only, so inference can read checkpoints with weights_only=True.
+        checkpoint["seq2seq"] = {"task": self.task_name, "config": to_dict(self.config),
+                                 "tokenizer_dir": self.tokenizer_dir}
