@@ -17,10 +17,11 @@ import argparse
 import json
 import os
 import platform
-import time
 from pathlib import Path
 
-import torch
+from _timing import add_device_arguments, autocast, timed
+
+import torch  # noqa: E402  (after _timing sets OMP_WAIT_POLICY)
 
 from seq2seq.decoding import DecodingConfig, beam_search, greedy_search
 from seq2seq.models.asr import ASRModel, ASRModelConfig
@@ -28,6 +29,7 @@ from seq2seq.nn.transformer import TransformerConfig
 from seq2seq.text import EOS_ID, SOS_ID
 
 FRAMES_PER_SECOND = 100  # 10 ms hop
+DEVICE = "cpu"  # set by --device; cuda runs under bf16 autocast
 
 
 def build_model(vocab_size: int) -> ASRModel:
@@ -52,15 +54,6 @@ def make_batch(batch: int, min_frames: int, max_frames: int, seed: int):
     return torch.randn(batch, int(lengths.max()), 80, generator=generator), lengths
 
 
-def timed(fn) -> tuple[float, float, object]:
-    """(wall-clock seconds, process CPU seconds, result). CPU time is the steadier number on a shared
-    machine: it does not count time spent waiting for a core.
-    """
-    wall, cpu = time.perf_counter(), time.process_time()
-    result = fn()
-    return time.perf_counter() - wall, time.process_time() - cpu, result
-
-
 def search_rows(model, features, lengths, beams, ratio: float) -> list[dict]:
     audio_seconds = float(lengths.sum()) / FRAMES_PER_SECOND
     runs = {
@@ -75,8 +68,8 @@ def search_rows(model, features, lengths, beams, ratio: float) -> list[dict]:
             ]
     rows = []
     for (search, beam, ctc_weight), run in runs.items():
-        with torch.inference_mode():
-            seconds, cpu_seconds, out = timed(run)
+        with torch.inference_mode(), autocast(DEVICE):
+            seconds, cpu_seconds, out = timed(run, DEVICE)
         tokens = sum(map(len, out))
         rows.append(
             dict(
@@ -101,16 +94,18 @@ def step_costs(model, features, lengths, rows: int, positions: list[int], window
     full pass over ``U`` tokens, for ``rows`` hypotheses (utterances repeated as a beam would).
     """
     memory, memory_lengths = model.encode(features, lengths)
-    repeat = torch.arange(memory.shape[0]).repeat_interleave(rows // memory.shape[0])
+    repeat = torch.arange(memory.shape[0], device=memory.device).repeat_interleave(rows // memory.shape[0])
     memory, memory_lengths = memory[repeat], memory_lengths[repeat]
     generator = torch.Generator().manual_seed(0)
     tokens = torch.randint(5, model.config.vocab_size, (len(repeat), max(positions)), generator=generator)
+    tokens = tokens.to(memory.device)
     tokens[:, 0] = SOS_ID
     cache, steps, results = model.new_cache(), [], []
     for u in range(1, max(positions) + 1):
-        steps.append(timed(lambda n=u: model.decode(tokens[:, n - 1 : n], memory, memory_lengths, cache))[:2])
+        steps.append(timed(lambda n=u: model.decode(tokens[:, n - 1 : n], memory, memory_lengths, cache),
+                           DEVICE)[:2])
         if u in positions:
-            wall, cpu, _ = timed(lambda n=u: model.decode(tokens[:, :n], memory, memory_lengths))
+            wall, cpu, _ = timed(lambda n=u: model.decode(tokens[:, :n], memory, memory_lengths), DEVICE)
             cached_wall, cached_cpu = (sum(t) / len(steps[-window:]) for t in zip(*steps[-window:]))
             results.append(
                 dict(
@@ -152,14 +147,22 @@ def main() -> None:
     parser.add_argument("--max-length-ratio", type=float, default=0.2, help="output tokens per encoder frame")
     parser.add_argument("--threads", type=int, default=2, help="torch intra-op threads")
     parser.add_argument("--output", type=Path, default=Path("benchmarks/results/decoding.json"))
+    add_device_arguments(parser)
     args = parser.parse_args()
+    global DEVICE
+    DEVICE = args.device
+    if DEVICE == "cuda" and not torch.cuda.is_available():
+        raise SystemExit("--device cuda: no CUDA device is visible")
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
-    model = build_model(args.vocab_size)
+    model = build_model(args.vocab_size).to(DEVICE)
+    if args.compile:
+        model.decoder = torch.compile(model.decoder, dynamic=True)
     batch = 2 if args.quick else 8
-    features, lengths = make_batch(batch, 300, 800, seed=0)
+    features, lengths = (t.to(DEVICE) for t in make_batch(batch, 300, 800, seed=0))
     beams = [1, 10] if args.quick else [1, 5, 10]
-    greedy_search(model, features[:1, :300], lengths[:1].clamp(max=300))  # warm-up: one-time kernel setup
+    with autocast(DEVICE):
+        greedy_search(model, features[:1, :300], lengths[:1].clamp(max=300))  # warm-up: one-time kernel setup
     search = search_rows(model, features, lengths, beams, args.max_length_ratio)
     positions = [25] if args.quick else [25, 50, 100]
     steps = step_costs(model, features, lengths, rows=batch * 10, positions=positions)
@@ -174,6 +177,8 @@ def main() -> None:
         vocab_size=args.vocab_size,
         max_length_ratio=args.max_length_ratio,
         quick=args.quick,
+        device=DEVICE,
+        compile=args.compile,
         load_average=os.getloadavg(),
         cpus=os.cpu_count(),
     )
