@@ -200,9 +200,13 @@ class _RunningStatsNorm(nn.Module):
         """
         if bessel:
             var = var * count / (count - 1).clamp(min=1.0)
-        momentum = self.momentum * (count > 0).to(mean.dtype)  # a batch of padding only changes nothing
-        self.running_mean.lerp_(mean.detach(), momentum)
-        self.running_var.lerp_(var.detach(), momentum)
+        # A batch of padding only, or one whose statistics are not finite (a NaN batch the training
+        # guard will skip), leaves the running statistics as they were.
+        keep = (count > 0) & torch.isfinite(mean).all() & torch.isfinite(var).all()
+        self.running_mean.copy_(torch.where(keep, self.running_mean.lerp(mean.detach(), self.momentum),
+                                            self.running_mean))
+        self.running_var.copy_(torch.where(keep, self.running_var.lerp(var.detach(), self.momentum),
+                                           self.running_var))
         self.num_batches_tracked += 1
 
     def _affine(
@@ -381,6 +385,8 @@ class PowerNorm(_RunningStatsNorm):
             psi = quad_mean if warm else self.running_var + self.eps
             z = _PowerFunction.apply(x, mask, torch.rsqrt(psi), quad_mean, self.ema_gz, self.alpha)
             with torch.no_grad():
-                self.running_var.lerp_(quad_mean - self.eps, self.momentum * (count > 0).to(x.dtype))
+                keep = (count > 0) & torch.isfinite(quad_mean).all()
+                updated = self.running_var.lerp(quad_mean - self.eps, self.momentum)
+                self.running_var.copy_(torch.where(keep, updated, self.running_var))
                 self.num_batches_tracked += 1
             return self._affine(z, self.weight, self.bias, mask, dtype)

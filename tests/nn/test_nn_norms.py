@@ -278,3 +278,15 @@ def test_hand_written_backward_matches_autograd(kind):
     assert (x1.grad[~mask] == 0).all()
     torch.testing.assert_close(norm.weight.grad, weight.grad, atol=1e-4, rtol=1e-4)
     torch.testing.assert_close(norm.bias.grad, bias.grad, atol=1e-4, rtol=1e-4)
+
+
+@pytest.mark.parametrize("kind", ["batch", "batch_renorm", "power", "instance"])
+def test_a_non_finite_batch_leaves_running_statistics_unchanged(kind):
+    norm = build_norm(NormConfig(kind=kind), 8).train()
+    norm(torch.randn(2, 5, 8), torch.ones(2, 5, dtype=torch.bool))
+    before = {k: v.clone() for k, v in norm.state_dict().items() if k.startswith("running")}
+    poisoned = torch.randn(2, 5, 8)
+    poisoned[0, 1, 3] = float("nan")
+    norm(poisoned, torch.ones(2, 5, dtype=torch.bool))
+    for key, value in before.items():
+        assert torch.equal(norm.state_dict()[key], value), key
