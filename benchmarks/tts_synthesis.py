@@ -49,7 +49,7 @@ def synthesize(model: TTSModel, batch: int, tokens: int, ratio: float, device: s
     def run() -> int:
         with torch.inference_mode(), autocast(device):
             out = model.infer(text, lengths, max_length_ratio=ratio, stop_threshold=1.1)
-        return int(out.lengths.sum())
+        return int(out.mel_lengths.sum())
 
     return run
 

@@ -9,7 +9,7 @@ import torch.nn.functional as F
 from torchmetrics.text import CharErrorRate, WordErrorRate
 
 from seq2seq.audio import SpecAugment
-from seq2seq.decoding.greedy import greedy_search
+from seq2seq.decoding.greedy import ctc_greedy
 from seq2seq.experiments import ASRExperimentConfig
 from seq2seq.models.asr import ASRModel
 from seq2seq.text import BLANK_ID, EOS_ID, PAD_ID, SOS_ID, Tokenizer
@@ -39,7 +39,8 @@ class ASRTask(Seq2SeqTask):
         self.spec_augment = SpecAugment(config.spec_augment)
         self.wer, self.cer = WordErrorRate(), CharErrorRate()
 
-    def losses(self, batch) -> dict[str, torch.Tensor]:
+    def forward_losses(self, batch) -> tuple[dict[str, torch.Tensor], torch.Tensor, torch.Tensor]:
+        """Loss terms, CTC log-probabilities (B, S, V) and their lengths (SpecAugment in training only)."""
         features = self.spec_augment(batch.features, batch.feature_lengths)
         inputs, targets = decoder_io(batch.tokens, batch.token_lengths)
         ctc_log_probs, memory_lengths, logits = self.model(features, batch.feature_lengths, inputs,
@@ -48,16 +49,27 @@ class ASRTask(Seq2SeqTask):
                          blank=BLANK_ID, reduction="mean", zero_infinity=True)
         attention = F.cross_entropy(logits.float().flatten(0, 1), targets.flatten(), ignore_index=PAD_ID,
                                     label_smoothing=self.config.label_smoothing)
+        valid = targets != PAD_ID
+        accuracy = (logits.argmax(-1) == targets)[valid].float().mean()
         weight = self.config.ctc_weight
-        return {"loss": weight * ctc + (1 - weight) * attention, "ctc_loss": ctc, "attention_loss": attention}
+        losses = {"loss": weight * ctc + (1 - weight) * attention, "ctc_loss": ctc, "attention_loss": attention,
+                  "attention_accuracy": accuracy.detach()}
+        return losses, ctc_log_probs, memory_lengths
+
+    def losses(self, batch) -> dict[str, torch.Tensor]:
+        return self.forward_losses(batch)[0]
 
     def validation_step(self, batch, batch_idx: int) -> None:
+        """Losses, teacher-forced attention accuracy, and WER/CER of CTC greedy decoding.
+
+        CTC greedy needs no autoregressive loop, so validating stays cheap however poorly the decoder
+        does early in training; ``seq2seq evaluate`` measures the real (beam search) result.
+        """
         if batch is None:
             return  # every utterance of this batch was unreadable (each one was reported)
-        self.log_validation_losses(batch)
-        hypotheses = greedy_search(self.model, batch.features, batch.feature_lengths,
-                                   self.config.decoding.max_length_ratio)
-        predictions = [self.tokenizer.decode(h) for h in hypotheses]
+        losses, ctc_log_probs, memory_lengths = self.forward_losses(batch)
+        self.log_validation_losses(losses, self.batch_size(batch))
+        predictions = [self.tokenizer.decode(h) for h in ctc_greedy(ctc_log_probs, memory_lengths)]
         references = [self.tokenizer.decode(t[:n].tolist()) for t, n in zip(batch.tokens, batch.token_lengths)]
         self.wer.update(predictions, references)
         self.cer.update(predictions, references)

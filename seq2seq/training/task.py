@@ -46,17 +46,14 @@ class Seq2SeqTask(L.LightningModule):
         self.log("train_loss", losses["loss"].detach(), prog_bar=True, batch_size=self.batch_size(batch))
         return losses["loss"]
 
-    def log_validation_losses(self, batch) -> dict[str, torch.Tensor]:
-        losses = self.losses(batch)
-        size = self.batch_size(batch)
+    def log_validation_losses(self, losses: dict[str, torch.Tensor], size: int) -> None:
         terms = {f"val_{k}": v for k, v in losses.items() if k != "loss"}
         self.log_dict(terms, batch_size=size, sync_dist=True)
         self.log("val_loss", losses["loss"], prog_bar=True, batch_size=size, sync_dist=True)
-        return losses
 
     def validation_step(self, batch, batch_idx: int) -> None:
         if batch is not None:  # None: every utterance of the batch was unreadable (each was reported)
-            self.log_validation_losses(batch)
+            self.log_validation_losses(self.losses(batch), self.batch_size(batch))
 
     def configure_optimizers(self):
         return build_optimizer(self.model, self.config.optim)
