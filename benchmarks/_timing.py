@@ -14,8 +14,8 @@ import random
 import statistics
 import subprocess
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
@@ -39,7 +39,8 @@ def timed(fn: Callable[[], object], device: str = "cpu") -> tuple[float, float, 
 
 
 def interleaved(
-    variants: dict[str, Callable[[], object]], rounds: int, budget_s: float, device: str = "cpu", seed: int = 0
+    variants: dict[str, Callable[[], object]], rounds: int, budget_s: float, device: str = "cpu",
+    seed: int = 0,
 ) -> dict[str, list[tuple[float, float]]]:
     """Run every variant once per round, in a fresh random order; stop after ``rounds`` rounds or when
     another round would pass ``budget_s`` (at least one round). Returns (wall, cpu) seconds per round.
@@ -56,7 +57,8 @@ def interleaved(
     return times
 
 
-def median_ratio(times: dict[str, list[tuple[float, float]]], name: str, reference: str, cpu: bool = False) -> float:
+def median_ratio(times: dict[str, list[tuple[float, float]]], name: str, reference: str,
+                 cpu: bool = False) -> float:
     """Median over rounds of ``name``'s time divided by ``reference``'s time in the same round."""
     k = 1 if cpu else 0
     return statistics.median(a[k] / b[k] for a, b in zip(times[name], times[reference]))
@@ -66,7 +68,8 @@ def median(series: list[tuple[float, float]], cpu: bool = False) -> float:
     return statistics.median(t[1 if cpu else 0] for t in series)
 
 
-def matmul_rate(device: str = "cpu", dtype: torch.dtype = torch.float32, n: int = 2048, repeats: int = 5) -> float:
+def matmul_rate(device: str = "cpu", dtype: torch.dtype = torch.float32, n: int = 2048,
+                repeats: int = 5) -> float:
     """Best measured FLOP/s of an ``n x n @ n x n`` matmul (``2 n^3`` FLOPs): the machine's peak for the
     dtype, under the current thread setting. The best of a few runs, since load only ever adds time.
     """

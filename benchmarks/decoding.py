@@ -19,9 +19,8 @@ import os
 import platform
 from pathlib import Path
 
-from _timing import add_device_arguments, autocast, timed
-
 import torch  # noqa: E402  (after _timing sets OMP_WAIT_POLICY)
+from _timing import add_device_arguments, autocast, timed
 
 from seq2seq.decoding import DecodingConfig, beam_search, greedy_search
 from seq2seq.models.asr import ASRModel, ASRModelConfig

@@ -17,9 +17,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from _timing import add_device_arguments, autocast, interleaved, machine, median, median_ratio, write_json
-
 import torch  # noqa: E402  (after _timing sets OMP_WAIT_POLICY)
+from _timing import add_device_arguments, autocast, interleaved, machine, median, median_ratio, write_json
 
 from seq2seq.config import load_experiment  # noqa: E402
 from seq2seq.models.tts import TTSModel  # noqa: E402
@@ -75,7 +74,7 @@ def main() -> None:
     frames = {name: run() for name, run in runs.items()}  # untimed warm-up; also the fixed frame counts
     times = interleaved(runs, args.rounds, args.budget, args.device)
     rows = []
-    for (name, run), batch in zip(runs.items(), args.batches):
+    for name, batch in zip(runs, args.batches):
         seconds = median(times[name])
         audio_seconds = frames[name] * audio["hop_length"] / audio["sample_rate"]
         rows.append(dict(batch=batch, frames=frames[name], audio_seconds=audio_seconds, seconds=seconds,

@@ -51,10 +51,17 @@ def export(checkpoint: str, out_dir: str, average: int = 1, trust_checkpoint: bo
     return 0
 
 
-def transcribe(model: str, inputs: list[str] | None = None, manifest: str | None = None,
-               beam_size: int = 10, ctc_weight: float = 0.3, batch_size: int = 8,
-               output_format: Literal["text", "jsonl"] = "text", output: str | None = None,
-               window_seconds: float = 30.0) -> int:
+def transcribe(
+    model: str,
+    inputs: list[str] | None = None,
+    manifest: str | None = None,
+    beam_size: int = 10,
+    ctc_weight: float = 0.3,
+    batch_size: int = 8,
+    output_format: Literal["text", "jsonl"] = "text",
+    output: str | None = None,
+    window_seconds: float = 30.0,
+) -> int:
     """Transcribe audio files, folders or a manifest with a model package.
 
     Args:
@@ -70,13 +77,29 @@ def transcribe(model: str, inputs: list[str] | None = None, manifest: str | None
     """
     from seq2seq.inference import transcribe as run
 
-    return run.transcribe_command(model, inputs or [], manifest, beam_size, ctc_weight, batch_size,
-                                  output_format, output, window_seconds)
+    return run.transcribe_command(
+        model,
+        inputs or [],
+        manifest,
+        beam_size,
+        ctc_weight,
+        batch_size,
+        output_format,
+        output,
+        window_seconds,
+    )
 
 
-def evaluate(model: str, manifest: str, out: str | None = None, beam_size: int = 10,
-             ctc_weight: float = 0.3, batch_size: int = 8, asr_model: str | None = None,
-             limit: int | None = None) -> int:
+def evaluate(
+    model: str,
+    manifest: str,
+    out: str | None = None,
+    beam_size: int = 10,
+    ctc_weight: float = 0.3,
+    batch_size: int = 8,
+    asr_model: str | None = None,
+    limit: int | None = None,
+) -> int:
     """Score a package on a manifest: ASR prints WER/CER; TTS prints mel L1, MCD and round-trip CER.
 
     Args:
@@ -105,8 +128,13 @@ def evaluate(model: str, manifest: str, out: str | None = None, beam_size: int =
     return run.evaluate_command(model, manifest, out, beam_size, ctc_weight, batch_size)
 
 
-def synthesize(model: str, texts: list[str] | None = None, out: str = "synthesized",
-               text_file: str | None = None, batch_size: int = 16) -> int:
+def synthesize(
+    model: str,
+    texts: list[str] | None = None,
+    out: str = "synthesized",
+    text_file: str | None = None,
+    batch_size: int = 16,
+) -> int:
     """Synthesize mel spectrograms (.npy, .pt, .png) and Griffin-Lim audio (.wav) from text.
 
     Args:
@@ -137,8 +165,12 @@ def demo(out: str = "runs/demo", minutes: float = 8.0, tts_minutes: float = 4.0)
 def _prepare_commands() -> dict[str, Callable]:
     from seq2seq.data import prepare
 
-    return {"synthetic": prepare.synthetic, "librispeech": prepare.librispeech, "ljspeech": prepare.ljspeech,
-            "commonvoice": prepare.commonvoice}
+    return {
+        "synthetic": prepare.synthetic,
+        "librispeech": prepare.librispeech,
+        "ljspeech": prepare.ljspeech,
+        "commonvoice": prepare.commonvoice,
+    }
 
 
 def _tokenizer_command() -> Callable:
@@ -149,8 +181,13 @@ def _tokenizer_command() -> Callable:
 
 COMMANDS: dict[str, Callable | str] = {
     "prepare": "corpus manifests: synthetic (eSpeak NG), librispeech, ljspeech, commonvoice",
-    "tokenizer": "train a tokenizer on a manifest's texts", "train": train, "export": export,
-    "transcribe": transcribe, "evaluate": evaluate, "synthesize": synthesize, "demo": demo,
+    "tokenizer": "train a tokenizer on a manifest's texts",
+    "train": train,
+    "export": export,
+    "transcribe": transcribe,
+    "evaluate": evaluate,
+    "synthesize": synthesize,
+    "demo": demo,
 }
 
 # ---------------------------------------------------------------------------------------------

@@ -217,19 +217,31 @@ class TrainerConfig:
     max_bad_batches: int = 20
 
     def __post_init__(self) -> None:
-        for name in ("max_steps", "num_nodes", "accumulate_grad_batches", "val_every_steps",
-                     "checkpoint_every_steps", "log_every_steps", "max_bad_batches"):
+        for name in (
+            "max_steps",
+            "num_nodes",
+            "accumulate_grad_batches",
+            "val_every_steps",
+            "checkpoint_every_steps",
+            "log_every_steps",
+            "max_bad_batches",
+        ):
             if getattr(self, name) < 1:
                 raise ValueError(f"trainer.{name}={getattr(self, name)} must be >= 1")
         if self.max_minutes is not None and self.max_minutes <= 0:
             raise ValueError(f"trainer.max_minutes={self.max_minutes} must be > 0")
         if self.accelerator not in ACCELERATORS:
-            raise ValueError(f"trainer.accelerator={self.accelerator!r} is not valid; "
-                             f"choose one of {', '.join(ACCELERATORS)}")
+            raise ValueError(
+                f"trainer.accelerator={self.accelerator!r} is not valid; "
+                f"choose one of {', '.join(ACCELERATORS)}"
+            )
         if (isinstance(self.devices, int) and (self.devices == 0 or self.devices < -1)) or (
-                isinstance(self.devices, str) and not re.fullmatch(r"auto|-1|\d+|(\d+,)+\d*", self.devices)):
-            raise ValueError(f"trainer.devices={self.devices!r} must be a count >= 1, -1 (all), "
-                             "'auto' or device ids like '0,1'")
+            isinstance(self.devices, str) and not re.fullmatch(r"auto|-1|\d+|(\d+,)+\d*", self.devices)
+        ):
+            raise ValueError(
+                f"trainer.devices={self.devices!r} must be a count >= 1, -1 (all), "
+                "'auto' or device ids like '0,1'"
+            )
 
 
 @dataclass(frozen=True)

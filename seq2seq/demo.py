@@ -14,11 +14,17 @@ CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 
 def _experiment(name: str, data_dir: Path, run_dir: Path, minutes: float, manifests: tuple[str, str, str]):
     train, dev, test = (str(data_dir / m) for m in manifests)
-    return load_experiment(CONFIGS / name, [
-        f"--out_dir={run_dir}", f"--data.train_manifest={train}", f"--data.dev_manifest={dev}",
-        f"--data.test_manifest={test}", f"--data.cache_dir={data_dir / 'cache'}",
-        f"--trainer.max_minutes={minutes}",
-    ])
+    return load_experiment(
+        CONFIGS / name,
+        [
+            f"--out_dir={run_dir}",
+            f"--data.train_manifest={train}",
+            f"--data.dev_manifest={dev}",
+            f"--data.test_manifest={test}",
+            f"--data.cache_dir={data_dir / 'cache'}",
+            f"--trainer.max_minutes={minutes}",
+        ],
+    )
 
 
 def _train_and_export(experiment, package_dir: Path, average: int) -> float:
@@ -41,7 +47,9 @@ def run_demo(out: Path, minutes: float, tts_minutes: float) -> int:
     start = time.perf_counter()
     manifests = prepare_synthetic(data_dir)
     print(f"[demo] synthetic corpus ready in {time.perf_counter() - start:.0f} s -> {data_dir}")
-    asr = _experiment("asr/small.yaml", data_dir, out / "asr", minutes, ("train.jsonl", "dev.jsonl", "test.jsonl"))
+    asr = _experiment(
+        "asr/small.yaml", data_dir, out / "asr", minutes, ("train.jsonl", "dev.jsonl", "test.jsonl")
+    )
     trained = _train_and_export(asr, out / "asr_model", average=3)
     print(f"[demo] ASR trained in {trained:.1f} min -> {out / 'asr_model'}")
     print("[demo] held-out voices (test set):")
@@ -57,9 +65,16 @@ def run_demo(out: Path, minutes: float, tts_minutes: float) -> int:
 def _tts(out: Path, data_dir: Path, minutes: float) -> None:
     from seq2seq.synthesis import synthesize
 
-    tts = _experiment("tts/small.yaml", data_dir, out / "tts", minutes,
-                      ("tts_train.jsonl", "tts_dev.jsonl", "tts_test.jsonl"))
+    tts = _experiment(
+        "tts/small.yaml",
+        data_dir,
+        out / "tts",
+        minutes,
+        ("tts_train.jsonl", "tts_dev.jsonl", "tts_test.jsonl"),
+    )
     trained = _train_and_export(tts, out / "tts_model", average=1)
     print(f"[demo] TTS trained in {trained:.1f} min (a short schedule; the recipe trains longer)")
     synthesize(str(out / "tts_model"), ["turn on the kitchen lights"], str(out / "synthesized"))
-    print(f"[demo] synthesized speech features, alignment plot and Griffin-Lim audio -> {out / 'synthesized'}")
+    print(
+        f"[demo] synthesized speech features, alignment plot and Griffin-Lim audio -> {out / 'synthesized'}"
+    )

@@ -53,8 +53,10 @@ class ASRExperimentConfig:
         if not 0.0 <= self.label_smoothing < 1.0:
             raise ValueError(f"label_smoothing={self.label_smoothing} must be in [0, 1)")
         if self.model.input_dim != self.data.features.n_mels:
-            raise ValueError(f"model.input_dim={self.model.input_dim} must equal "
-                             f"data.features.n_mels={self.data.features.n_mels}")
+            raise ValueError(
+                f"model.input_dim={self.model.input_dim} must equal "
+                f"data.features.n_mels={self.data.features.n_mels}"
+            )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -111,8 +113,10 @@ class TTSInferenceConfig:
 
     def __post_init__(self) -> None:
         if not 0 <= self.min_length_ratio < self.max_length_ratio:
-            raise ValueError(f"inference.min_length_ratio={self.min_length_ratio} must be in "
-                             f"[0, max_length_ratio={self.max_length_ratio})")
+            raise ValueError(
+                f"inference.min_length_ratio={self.min_length_ratio} must be in "
+                f"[0, max_length_ratio={self.max_length_ratio})"
+            )
         if not 0 < self.stop_threshold < 1 or self.griffin_lim_iterations < 1:
             raise ValueError("inference.stop_threshold must be in (0, 1), griffin_lim_iterations >= 1")
 
@@ -138,9 +142,13 @@ class TTSExperimentConfig:
     task: Literal["tts"] = "tts"
     out_dir: str = "runs/tts"
     seed: int = 0
-    data: DataConfig = field(default_factory=lambda: DataConfig(
-        train_manifest="data/synthetic/tts_train.jsonl", dev_manifest="data/synthetic/tts_dev.jsonl",
-        test_manifest="data/synthetic/tts_test.jsonl"))
+    data: DataConfig = field(
+        default_factory=lambda: DataConfig(
+            train_manifest="data/synthetic/tts_train.jsonl",
+            dev_manifest="data/synthetic/tts_dev.jsonl",
+            test_manifest="data/synthetic/tts_test.jsonl",
+        )
+    )
     tokenizer: TokenizerConfig = field(default_factory=TokenizerConfig)
     text: TextNormalizerConfig = field(default_factory=TextNormalizerConfig)
     model: TTSModelConfig = field(default_factory=TTSModelConfig)
@@ -151,5 +159,7 @@ class TTSExperimentConfig:
 
     def __post_init__(self) -> None:
         if self.model.n_mels != self.data.features.n_mels:
-            raise ValueError(f"model.n_mels={self.model.n_mels} must equal "
-                             f"data.features.n_mels={self.data.features.n_mels}")
+            raise ValueError(
+                f"model.n_mels={self.model.n_mels} must equal "
+                f"data.features.n_mels={self.data.features.n_mels}"
+            )

@@ -60,8 +60,13 @@ def build_model(task: str, experiment: Any) -> nn.Module:
     raise PackageError(f"task={task!r} is not valid; choose one of asr, tts")
 
 
-def save_package(out_dir: str | Path, task: str, experiment_dict: dict, state_dict: dict[str, torch.Tensor],
-                 tokenizer_dir: str | Path) -> Path:
+def save_package(
+    out_dir: str | Path,
+    task: str,
+    experiment_dict: dict,
+    state_dict: dict[str, torch.Tensor],
+    tokenizer_dir: str | Path,
+) -> Path:
     """Write a package atomically (temporary folder, then rename)."""
     out_dir = Path(out_dir)
     occupied = out_dir.is_file() or (out_dir.is_dir() and any(out_dir.iterdir()))
@@ -126,7 +131,9 @@ def read_package_config(directory: str | Path) -> tuple[str, Any]:
         raise PackageError(f"{directory / CONFIG}: not valid JSON ({error})") from None
     task, classes = meta.get("task"), experiment_classes()
     if task not in classes:
-        raise PackageError(f"{directory / CONFIG}: task={task!r} is not valid; choose one of {', '.join(classes)}")
+        raise PackageError(
+            f"{directory / CONFIG}: task={task!r} is not valid; choose one of {', '.join(classes)}"
+        )
     try:
         return task, from_dict(classes[task], meta.get("experiment"))
     except ConfigError as error:
@@ -144,7 +151,9 @@ def load_package(directory: str | Path, device: str | torch.device = "cpu") -> M
     model = build_model(task, experiment)
     missing, unexpected = model.load_state_dict(state, strict=False)
     if missing or unexpected:
-        raise PackageError(f"{directory / WEIGHTS}: weights do not match the config "
-                           f"(missing {missing[:3]}, unexpected {unexpected[:3]})")
+        raise PackageError(
+            f"{directory / WEIGHTS}: weights do not match the config "
+            f"(missing {missing[:3]}, unexpected {unexpected[:3]})"
+        )
     tokenizer = load_tokenizer(directory / TOKENIZER)
     return ModelPackage(task, experiment, model.to(device).eval(), tokenizer, directory)

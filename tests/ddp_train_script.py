@@ -25,9 +25,18 @@ class SaveNormStatistics(L.Callback):
 if __name__ == "__main__":
     corpus_dir, out = Path(sys.argv[1]), Path(sys.argv[2])
     corpus = {split: corpus_dir / f"{split}.jsonl" for split in ("train", "dev", "test")}
-    overrides = tiny_asr_overrides(corpus, out, **{
-        "trainer.devices": 2, "trainer.strategy": "ddp", "trainer.accelerator": "cpu",
-        "model.encoder.norm.kind": "batch", "model.decoder.norm.kind": "batch", "data.num_workers": 0,
-        "trainer.max_steps": 4, "data.max_frames": 2000,
-    })
+    overrides = tiny_asr_overrides(
+        corpus,
+        out,
+        **{
+            "trainer.devices": 2,
+            "trainer.strategy": "ddp",
+            "trainer.accelerator": "cpu",
+            "model.encoder.norm.kind": "batch",
+            "model.decoder.norm.kind": "batch",
+            "data.num_workers": 0,
+            "trainer.max_steps": 4,
+            "data.max_frames": 2000,
+        },
+    )
     train(load_experiment(CONFIGS / "asr" / "small.yaml", overrides), callbacks=[SaveNormStatistics()])

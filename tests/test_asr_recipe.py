@@ -19,7 +19,9 @@ pytestmark = pytest.mark.slow
 
 
 def run_cli(*args: str, check: bool = True) -> subprocess.CompletedProcess:
-    result = subprocess.run([sys.executable, "-m", "seq2seq", *args], capture_output=True, text=True, timeout=600)
+    result = subprocess.run(
+        [sys.executable, "-m", "seq2seq", *args], capture_output=True, text=True, timeout=600
+    )
     if check and result.returncode != 0:
         raise AssertionError(f"seq2seq {' '.join(args)} failed:\n{result.stderr[-3000:]}")
     return result
@@ -55,8 +57,10 @@ def test_training_writes_resumable_checkpoints_that_load_without_pickle(trained_
 def test_rerunning_resumes_from_the_last_step(trained_run, tiny_corpus):
     from seq2seq.training.run import train
 
-    experiment = load_experiment(CONFIGS / "asr" / "small.yaml",
-                                 tiny_asr_overrides(tiny_corpus, trained_run, **{"trainer.max_steps": 8}))
+    experiment = load_experiment(
+        CONFIGS / "asr" / "small.yaml",
+        tiny_asr_overrides(tiny_corpus, trained_run, **{"trainer.max_steps": 8}),
+    )
     train(experiment)
     checkpoint = load_checkpoint_file(trained_run / "checkpoints" / "last.ckpt")
     assert checkpoint["global_step"] == 8
@@ -80,8 +84,17 @@ def test_transcribe_reports_broken_files_and_keeps_the_rest(trained_run, tiny_co
     wavs = sorted((tiny_corpus["test"].parent / "wavs" / "test").glob("*.wav"))[:3]
     broken = tmp_path / "broken.wav"
     broken.write_bytes(b"RIFF....WAVEfmt not really audio")
-    result = run_cli("transcribe", str(package_dir), *map(str, wavs), str(broken), "--beam-size", "2",
-                     "--output-format", "jsonl", check=False)
+    result = run_cli(
+        "transcribe",
+        str(package_dir),
+        *map(str, wavs),
+        str(broken),
+        "--beam-size",
+        "2",
+        "--output-format",
+        "jsonl",
+        check=False,
+    )
     assert result.returncode == 1
     lines = [json.loads(line) for line in result.stdout.splitlines()]
     assert [line["audio_filepath"] for line in lines] == list(map(str, wavs))
@@ -93,8 +106,17 @@ def test_evaluate_prints_wer_and_writes_per_utterance_results(trained_run, tiny_
     package_dir = tmp_path / "pkg"
     run_cli("export", str(trained_run / "checkpoints" / "last.ckpt"), str(package_dir))
     out = tmp_path / "eval.jsonl"
-    result = run_cli("evaluate", str(package_dir), str(tiny_corpus["test"]), "--out", str(out), "--beam-size", "1",
-                     "--ctc-weight", "0")
+    result = run_cli(
+        "evaluate",
+        str(package_dir),
+        str(tiny_corpus["test"]),
+        "--out",
+        str(out),
+        "--beam-size",
+        "1",
+        "--ctc-weight",
+        "0",
+    )
     assert "WER" in result.stdout and "CER" in result.stdout
     rows = [json.loads(line) for line in out.read_text().splitlines()]
     assert len(rows) == 8 and all(r["error"] is None for r in rows)

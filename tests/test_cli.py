@@ -12,11 +12,14 @@ from seq2seq.cli import COMMANDS
 
 
 def run(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "seq2seq", *args], capture_output=True, text=True, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "seq2seq", *args], capture_output=True, text=True, timeout=300
+    )
 
 
-@pytest.mark.parametrize("command", [c for c in COMMANDS if c != "prepare"] + ["prepare synthetic",
-                                                                               "prepare librispeech"])
+@pytest.mark.parametrize(
+    "command", [c for c in COMMANDS if c != "prepare"] + ["prepare synthetic", "prepare librispeech"]
+)
 def test_every_command_has_help(command):
     result = run(*command.split(), "--help")
     assert result.returncode == 0, result.stderr
@@ -33,8 +36,13 @@ def assert_one_line_error(result: subprocess.CompletedProcess, *words: str) -> N
 
 
 def test_bad_config_values_stop_before_any_work(tmp_path):
-    result = run("train", "--config", str(CONFIGS / "asr" / "small.yaml"), f"--out_dir={tmp_path / 'run'}",
-                 "--model.encoder.norm.kind=bn")
+    result = run(
+        "train",
+        "--config",
+        str(CONFIGS / "asr" / "small.yaml"),
+        f"--out_dir={tmp_path / 'run'}",
+        "--model.encoder.norm.kind=bn",
+    )
     assert_one_line_error(result, "model.encoder.norm.kind", "batch_renorm")
     assert not (tmp_path / "run").exists()
 

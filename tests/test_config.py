@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 import pytest
+from conftest import CONFIGS
 
 from seq2seq.config import ConfigError, load_experiment, parse_overrides, to_dict
 from seq2seq.experiments import ASRExperimentConfig
 
-from conftest import CONFIGS
-
 
 def test_small_config_loads_with_typed_overrides():
-    config = load_experiment(CONFIGS / "asr" / "small.yaml",
-                             ["--model.encoder.norm.kind=batch", "--trainer.max_steps", "7", "--ctc_weight=0.5"])
+    config = load_experiment(
+        CONFIGS / "asr" / "small.yaml",
+        ["--model.encoder.norm.kind=batch", "--trainer.max_steps", "7", "--ctc_weight=0.5"],
+    )
     assert isinstance(config, ASRExperimentConfig)
     assert config.model.encoder.norm.kind == "batch"
     assert config.model.decoder.norm.kind == "layer"  # encoder and decoder are independent
@@ -27,16 +28,19 @@ def test_round_trip_through_plain_data():
     assert from_dict(ASRExperimentConfig, to_dict(config)) == config
 
 
-@pytest.mark.parametrize("override, words", [
-    (["--model.encoder.norm.kind=batchy"], ["model.encoder.norm.kind", "layer", "batch_renorm"]),
-    (["--model.encoder.num_heads=5"], ["d_model=144", "num_heads=5"]),
-    (["--model.encoder.num_layers=-1"], ["num_layers"]),
-    (["--trainer.max_steps=ten"], ["trainer.max_steps", "int"]),
-    (["--model.encoder.placement=middle"], ["placement", "pre", "post"]),
-    (["--model.encoder.layers=3"], ["unknown field", "num_layers"]),
-    (["--ctc_weight=1.5"], ["ctc_weight"]),
-    (["--model.subsampling=5"], ["subsampling", "4, 6, 8"]),
-])
+@pytest.mark.parametrize(
+    "override, words",
+    [
+        (["--model.encoder.norm.kind=batchy"], ["model.encoder.norm.kind", "layer", "batch_renorm"]),
+        (["--model.encoder.num_heads=5"], ["d_model=144", "num_heads=5"]),
+        (["--model.encoder.num_layers=-1"], ["num_layers"]),
+        (["--trainer.max_steps=ten"], ["trainer.max_steps", "int"]),
+        (["--model.encoder.placement=middle"], ["placement", "pre", "post"]),
+        (["--model.encoder.layers=3"], ["unknown field", "num_layers"]),
+        (["--ctc_weight=1.5"], ["ctc_weight"]),
+        (["--model.subsampling=5"], ["subsampling", "4, 6, 8"]),
+    ],
+)
 def test_bad_values_are_one_line_errors_naming_the_field(override, words):
     with pytest.raises(ConfigError) as error:
         load_experiment(CONFIGS / "asr" / "small.yaml", override)
@@ -47,7 +51,10 @@ def test_bad_values_are_one_line_errors_naming_the_field(override, words):
 
 
 def test_override_syntax():
-    assert parse_overrides(["--a.b=1", "--a.c", "[1, 2]", "--d=true"]) == {"a": {"b": 1, "c": [1, 2]}, "d": True}
+    assert parse_overrides(["--a.b=1", "--a.c", "[1, 2]", "--d=true"]) == {
+        "a": {"b": 1, "c": [1, 2]},
+        "d": True,
+    }
     with pytest.raises(ConfigError):
         parse_overrides(["a.b=1"])
     with pytest.raises(ConfigError):

@@ -12,7 +12,9 @@ from seq2seq.training.export import average_state_dicts, batch_statistic_norms, 
 
 def tiny_model(kind: str) -> ASRModel:
     stack = TransformerConfig(num_layers=1, d_model=16, num_heads=2, ffn_dim=32, norm=NormConfig(kind=kind))
-    return ASRModel(ASRModelConfig(vocab_size=10, input_dim=12, conv_channels=4, encoder=stack, decoder=stack))
+    return ASRModel(
+        ASRModelConfig(vocab_size=10, input_dim=12, conv_channels=4, encoder=stack, decoder=stack)
+    )
 
 
 def test_float_tensors_are_averaged_and_integer_buffers_are_not():
@@ -28,7 +30,9 @@ def test_recomputed_statistics_equal_the_plain_average_over_batches():
     batches = []
     for _ in range(3):
         lengths = torch.tensor([40, 31])
-        batches.append((torch.randn(2, 40, 12) * 3 + 1, lengths, torch.randint(5, 10, (2, 4)), torch.tensor([4, 3])))
+        batches.append(
+            (torch.randn(2, 40, 12) * 3 + 1, lengths, torch.randint(5, 10, (2, 4)), torch.tensor([4, 3]))
+        )
     norm = batch_statistic_norms(model)[0]
     norm.running_mean.fill_(99.0)  # stale statistics that no longer match the (averaged) weights
     captured = []

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import csv
 import json
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 BATCH_STATISTIC = ("batch", "power", "batch_renorm")
 

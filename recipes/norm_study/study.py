@@ -94,11 +94,15 @@ def base_overrides(args: argparse.Namespace, train: Path, dev: Path) -> dict[str
     }
     for stack_name in ("encoder", "decoder"):
         overrides.update({f"model.{stack_name}.{k}": v for k, v in stack.items()})
+        # batch renorm / PowerNorm warm-ups default to 500 steps: longer than the whole budget, during
+        # which batch renorm *is* batch norm. Scale them to the study's warm-up.
+        for warmup in ("renorm_warmup_steps", "power_warmup_steps"):
+            overrides[f"model.{stack_name}.norm.{warmup}"] = args.warmup
     return overrides
 
 
 def as_cli(overrides: dict[str, object]) -> list[str]:
-    return [f"--{key}={json.dumps(value) if value is not None else 'null'}" for key, value in overrides.items()]
+    return [f"--{key}={'null' if value is None else json.dumps(value)}" for key, value in overrides.items()]
 
 
 def train_run(run: Run, base: dict[str, object], out: Path) -> Path:
@@ -192,7 +196,8 @@ def main() -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     train_manifest, dev_manifest = make_subsets(args.out, args.subset, args.dev_subset, args.seed)
     base = base_overrides(args, train_manifest, dev_manifest)
-    runs = [r for r in plan(not args.no_extras, args.small_batch_frames) if not args.only or r.name in args.only]
+    runs = [r for r in plan(not args.no_extras, args.small_batch_frames)
+            if not args.only or r.name in args.only]
     for run in runs:
         if not (args.out / run.name / "done.json").is_file():
             log.info("training %s", run.name)

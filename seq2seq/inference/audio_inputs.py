@@ -40,16 +40,19 @@ def find_audio(inputs: list[str]) -> list[str]:
     return found
 
 
-def split_into_windows(source: int, path: str, window_seconds: float, offset: float = 0.0,
-                       duration: float | None = None) -> list[Segment]:
+def split_into_windows(
+    source: int, path: str, window_seconds: float, offset: float = 0.0, duration: float | None = None
+) -> list[Segment]:
     """Segments of at most ``window_seconds``; an unreadable file becomes one segment with its error."""
     try:
         total = audio_info(path).duration - offset if duration is None else duration
     except AudioError as error:
         return [Segment(source, 0, path, offset, duration, str(error))]
     count = max(1, math.ceil(total / window_seconds - 1e-9))
-    return [Segment(source, i, path, offset + i * window_seconds, min(window_seconds, total - i * window_seconds))
-            for i in range(count)]
+    return [
+        Segment(source, i, path, offset + i * window_seconds, min(window_seconds, total - i * window_seconds))
+        for i in range(count)
+    ]
 
 
 class SegmentDataset(Dataset):

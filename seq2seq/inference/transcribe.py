@@ -15,16 +15,24 @@ from seq2seq.inference.transcriber import Transcriber
 from seq2seq.package import load_package
 
 
-def transcribe_segments(transcriber: Transcriber, sources: list[tuple[str, float, float | None]],
-                        batch_size: int, window_seconds: float, num_workers: int = 0):
+def transcribe_segments(
+    transcriber: Transcriber,
+    sources: list[tuple[str, float, float | None]],
+    batch_size: int,
+    window_seconds: float,
+    num_workers: int = 0,
+):
     """Transcribe ``(path, offset, duration)`` sources; returns per source ``(text, error)``.
 
     Long sources are cut into windows whose transcripts are joined in order.
     """
     from seq2seq.training.predict import run_predict
 
-    segments = [s for i, (path, offset, duration) in enumerate(sources)
-                for s in split_into_windows(i, path, window_seconds, offset, duration)]
+    segments = [
+        s
+        for i, (path, offset, duration) in enumerate(sources)
+        for s in split_into_windows(i, path, window_seconds, offset, duration)
+    ]
     dataset = SegmentDataset(segments, transcriber.package.config.data.features)
     loader = DataLoader(dataset, batch_size=batch_size, collate_fn=collate_segments, num_workers=num_workers)
     pieces: dict[int, list[tuple[int, str]]] = {}
@@ -52,8 +60,17 @@ def _write(lines: list[str], output: str | None) -> None:
         sys.stdout.write(text)
 
 
-def transcribe_command(model: str, inputs: list[str], manifest: str | None, beam_size: int, ctc_weight: float,
-                       batch_size: int, output_format: str, output: str | None, window_seconds: float) -> int:
+def transcribe_command(
+    model: str,
+    inputs: list[str],
+    manifest: str | None,
+    beam_size: int,
+    ctc_weight: float,
+    batch_size: int,
+    output_format: str,
+    output: str | None,
+    window_seconds: float,
+) -> int:
     """Returns 0 when every file was transcribed, 1 when some failed (each failure is reported)."""
     transcriber = Transcriber(load_package(model), beam_size, ctc_weight)
     sources = [(path, 0.0, None) for path in find_audio(inputs)]
@@ -76,12 +93,15 @@ def transcribe_command(model: str, inputs: list[str], manifest: str | None, beam
             lines.append(f"{path}\t{text}")
     _write(lines, output)
     if failed:
-        print(f"{failed} of {len(sources)} files failed; {len(sources) - failed} transcribed", file=sys.stderr)
+        print(
+            f"{failed} of {len(sources)} files failed; {len(sources) - failed} transcribed", file=sys.stderr
+        )
     return 1 if failed else 0
 
 
-def evaluate_command(model: str, manifest: str, out: str | None, beam_size: int, ctc_weight: float,
-                     batch_size: int) -> int:
+def evaluate_command(
+    model: str, manifest: str, out: str | None, beam_size: int, ctc_weight: float, batch_size: int
+) -> int:
     """Decode a manifest, print WER/CER and the real-time factor, write per-utterance results."""
     from torchmetrics.functional.text import char_error_rate, word_error_rate
 
@@ -109,7 +129,9 @@ def evaluate_command(model: str, manifest: str, out: str | None, beam_size: int,
     audio_seconds = sum(u.duration for u in utterances)
     wer = float(word_error_rate(hyps, refs)) if refs else float("nan")
     cer = float(char_error_rate(hyps, refs)) if refs else float("nan")
-    print(f"utterances {len(refs)}/{len(utterances)}  WER {100 * wer:.2f}%  CER {100 * cer:.2f}%  "
-          f"RTF {elapsed / max(audio_seconds, 1e-9):.3f}  (beam {transcriber.config.beam_size}, "
-          f"ctc_weight {transcriber.config.ctc_weight})  -> {out_path}")
+    print(
+        f"utterances {len(refs)}/{len(utterances)}  WER {100 * wer:.2f}%  CER {100 * cer:.2f}%  "
+        f"RTF {elapsed / max(audio_seconds, 1e-9):.3f}  (beam {transcriber.config.beam_size}, "
+        f"ctc_weight {transcriber.config.ctc_weight})  -> {out_path}"
+    )
     return 0 if len(refs) == len(utterances) else 1

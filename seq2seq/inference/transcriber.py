@@ -21,7 +21,9 @@ class Transcriber:
 
     def __init__(self, package: ModelPackage, beam_size: int | None = None, ctc_weight: float | None = None):
         if package.task != "asr":
-            raise PackageError(f"{package.path}: a {package.task} package cannot transcribe; use an ASR package")
+            raise PackageError(
+                f"{package.path}: a {package.task} package cannot transcribe; use an ASR package"
+            )
         self.package = package
         changes = {k: v for k, v in (("beam_size", beam_size), ("ctc_weight", ctc_weight)) if v is not None}
         self.config: DecodingConfig = dataclasses.replace(package.config.decoding, **changes)

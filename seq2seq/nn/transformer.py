@@ -116,7 +116,8 @@ class FeedForward(nn.Module):
         flat = x.reshape(-1, x.shape[-1])
         index = mask.reshape(-1).nonzero().squeeze(1)
         y = self._block(flat.index_select(0, index))
-        return y.new_zeros(flat.shape[0], y.shape[-1]).index_copy(0, index, y).view(x.shape[:-1] + y.shape[-1:])
+        out = y.new_zeros(flat.shape[0], y.shape[-1]).index_copy(0, index, y)
+        return out.view(x.shape[:-1] + y.shape[-1:])
 
     def _block(self, x: torch.Tensor) -> torch.Tensor:
         return self.down(self.dropout(self.activation(self.up(x))))

@@ -43,17 +43,33 @@ class ASRTask(Seq2SeqTask):
         """Loss terms, CTC log-probabilities (B, S, V) and their lengths (SpecAugment in training only)."""
         features = self.spec_augment(batch.features, batch.feature_lengths)
         inputs, targets = decoder_io(batch.tokens, batch.token_lengths)
-        ctc_log_probs, memory_lengths, logits = self.model(features, batch.feature_lengths, inputs,
-                                                           batch.token_lengths + 1)
-        ctc = F.ctc_loss(ctc_log_probs.transpose(0, 1), batch.tokens, memory_lengths, batch.token_lengths,
-                         blank=BLANK_ID, reduction="mean", zero_infinity=True)
-        attention = F.cross_entropy(logits.float().flatten(0, 1), targets.flatten(), ignore_index=PAD_ID,
-                                    label_smoothing=self.config.label_smoothing)
+        ctc_log_probs, memory_lengths, logits = self.model(
+            features, batch.feature_lengths, inputs, batch.token_lengths + 1
+        )
+        ctc = F.ctc_loss(
+            ctc_log_probs.transpose(0, 1),
+            batch.tokens,
+            memory_lengths,
+            batch.token_lengths,
+            blank=BLANK_ID,
+            reduction="mean",
+            zero_infinity=True,
+        )
+        attention = F.cross_entropy(
+            logits.float().flatten(0, 1),
+            targets.flatten(),
+            ignore_index=PAD_ID,
+            label_smoothing=self.config.label_smoothing,
+        )
         valid = targets != PAD_ID
         accuracy = (logits.argmax(-1) == targets)[valid].float().mean()
         weight = self.config.ctc_weight
-        losses = {"loss": weight * ctc + (1 - weight) * attention, "ctc_loss": ctc, "attention_loss": attention,
-                  "attention_accuracy": accuracy.detach()}
+        losses = {
+            "loss": weight * ctc + (1 - weight) * attention,
+            "ctc_loss": ctc,
+            "attention_loss": attention,
+            "attention_accuracy": accuracy.detach(),
+        }
         return losses, ctc_log_probs, memory_lengths
 
     def losses(self, batch) -> dict[str, torch.Tensor]:
@@ -70,7 +86,9 @@ class ASRTask(Seq2SeqTask):
         losses, ctc_log_probs, memory_lengths = self.forward_losses(batch)
         self.log_validation_losses(losses, self.batch_size(batch))
         predictions = [self.tokenizer.decode(h) for h in ctc_greedy(ctc_log_probs, memory_lengths)]
-        references = [self.tokenizer.decode(t[:n].tolist()) for t, n in zip(batch.tokens, batch.token_lengths)]
+        references = [
+            self.tokenizer.decode(t[:n].tolist()) for t, n in zip(batch.tokens, batch.token_lengths)
+        ]
         self.wer.update(predictions, references)
         self.cer.update(predictions, references)
 

@@ -52,8 +52,10 @@ def load_checkpoint_file(path: str | Path, weights_only: bool = True) -> dict[st
         found = re.search(r"Unsupported global: GLOBAL ([\w.]+)", str(error))
         if found is None:
             raise CheckpointError(f"{path}: {CORRUPT} (unreadable pickle data)") from None
-        raise CheckpointError(f"{path}: refused to unpickle {found.group(1)} (only tensors and plain "
-                              "data load safely); pass --trust-checkpoint only for files you made") from None
+        raise CheckpointError(
+            f"{path}: refused to unpickle {found.group(1)} (only tensors and plain "
+            "data load safely); pass --trust-checkpoint only for files you made"
+        ) from None
     except Exception as error:  # noqa: BLE001 - damaged bytes raise IndexError, KeyError, struct.error...
         raise CheckpointError(f"{path}: {CORRUPT} ({type(error).__name__})") from None
 

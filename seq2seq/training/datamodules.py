@@ -109,14 +109,20 @@ class _SpeechDataModule(L.LightningDataModule):
         kept = []
         for u in utterances:
             if not Path(u.audio_filepath).is_file():
-                logger.warning("%s: %s: no such file (utterance '%s' left out)",
-                               split, u.audio_filepath, u.id)
+                logger.warning(
+                    "%s: %s: no such file (utterance '%s' left out)", split, u.audio_filepath, u.id
+                )
             elif not u.text.strip():
                 logger.warning("%s: utterance '%s' has empty text (left out)", split, u.id)
             elif len(u.text) > (frames := frames_from_duration(u.duration, self.config.features)):
                 # Over one character per 10 ms frame: no alignment exists, and attention over it costs hours.
-                logger.warning("%s: utterance '%s' has %d characters of text for %d frames of audio "
-                               "(left out)", split, u.id, len(u.text), frames)
+                logger.warning(
+                    "%s: utterance '%s' has %d characters of text for %d frames of audio (left out)",
+                    split,
+                    u.id,
+                    len(u.text),
+                    frames,
+                )
             else:
                 kept.append(u)
         return kept

@@ -47,7 +47,9 @@ def average_state_dicts(states: list[dict[str, torch.Tensor]]) -> dict[str, torc
 
 
 def model_state(checkpoint: dict) -> dict[str, torch.Tensor]:
-    return {k[len(MODEL_PREFIX):]: v for k, v in checkpoint["state_dict"].items() if k.startswith(MODEL_PREFIX)}
+    return {
+        k[len(MODEL_PREFIX) :]: v for k, v in checkpoint["state_dict"].items() if k.startswith(MODEL_PREFIX)
+    }
 
 
 def batch_statistic_norms(model: nn.Module) -> list[nn.Module]:
@@ -85,8 +87,13 @@ def recompute_norm_statistics(model: nn.Module, batches, forward) -> int:
     return count
 
 
-def export_run(checkpoint: str | Path, out_dir: str | Path, average: int = 1, trust: bool = False,
-               stats_batches: int = 50) -> Path:
+def export_run(
+    checkpoint: str | Path,
+    out_dir: str | Path,
+    average: int = 1,
+    trust: bool = False,
+    stats_batches: int = 50,
+) -> Path:
     """Export a checkpoint, or the average of a run folder's best ``average`` checkpoints."""
     checkpoint = Path(checkpoint)
     paths = best_checkpoints(checkpoint, average) if checkpoint.is_dir() else [checkpoint]

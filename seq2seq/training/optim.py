@@ -20,7 +20,8 @@ def build_optimizer(model: nn.Module, config: OptimConfig) -> dict:
         (no_decay if parameter.ndim < 2 or name.endswith(".bias") else decay).append(parameter)
     optimizer = torch.optim.AdamW(
         [{"params": decay, "weight_decay": config.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
-        lr=config.lr, betas=tuple(config.betas),
+        lr=config.lr,
+        betas=tuple(config.betas),
     )
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda step: schedule_factor(config.schedule, step + 1, config.warmup_steps)
@@ -53,8 +54,10 @@ class BadBatchGuard:
         self.consecutive += 1
         log.warning("step %d: non-finite loss, batch skipped (%d in a row)", step, self.consecutive)
         if self.consecutive >= self.max_consecutive and trainer is not None:
-            log.error("stopping: %d consecutive non-finite losses; the last good checkpoint is kept",
-                      self.consecutive)
+            log.error(
+                "stopping: %d consecutive non-finite losses; the last good checkpoint is kept",
+                self.consecutive,
+            )
             trainer.should_stop = True
             self.stopped_at = step
         return False

@@ -34,8 +34,14 @@ class TranscriptionPredictor(L.LightningModule):
 def run_predict(transcriber: Transcriber, loader: torch.utils.data.DataLoader, accelerator: str = "auto"):
     """All ``(segment, text)`` pairs of ``loader`` in order."""
     quiet_lightning()
-    trainer = L.Trainer(accelerator=accelerator, devices=1, logger=False, enable_progress_bar=False,
-                        enable_model_summary=False, enable_checkpointing=False)
+    trainer = L.Trainer(
+        accelerator=accelerator,
+        devices=1,
+        logger=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        enable_checkpointing=False,
+    )
     outputs = trainer.predict(TranscriptionPredictor(transcriber), dataloaders=loader)
     return [pair for batch in outputs for pair in batch]
 

@@ -24,8 +24,13 @@ def prepare_tokenizer(experiment: Any, out_dir: Path) -> tuple[Tokenizer, Path]:
     if (directory / "tokenizer.json").is_file():
         return load_tokenizer(directory), directory
     spec = experiment.tokenizer
-    tokenizer = train_tokenizer(experiment.data.train_manifest, directory, kind=spec.kind,
-                                vocab_size=spec.vocab_size, normalizer=experiment.text)
+    tokenizer = train_tokenizer(
+        experiment.data.train_manifest,
+        directory,
+        kind=spec.kind,
+        vocab_size=spec.vocab_size,
+        normalizer=experiment.text,
+    )
     log.info("trained a %s tokenizer with %d symbols -> %s", spec.kind, tokenizer.vocab_size, directory)
     return tokenizer, directory
 
@@ -42,7 +47,9 @@ def report_unknown_characters(experiment: Any, tokenizer: Tokenizer) -> None:
     if not experiment.data.dev_manifest:
         return
     utterances, _ = read_manifest(experiment.data.dev_manifest)
-    unknown = sum((tokenizer.unknown_characters(u.text) for u in utterances), start=type(tokenizer.unknown_counts)())
+    unknown = sum(
+        (tokenizer.unknown_characters(u.text) for u in utterances), start=type(tokenizer.unknown_counts)()
+    )
     if unknown:
         shown = ", ".join(f"{c!r}×{n}" for c, n in unknown.most_common(10))
         log.warning("dev set: %d characters outside the vocabulary (%s)", sum(unknown.values()), shown)
@@ -64,7 +71,8 @@ def train(experiment: Any, callbacks: list[L.Callback] | None = None) -> Path:
     tokenizer, tokenizer_dir = prepare_tokenizer(experiment, out_dir)
     report_unknown_characters(experiment, tokenizer)
     experiment = dataclasses.replace(
-        experiment, model=dataclasses.replace(experiment.model, vocab_size=tokenizer.vocab_size))
+        experiment, model=dataclasses.replace(experiment.model, vocab_size=tokenizer.vocab_size)
+    )
     datamodule = build_datamodule(experiment.task, experiment, tokenizer_dir)
     task = build_task(experiment, tokenizer, tokenizer_dir)
     resume = last_checkpoint(out_dir)
@@ -77,9 +85,11 @@ def train(experiment: Any, callbacks: list[L.Callback] | None = None) -> Path:
     trainer = build_trainer(experiment.trainer, out_dir, callbacks)
     trainer.fit(task, datamodule=datamodule, ckpt_path=resume)
     if getattr(getattr(task, "guard", None), "stopped_at", None) is not None:
-        raise RuntimeError(f"{out_dir}: training stopped at step {trainer.global_step} after "
-                           f"{experiment.trainer.max_bad_batches} consecutive non-finite losses; "
-                           f"the last good state is in {last_checkpoint(out_dir)}")
+        raise RuntimeError(
+            f"{out_dir}: training stopped at step {trainer.global_step} after "
+            f"{experiment.trainer.max_bad_batches} consecutive non-finite losses; "
+            f"the last good state is in {last_checkpoint(out_dir)}"
+        )
     return out_dir
 
 

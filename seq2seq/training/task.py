@@ -60,5 +60,8 @@ class Seq2SeqTask(L.LightningModule):
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         # Plain data only, so inference can read checkpoints with weights_only=True.
-        checkpoint["seq2seq"] = {"task": self.task_name, "config": to_dict(self.config),
-                                 "tokenizer_dir": self.tokenizer_dir}
+        checkpoint["seq2seq"] = {
+            "task": self.task_name,
+            "config": to_dict(self.config),
+            "tokenizer_dir": self.tokenizer_dir,
+        }

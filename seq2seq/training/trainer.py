@@ -32,8 +32,12 @@ def last_checkpoint(out_dir: str | Path) -> Path | None:
     return path if path.is_file() else None
 
 
-def build_trainer(config: TrainerConfig, out_dir: str | Path, callbacks: list[Callback] | None = None,
-                  enable_progress_bar: bool = True) -> L.Trainer:
+def build_trainer(
+    config: TrainerConfig,
+    out_dir: str | Path,
+    callbacks: list[Callback] | None = None,
+    enable_progress_bar: bool = True,
+) -> L.Trainer:
     """A Trainer that logs to TensorBoard and CSV under ``out_dir`` and checkpoints atomically.
 
     ``checkpoints/last.ckpt`` is refreshed every ``checkpoint_every_steps`` (resume point); the
@@ -41,10 +45,21 @@ def build_trainer(config: TrainerConfig, out_dir: str | Path, callbacks: list[Ca
     """
     out_dir = Path(out_dir)
     ckpt_dir = checkpoint_dir(out_dir)
-    periodic = ModelCheckpoint(dirpath=ckpt_dir, filename="last", every_n_train_steps=config.checkpoint_every_steps,
-                               save_top_k=1, enable_version_counter=False)
-    best = ModelCheckpoint(dirpath=ckpt_dir, filename="best-{step}-{val_loss:.4f}", monitor="val_loss",
-                           mode="min", save_top_k=config.keep_best, save_on_train_epoch_end=False)
+    periodic = ModelCheckpoint(
+        dirpath=ckpt_dir,
+        filename="last",
+        every_n_train_steps=config.checkpoint_every_steps,
+        save_top_k=1,
+        enable_version_counter=False,
+    )
+    best = ModelCheckpoint(
+        dirpath=ckpt_dir,
+        filename="best-{step}-{val_loss:.4f}",
+        monitor="val_loss",
+        mode="min",
+        save_top_k=config.keep_best,
+        save_on_train_epoch_end=False,
+    )
     return L.Trainer(
         default_root_dir=out_dir,
         max_steps=config.max_steps,
@@ -62,7 +77,10 @@ def build_trainer(config: TrainerConfig, out_dir: str | Path, callbacks: list[Ca
         log_every_n_steps=config.log_every_steps,
         num_sanity_val_steps=0,
         # A resumed run appends a new CSV version (logs/version_N) instead of overwriting the old one.
-        logger=[TensorBoardLogger(out_dir, name="logs", version="tensorboard"), CSVLogger(out_dir, name="logs")],
+        logger=[
+            TensorBoardLogger(out_dir, name="logs", version="tensorboard"),
+            CSVLogger(out_dir, name="logs"),
+        ],
         callbacks=[periodic, best, LearningRateMonitor("step"), SaveLastOnExit(ckpt_dir), *(callbacks or [])],
         plugins=[AtomicCheckpointIO()],
         enable_progress_bar=enable_progress_bar,
