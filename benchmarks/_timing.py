@@ -39,7 +39,10 @@ def timed(fn: Callable[[], object], device: str = "cpu") -> tuple[float, float, 
 
 
 def interleaved(
-    variants: dict[str, Callable[[], object]], rounds: int, budget_s: float, device: str = "cpu",
+    variants: dict[str, Callable[[], object]],
+    rounds: int,
+    budget_s: float,
+    device: str = "cpu",
     seed: int = 0,
 ) -> dict[str, list[tuple[float, float]]]:
     """Run every variant once per round, in a fresh random order; stop after ``rounds`` rounds or when
@@ -57,8 +60,9 @@ def interleaved(
     return times
 
 
-def median_ratio(times: dict[str, list[tuple[float, float]]], name: str, reference: str,
-                 cpu: bool = False) -> float:
+def median_ratio(
+    times: dict[str, list[tuple[float, float]]], name: str, reference: str, cpu: bool = False
+) -> float:
     """Median over rounds of ``name``'s time divided by ``reference``'s time in the same round."""
     k = 1 if cpu else 0
     return statistics.median(a[k] / b[k] for a, b in zip(times[name], times[reference]))
@@ -68,8 +72,9 @@ def median(series: list[tuple[float, float]], cpu: bool = False) -> float:
     return statistics.median(t[1 if cpu else 0] for t in series)
 
 
-def matmul_rate(device: str = "cpu", dtype: torch.dtype = torch.float32, n: int = 2048,
-                repeats: int = 5) -> float:
+def matmul_rate(
+    device: str = "cpu", dtype: torch.dtype = torch.float32, n: int = 2048, repeats: int = 5
+) -> float:
     """Best measured FLOP/s of an ``n x n @ n x n`` matmul (``2 n^3`` FLOPs): the machine's peak for the
     dtype, under the current thread setting. The best of a few runs, since load only ever adds time.
     """
@@ -93,9 +98,14 @@ def cpu_model_name() -> str:
 
 def machine(device: str = "cpu") -> dict:
     """What the numbers came from: CPU model, cores, torch, threads, load average, GPU when used."""
-    info = dict(cpu=cpu_model_name(), cores=os.cpu_count(), torch=torch.__version__,
-                threads=torch.get_num_threads(), load_average=[round(x, 2) for x in os.getloadavg()],
-                omp_wait_policy=os.environ.get("OMP_WAIT_POLICY"))
+    info = dict(
+        cpu=cpu_model_name(),
+        cores=os.cpu_count(),
+        torch=torch.__version__,
+        threads=torch.get_num_threads(),
+        load_average=[round(x, 2) for x in os.getloadavg()],
+        omp_wait_policy=os.environ.get("OMP_WAIT_POLICY"),
+    )
     if device.startswith("cuda"):
         info["gpu"] = torch.cuda.get_device_name()
     return info
@@ -109,12 +119,19 @@ def write_json(path: Path, result: dict) -> None:
 
 def add_device_arguments(parser) -> None:
     """``--device`` (cpu or cuda: bf16 autocast) and ``--compile`` (torch.compile the model)."""
-    parser.add_argument("--device", default="cpu", choices=("cpu", "cuda"),
-                        help="cuda runs under bf16 autocast (untested without a GPU)")
+    parser.add_argument(
+        "--device",
+        default="cpu",
+        choices=("cpu", "cuda"),
+        help="cuda runs under bf16 autocast (untested without a GPU)",
+    )
     parser.add_argument("--compile", action="store_true", help="torch.compile the model (cuda mode)")
 
 
 def autocast(device: str):
     """bf16 autocast on CUDA; a no-op context on CPU, where float32 is the reference."""
-    return torch.autocast("cuda", dtype=torch.bfloat16) if device.startswith("cuda") else torch.autocast(
-        "cpu", enabled=False)
+    return (
+        torch.autocast("cuda", dtype=torch.bfloat16)
+        if device.startswith("cuda")
+        else torch.autocast("cpu", enabled=False)
+    )

@@ -101,8 +101,9 @@ def step_costs(model, features, lengths, rows: int, positions: list[int], window
     tokens[:, 0] = SOS_ID
     cache, steps, results = model.new_cache(), [], []
     for u in range(1, max(positions) + 1):
-        steps.append(timed(lambda n=u: model.decode(tokens[:, n - 1 : n], memory, memory_lengths, cache),
-                           DEVICE)[:2])
+        steps.append(
+            timed(lambda n=u: model.decode(tokens[:, n - 1 : n], memory, memory_lengths, cache), DEVICE)[:2]
+        )
         if u in positions:
             wall, cpu, _ = timed(lambda n=u: model.decode(tokens[:, :n], memory, memory_lengths), DEVICE)
             cached_wall, cached_cpu = (sum(t) / len(steps[-window:]) for t in zip(*steps[-window:]))

@@ -65,8 +65,9 @@ class TorchTransformerASR(nn.Module):
         super().__init__()
         self.frontend = Conv2dSubsampling(80, D_MODEL, 4, 256)
         self.position = PositionalEncoding(D_MODEL, 0.1)
-        self.transformer = nn.Transformer(D_MODEL, HEADS, enc_layers, dec_layers, FFN, 0.1, batch_first=True,
-                                          norm_first=True)
+        self.transformer = nn.Transformer(
+            D_MODEL, HEADS, enc_layers, dec_layers, FFN, 0.1, batch_first=True, norm_first=True
+        )
         self.ctc_head = nn.Linear(D_MODEL, VOCAB)
         self.embedding = nn.Embedding(VOCAB, D_MODEL)
         self.output = nn.Linear(D_MODEL, VOCAB)
@@ -77,9 +78,13 @@ class TorchTransformerASR(nn.Module):
         tgt_pad = ~lengths_to_mask(token_lengths, tokens_in.shape[1])
         causal = nn.Transformer.generate_square_subsequent_mask(tokens_in.shape[1], dtype=torch.bool)
         memory = self.transformer.encoder(self.position(x), src_key_padding_mask=src_pad)
-        y = self.transformer.decoder(self.position(self.embedding(tokens_in)), memory,
-                                     tgt_mask=causal.to(x.device), tgt_key_padding_mask=tgt_pad,
-                                     memory_key_padding_mask=src_pad)
+        y = self.transformer.decoder(
+            self.position(self.embedding(tokens_in)),
+            memory,
+            tgt_mask=causal.to(x.device),
+            tgt_key_padding_mask=tgt_pad,
+            memory_key_padding_mask=src_pad,
+        )
         return self.ctc_head(memory).float().log_softmax(-1), lengths, self.output(y)
 
 
@@ -93,9 +98,16 @@ def build(kind: str, enc_layers: int, dec_layers: int) -> nn.Module:
     if kind == "torch.nn.Transformer":
         return TorchTransformerASR(enc_layers, dec_layers)
     stack = dict(d_model=D_MODEL, num_heads=HEADS, ffn_dim=FFN, dropout=0.1)
-    model = ASRModel(ASRModelConfig(vocab_size=VOCAB, input_dim=80, subsampling=4, conv_channels=256,
-                                    encoder=TransformerConfig(num_layers=enc_layers, **stack),
-                                    decoder=TransformerConfig(num_layers=dec_layers, **stack)))
+    model = ASRModel(
+        ASRModelConfig(
+            vocab_size=VOCAB,
+            input_dim=80,
+            subsampling=4,
+            conv_channels=256,
+            encoder=TransformerConfig(num_layers=enc_layers, **stack),
+            decoder=TransformerConfig(num_layers=dec_layers, **stack),
+        )
+    )
     model.frontend.per_utterance = kind == "ours"
     return model
 
@@ -112,8 +124,14 @@ def make_batch(batch: int, min_frames: int, max_frames: int, device: str = "cpu"
     targets = torch.cat([tokens, torch.full((batch, 1), PAD_ID)], 1)
     targets[torch.arange(batch), token_lengths] = EOS_ID
     targets[~lengths_to_mask(token_lengths + 1, targets.shape[1])] = PAD_ID
-    tensors = dict(features=features, frames=frames, inputs=inputs, targets=targets, tokens=tokens,
-                   token_lengths=token_lengths)
+    tensors = dict(
+        features=features,
+        frames=frames,
+        inputs=inputs,
+        targets=targets,
+        tokens=tokens,
+        token_lengths=token_lengths,
+    )
     return {k: v.to(device) for k, v in tensors.items()}
 
 
@@ -123,21 +141,36 @@ def utterances(batch: dict) -> list[dict]:
     for i in range(batch["frames"].shape[0]):
         t, u = int(batch["frames"][i]), int(batch["token_lengths"][i])
         row = slice(i, i + 1)
-        out.append(dict(features=batch["features"][row, :t], frames=batch["frames"][row],
-                        inputs=batch["inputs"][row, : u + 1], targets=batch["targets"][row, : u + 1],
-                        tokens=batch["tokens"][row, :u], token_lengths=batch["token_lengths"][row]))
+        out.append(
+            dict(
+                features=batch["features"][row, :t],
+                frames=batch["frames"][row],
+                inputs=batch["inputs"][row, : u + 1],
+                targets=batch["targets"][row, : u + 1],
+                tokens=batch["tokens"][row, :u],
+                token_lengths=batch["token_lengths"][row],
+            )
+        )
     return out
 
 
 def loss_fn(model: nn.Module, batch: dict, device: str = "cpu") -> torch.Tensor:
     """The training loss of ``ASRTask``: ``0.3 * CTC + 0.7 * label-smoothed cross-entropy``."""
     with autocast(device):
-        log_probs, lengths, logits = model(batch["features"], batch["frames"], batch["inputs"],
-                                           batch["token_lengths"] + 1)
-    ctc = F.ctc_loss(log_probs.float().transpose(0, 1), batch["tokens"], lengths, batch["token_lengths"],
-                     blank=BLANK_ID, zero_infinity=True)
-    attention = F.cross_entropy(logits.float().flatten(0, 1), batch["targets"].flatten(), ignore_index=PAD_ID,
-                                label_smoothing=0.1)
+        log_probs, lengths, logits = model(
+            batch["features"], batch["frames"], batch["inputs"], batch["token_lengths"] + 1
+        )
+    ctc = F.ctc_loss(
+        log_probs.float().transpose(0, 1),
+        batch["tokens"],
+        lengths,
+        batch["token_lengths"],
+        blank=BLANK_ID,
+        zero_infinity=True,
+    )
+    attention = F.cross_entropy(
+        logits.float().flatten(0, 1), batch["targets"].flatten(), ignore_index=PAD_ID, label_smoothing=0.1
+    )
     return CTC_WEIGHT * ctc + (1 - CTC_WEIGHT) * attention
 
 
@@ -210,8 +243,9 @@ def run(args: argparse.Namespace) -> dict:
     models = {k: build(k, enc, dec).to(device).train() for k in kinds}
     useful = count_flops(build("ours", enc, dec).train(), utterances(make_batch(b, lo, hi)))
     executed = {k: count_flops(build(k, enc, dec).train(), [make_batch(b, lo, hi)]) for k in kinds}
-    steps = {k: make_step(m, batch, device, torch.compile(m) if args.compile else None)
-             for k, m in models.items()}
+    steps = {
+        k: make_step(m, batch, device, torch.compile(m) if args.compile else None) for k, m in models.items()
+    }
     for step in steps.values():  # untimed: one-time costs (kernel choice, allocator, AdamW state, compile)
         step()
     peak_dtype = torch.bfloat16 if device == "cuda" else torch.float32
@@ -222,22 +256,45 @@ def run(args: argparse.Namespace) -> dict:
     rows = []
     for kind in kinds:
         seconds = median(times[kind])
-        rows.append(dict(
-            model=kind, seconds_per_step=seconds, best_seconds=min(t[0] for t in times[kind]),
-            cpu_seconds_per_step=median(times[kind], cpu=True),
-            ratio_to_torch=median_ratio(times, kind, "torch.nn.Transformer"),
-            frames_per_second=audio_frames / seconds, executed_gflop=executed[kind] / 1e9,
-            mfu=useful / seconds / rate, best_mfu=useful / min(t[0] for t in times[kind]) / rate,
-            peak_mib=(peak_memory_mib(kind, shape, args.threads) if device == "cpu"
-                      else _cuda_peak_mib(steps[kind])),
-            all_seconds=[round(t[0], 3) for t in times[kind]],
-        ))
-    return dict(benchmark="train_step", shape=shape, device=device, compile=args.compile,
-                encoder_layers=enc, decoder_layers=dec, batch=b, frames=batch["frames"].tolist(),
-                token_lengths=batch["token_lengths"].tolist(), useful_gflop=useful / 1e9,
-                matmul_gflops=rate / 1e9, matmul_dtype=str(peak_dtype), rounds=len(times["ours"]),
-                memory_measure="peak RSS (VmHWM) growth over 2 steps in a fresh process"
-                if device == "cpu" else "torch.cuda.max_memory_allocated", machine=machine(device), rows=rows)
+        rows.append(
+            dict(
+                model=kind,
+                seconds_per_step=seconds,
+                best_seconds=min(t[0] for t in times[kind]),
+                cpu_seconds_per_step=median(times[kind], cpu=True),
+                ratio_to_torch=median_ratio(times, kind, "torch.nn.Transformer"),
+                frames_per_second=audio_frames / seconds,
+                executed_gflop=executed[kind] / 1e9,
+                mfu=useful / seconds / rate,
+                best_mfu=useful / min(t[0] for t in times[kind]) / rate,
+                peak_mib=(
+                    peak_memory_mib(kind, shape, args.threads)
+                    if device == "cpu"
+                    else _cuda_peak_mib(steps[kind])
+                ),
+                all_seconds=[round(t[0], 3) for t in times[kind]],
+            )
+        )
+    return dict(
+        benchmark="train_step",
+        shape=shape,
+        device=device,
+        compile=args.compile,
+        encoder_layers=enc,
+        decoder_layers=dec,
+        batch=b,
+        frames=batch["frames"].tolist(),
+        token_lengths=batch["token_lengths"].tolist(),
+        useful_gflop=useful / 1e9,
+        matmul_gflops=rate / 1e9,
+        matmul_dtype=str(peak_dtype),
+        rounds=len(times["ours"]),
+        memory_measure="peak RSS (VmHWM) growth over 2 steps in a fresh process"
+        if device == "cpu"
+        else "torch.cuda.max_memory_allocated",
+        machine=machine(device),
+        rows=rows,
+    )
 
 
 def _cuda_peak_mib(step) -> float:
@@ -247,16 +304,22 @@ def _cuda_peak_mib(step) -> float:
 
 
 def print_table(result: dict) -> None:
-    print(f"{result['shape']}: {result['encoder_layers']}+{result['decoder_layers']} layers, batch "
-          f"{result['batch']} ({min(result['frames'])}-{max(result['frames'])} frames), {result['device']}, "
-          f"{result['machine']['threads']} threads, matmul {result['matmul_gflops']:.1f} GFLOP/s, useful "
-          f"{result['useful_gflop']:.1f} GFLOP/step, median of {result['rounds']} interleaved rounds")
-    print(f"{'model':<22}{'s/step':>8}{'best':>7}{'ratio':>7}{'frames/s':>10}{'exec GFLOP':>12}{'MFU':>7}"
-          f"{'best MFU':>10}{'peak MiB':>10}")
+    print(
+        f"{result['shape']}: {result['encoder_layers']}+{result['decoder_layers']} layers, batch "
+        f"{result['batch']} ({min(result['frames'])}-{max(result['frames'])} frames), {result['device']}, "
+        f"{result['machine']['threads']} threads, matmul {result['matmul_gflops']:.1f} GFLOP/s, useful "
+        f"{result['useful_gflop']:.1f} GFLOP/step, median of {result['rounds']} interleaved rounds"
+    )
+    print(
+        f"{'model':<22}{'s/step':>8}{'best':>7}{'ratio':>7}{'frames/s':>10}{'exec GFLOP':>12}{'MFU':>7}"
+        f"{'best MFU':>10}{'peak MiB':>10}"
+    )
     for r in result["rows"]:
-        print(f"{r['model']:<22}{r['seconds_per_step']:>8.3f}{r['best_seconds']:>7.3f}{r['ratio_to_torch']:>7.3f}"
-              f"{r['frames_per_second']:>10.0f}{r['executed_gflop']:>12.1f}{r['mfu']:>7.1%}{r['best_mfu']:>10.1%}"
-              f"{r['peak_mib']:>10.0f}")
+        print(
+            f"{r['model']:<22}{r['seconds_per_step']:>8.3f}{r['best_seconds']:>7.3f}{r['ratio_to_torch']:>7.3f}"
+            f"{r['frames_per_second']:>10.0f}{r['executed_gflop']:>12.1f}{r['mfu']:>7.1%}{r['best_mfu']:>10.1%}"
+            f"{r['peak_mib']:>10.0f}"
+        )
 
 
 def main() -> None:

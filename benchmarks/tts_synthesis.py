@@ -36,8 +36,11 @@ def build(config_path: Path, device: str, compile_model: bool) -> tuple[TTSModel
         model.decoder = torch.compile(model.decoder, dynamic=True)
         model.postnet = torch.compile(model.postnet, dynamic=True)
     features = experiment.data.features
-    return model, dict(sample_rate=features.sample_rate, hop_length=features.hop_length,
-                       reduction_factor=experiment.model.reduction_factor)
+    return model, dict(
+        sample_rate=features.sample_rate,
+        hop_length=features.hop_length,
+        reduction_factor=experiment.model.reduction_factor,
+    )
 
 
 def synthesize(model: TTSModel, batch: int, tokens: int, ratio: float, device: str):
@@ -69,29 +72,52 @@ def main() -> None:
         raise SystemExit("--device cuda: no CUDA device is visible")
     torch.set_num_threads(args.threads)
     model, audio = build(args.config, args.device, args.compile)
-    runs = {f"batch {b}": synthesize(model, b, args.tokens, args.frames_per_token, args.device)
-            for b in args.batches}
+    runs = {
+        f"batch {b}": synthesize(model, b, args.tokens, args.frames_per_token, args.device)
+        for b in args.batches
+    }
     frames = {name: run() for name, run in runs.items()}  # untimed warm-up; also the fixed frame counts
     times = interleaved(runs, args.rounds, args.budget, args.device)
     rows = []
     for name, batch in zip(runs, args.batches):
         seconds = median(times[name])
         audio_seconds = frames[name] * audio["hop_length"] / audio["sample_rate"]
-        rows.append(dict(batch=batch, frames=frames[name], audio_seconds=audio_seconds, seconds=seconds,
-                         cpu_seconds=median(times[name], cpu=True), rtf=seconds / audio_seconds,
-                         best_rtf=min(t[0] for t in times[name]) / audio_seconds,
-                         time_ratio_to_first=median_ratio(times, name, next(iter(runs)))))
-    result = dict(benchmark="tts_synthesis", config=str(args.config.relative_to(ROOT)), device=args.device,
-                  compile=args.compile, tokens=args.tokens, frames_per_token=args.frames_per_token,
-                  decoder_steps=-(-int(args.tokens * args.frames_per_token) // audio["reduction_factor"]),
-                  rounds=len(next(iter(times.values()))), **audio, machine=machine(args.device), rows=rows)
-    print(f"{result['config']}: {args.tokens} characters -> {rows[0]['frames'] // args.batches[0]} frames "
-          f"({result['decoder_steps']} decoder steps, r={audio['reduction_factor']}), {args.device}, "
-          f"{result['machine']['threads']} threads, median of {result['rounds']} interleaved rounds")
+        rows.append(
+            dict(
+                batch=batch,
+                frames=frames[name],
+                audio_seconds=audio_seconds,
+                seconds=seconds,
+                cpu_seconds=median(times[name], cpu=True),
+                rtf=seconds / audio_seconds,
+                best_rtf=min(t[0] for t in times[name]) / audio_seconds,
+                time_ratio_to_first=median_ratio(times, name, next(iter(runs))),
+            )
+        )
+    result = dict(
+        benchmark="tts_synthesis",
+        config=str(args.config.relative_to(ROOT)),
+        device=args.device,
+        compile=args.compile,
+        tokens=args.tokens,
+        frames_per_token=args.frames_per_token,
+        decoder_steps=-(-int(args.tokens * args.frames_per_token) // audio["reduction_factor"]),
+        rounds=len(next(iter(times.values()))),
+        **audio,
+        machine=machine(args.device),
+        rows=rows,
+    )
+    print(
+        f"{result['config']}: {args.tokens} characters -> {rows[0]['frames'] // args.batches[0]} frames "
+        f"({result['decoder_steps']} decoder steps, r={audio['reduction_factor']}), {args.device}, "
+        f"{result['machine']['threads']} threads, median of {result['rounds']} interleaved rounds"
+    )
     print(f"{'batch':>6}{'audio s':>9}{'compute s':>11}{'RTF':>8}{'best RTF':>10}{'CPU s':>8}")
     for r in rows:
-        print(f"{r['batch']:>6}{r['audio_seconds']:>9.2f}{r['seconds']:>11.3f}{r['rtf']:>8.4f}{r['best_rtf']:>10.4f}"
-              f"{r['cpu_seconds']:>8.3f}")
+        print(
+            f"{r['batch']:>6}{r['audio_seconds']:>9.2f}{r['seconds']:>11.3f}{r['rtf']:>8.4f}{r['best_rtf']:>10.4f}"
+            f"{r['cpu_seconds']:>8.3f}"
+        )
     write_json(args.out, result)
 
 

@@ -42,9 +42,7 @@ def _describe_soundfile_error(error: Exception) -> str:
 
 
 # libsndfile logs a WAV/AIFF data chunk longer than the file as "data : 32000 (should be 15978)".
-_SHORT_DATA_CHUNK = re.compile(
-    r"^(?:data|SSND) : (\d+) \(should be (\d+)\)", re.MULTILINE
-)
+_SHORT_DATA_CHUNK = re.compile(r"^(?:data|SSND) : (\d+) \(should be (\d+)\)", re.MULTILINE)
 # Writers that stream to a pipe cannot go back to fill in the size and leave a placeholder instead.
 _STREAMING_SIZES = (0, 0x7FFFFFFF, 0xFFFFFFFF)
 
@@ -58,8 +56,9 @@ def _check_truncated(path: Path, info: soundfile._SoundFileInfo) -> None:
     if match:
         declared, present = int(match.group(1)), int(match.group(2))
         if declared not in _STREAMING_SIZES and present < declared:
-            raise AudioError(path, f"truncated file (header promises {declared} bytes of audio, "
-                                   f"{present} present)")
+            raise AudioError(
+                path, f"truncated file (header promises {declared} bytes of audio, {present} present)"
+            )
 
 
 def audio_info(path: str | Path) -> soundfile._SoundFileInfo:

@@ -22,8 +22,12 @@ def collect(out: Path, runs, final_metrics: Callable, read_curves: Callable, nor
             continue
         run_curves = read_curves(run_dir)
         curves += [{"run": run.name, **r} for r in run_curves]
-        row = {"run": run.name, "group": run.group, **final_metrics(run_curves),
-               "train_seconds": json.loads((run_dir / "done.json").read_text())["seconds"]}
+        row = {
+            "run": run.name,
+            "group": run.group,
+            **final_metrics(run_curves),
+            "train_seconds": json.loads((run_dir / "done.json").read_text())["seconds"],
+        }
         if uses_batch_statistics(run):
             row.update(norm_mode_gap(run_dir))
         rows.append(row)
@@ -48,8 +52,11 @@ def plot(path: Path, rows: list[dict], curves: list[dict]) -> None:
     for ax, placement in zip(axes[0], ("pre", "post")):
         for row in rows:
             if row["group"] == "grid" and row["run"].endswith(placement):
-                points = [(int(c["step"]), float(c["train_loss"])) for c in curves
-                          if c["run"] == row["run"] and "train_loss" in c]
+                points = [
+                    (int(c["step"]), float(c["train_loss"]))
+                    for c in curves
+                    if c["run"] == row["run"] and "train_loss" in c
+                ]
                 ax.plot(*zip(*points), label=row["run"]) if points else None
         ax.set(title=f"training loss, {placement}-norm", xlabel="step", ylabel="loss")
         ax.legend(fontsize=8)
@@ -64,13 +71,17 @@ def plot(path: Path, rows: list[dict], curves: list[dict]) -> None:
 
 
 def print_table(rows: list[dict]) -> None:
-    print(f"{'run':<26}{'val_loss':>9}{'val_cer':>9}{'train_loss':>11}{'eval-mode':>10}{'train-mode':>11}"
-          f"{'sec':>6}")
+    print(
+        f"{'run':<26}{'val_loss':>9}{'val_cer':>9}{'train_loss':>11}{'eval-mode':>10}{'train-mode':>11}"
+        f"{'sec':>6}"
+    )
     for r in rows:
-        print(f"{r['run']:<26}{r.get('val_loss', float('nan')):>9.3f}{r.get('val_cer', float('nan')):>9.3f}"
-              f"{r.get('train_loss_last20', float('nan')):>11.3f}"
-              f"{r.get('val_loss_norms_eval', float('nan')):>10.3f}"
-              f"{r.get('val_loss_norms_train', float('nan')):>11.3f}{r['train_seconds']:>6.0f}")
+        print(
+            f"{r['run']:<26}{r.get('val_loss', float('nan')):>9.3f}{r.get('val_cer', float('nan')):>9.3f}"
+            f"{r.get('train_loss_last20', float('nan')):>11.3f}"
+            f"{r.get('val_loss_norms_eval', float('nan')):>10.3f}"
+            f"{r.get('val_loss_norms_train', float('nan')):>11.3f}{r['train_seconds']:>6.0f}"
+        )
 
 
 def write_report(out: Path, runs, final_metrics, read_curves, norm_mode_gap) -> None:

@@ -49,23 +49,38 @@ class Run:
 
 
 def both_stacks(norm: str, placement: str) -> dict[str, object]:
-    return {f"model.{stack}.{key}": value for stack in ("encoder", "decoder")
-            for key, value in (("norm.kind", norm), ("placement", placement))}
+    return {
+        f"model.{stack}.{key}": value
+        for stack in ("encoder", "decoder")
+        for key, value in (("norm.kind", norm), ("placement", placement))
+    }
 
 
 def plan(extras: bool, small_batch_frames: int) -> list[Run]:
     """The main grid, then the extra comparisons (each reuses a grid run as its reference)."""
-    runs = [Run(f"{norm}-{placement}", "grid", both_stacks(norm, placement))
-            for norm in NORMS for placement in PLACEMENTS]
+    runs = [
+        Run(f"{norm}-{placement}", "grid", both_stacks(norm, placement))
+        for norm in NORMS
+        for placement in PLACEMENTS
+    ]
     if not extras:
         return runs
     small = {"data.max_frames": small_batch_frames}
-    runs += [Run(f"{norm}-pre-smallbatch", "small_batch", {**both_stacks(norm, "pre"), **small})
-             for norm in ("layer", "batch", "batch_renorm")]
-    runs.append(Run("decoder_batch-pre", "decoder_norm",
-                    {**both_stacks("layer", "pre"), "model.decoder.norm.kind": "batch"}))
-    runs += [Run(f"{norm}-post-nowarmup", "warmup", {**both_stacks(norm, "post"), "optim.warmup_steps": 0})
-             for norm in ("layer", "batch")]
+    runs += [
+        Run(f"{norm}-pre-smallbatch", "small_batch", {**both_stacks(norm, "pre"), **small})
+        for norm in ("layer", "batch", "batch_renorm")
+    ]
+    runs.append(
+        Run(
+            "decoder_batch-pre",
+            "decoder_norm",
+            {**both_stacks("layer", "pre"), "model.decoder.norm.kind": "batch"},
+        )
+    )
+    runs += [
+        Run(f"{norm}-post-nowarmup", "warmup", {**both_stacks(norm, "post"), "optim.warmup_steps": 0})
+        for norm in ("layer", "batch")
+    ]
     return runs
 
 
@@ -85,12 +100,20 @@ def base_overrides(args: argparse.Namespace, train: Path, dev: Path) -> dict[str
     """The reduced model and equal budget every run shares."""
     stack = {"d_model": args.d_model, "num_heads": 4, "ffn_dim": 4 * args.d_model, "dropout": 0.1}
     overrides: dict[str, object] = {
-        "seed": args.seed, "data.train_manifest": str(train), "data.dev_manifest": str(dev),
-        "data.test_manifest": None, "data.cache_dir": str(args.out / "cache"),
-        "model.encoder.num_layers": args.encoder_layers, "model.decoder.num_layers": args.decoder_layers,
-        "optim.warmup_steps": args.warmup, "trainer.max_steps": args.steps, "trainer.max_minutes": None,
-        "trainer.val_every_steps": args.val_every, "trainer.checkpoint_every_steps": args.steps,
-        "trainer.keep_best": 1, "trainer.log_every_steps": 5,
+        "seed": args.seed,
+        "data.train_manifest": str(train),
+        "data.dev_manifest": str(dev),
+        "data.test_manifest": None,
+        "data.cache_dir": str(args.out / "cache"),
+        "model.encoder.num_layers": args.encoder_layers,
+        "model.decoder.num_layers": args.decoder_layers,
+        "optim.warmup_steps": args.warmup,
+        "trainer.max_steps": args.steps,
+        "trainer.max_minutes": None,
+        "trainer.val_every_steps": args.val_every,
+        "trainer.checkpoint_every_steps": args.steps,
+        "trainer.keep_best": 1,
+        "trainer.log_every_steps": 5,
     }
     for stack_name in ("encoder", "decoder"):
         overrides.update({f"model.{stack_name}.{k}": v for k, v in stack.items()})
@@ -128,8 +151,11 @@ def final_metrics(curves: list[dict[str, str]]) -> dict[str, float]:
     val = [r for r in curves if "val_loss" in r]
     train = [float(r["train_loss"]) for r in curves if "train_loss" in r]
     last = val[-1] if val else {}
-    metrics = {k: float(last[k]) for k in ("val_loss", "val_cer", "val_wer", "val_ctc_loss",
-                                          "val_attention_loss") if k in last}
+    metrics = {
+        k: float(last[k])
+        for k in ("val_loss", "val_cer", "val_wer", "val_ctc_loss", "val_attention_loss")
+        if k in last
+    }
     if train:
         metrics["train_loss_last20"] = sum(train[-20:]) / len(train[-20:])
     return metrics
@@ -151,8 +177,9 @@ def norm_mode_gap(run_dir: Path) -> dict[str, float]:
     tokenizer = load_tokenizer(tokenizer_dir)
     import dataclasses
 
-    experiment = dataclasses.replace(experiment, model=dataclasses.replace(
-        experiment.model, vocab_size=tokenizer.vocab_size))
+    experiment = dataclasses.replace(
+        experiment, model=dataclasses.replace(experiment.model, vocab_size=tokenizer.vocab_size)
+    )
     task = build_task(experiment, tokenizer, tokenizer_dir)
     state = torch.load(run_dir / "checkpoints/last.ckpt", map_location="cpu", weights_only=False)
     task.load_state_dict(state["state_dict"])
@@ -196,8 +223,9 @@ def main() -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     train_manifest, dev_manifest = make_subsets(args.out, args.subset, args.dev_subset, args.seed)
     base = base_overrides(args, train_manifest, dev_manifest)
-    runs = [r for r in plan(not args.no_extras, args.small_batch_frames)
-            if not args.only or r.name in args.only]
+    runs = [
+        r for r in plan(not args.no_extras, args.small_batch_frames) if not args.only or r.name in args.only
+    ]
     for run in runs:
         if not (args.out / run.name / "done.json").is_file():
             log.info("training %s", run.name)

@@ -31,6 +31,9 @@ class ASRModelConfig:
         frontend_norm: norm after each subsampling conv (``none`` as in ESPnet by default).
         encoder: the encoder stack.
         decoder: the decoder stack (same ``d_model`` as the encoder).
+        scale_encoder_input: multiply the front-end output by ``sqrt(d_model)`` before adding positions
+            (ESPnet does); off, the unit-scale front-end output is not allowed to drown the residual
+            stream, which makes small models learn much faster.
     """
 
     vocab_size: int = 64
@@ -40,10 +43,14 @@ class ASRModelConfig:
     frontend_norm: NormConfig = field(default_factory=lambda: NormConfig(kind="none"))
     encoder: TransformerConfig = field(default_factory=lambda: TransformerConfig(num_layers=12))
     decoder: TransformerConfig = field(default_factory=TransformerConfig)
+    scale_encoder_input: bool = True
 
     def __post_init__(self) -> None:
-        for name, kind in (("frontend_norm", NormConfig), ("encoder", TransformerConfig),
-                           ("decoder", TransformerConfig)):
+        for name, kind in (
+            ("frontend_norm", NormConfig),
+            ("encoder", TransformerConfig),
+            ("decoder", TransformerConfig),
+        ):
             if isinstance(getattr(self, name), dict):
                 object.__setattr__(self, name, kind(**getattr(self, name)))
         if self.subsampling not in SUBSAMPLING_LAYERS:
@@ -51,8 +58,9 @@ class ASRModelConfig:
         if self.vocab_size < 6 or self.input_dim < 1 or self.conv_channels < 1:
             raise ValueError("vocab_size must be >= 6, input_dim and conv_channels >= 1")
         if self.encoder.d_model != self.decoder.d_model:
-            raise ValueError(f"encoder.d_model={self.encoder.d_model} must equal "
-                             f"decoder.d_model={self.decoder.d_model}")
+            raise ValueError(
+                f"encoder.d_model={self.encoder.d_model} must equal decoder.d_model={self.decoder.d_model}"
+            )
 
 
 class ASRModel(nn.Module):
@@ -64,12 +72,17 @@ class ASRModel(nn.Module):
         d_model = config.encoder.d_model
         # Global mean/variance of the training features travel with the weights.
         self.feature_norm = GlobalCMVN(config.input_dim)
-        self.frontend = Conv2dSubsampling(config.input_dim, d_model, config.subsampling,
-                                          config.conv_channels, config.frontend_norm)
-        self.encoder_position = PositionalEncoding(d_model, config.encoder.dropout)
+        self.frontend = Conv2dSubsampling(
+            config.input_dim, d_model, config.subsampling, config.conv_channels, config.frontend_norm
+        )
+        self.encoder_position = PositionalEncoding(
+            d_model, config.encoder.dropout, scale_input=config.scale_encoder_input
+        )
         self.encoder = Encoder(config.encoder)
         self.ctc_head = nn.Linear(d_model, config.vocab_size)
         self.embedding = nn.Embedding(config.vocab_size, d_model)
+        # std D^-1/2, so that the sqrt(D) scale of the positional encoding gives unit-scale inputs
+        nn.init.normal_(self.embedding.weight, std=d_model**-0.5)
         self.decoder_position = PositionalEncoding(d_model, config.decoder.dropout)
         self.decoder = Decoder(config.decoder)
         self.output = nn.Linear(d_model, config.vocab_size)

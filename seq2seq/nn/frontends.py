@@ -39,8 +39,14 @@ class Conv2dSubsampling(nn.Module):
         norm: normalization after each conv (per channel over valid time-frequency positions).
     """
 
-    def __init__(self, input_dim: int, d_model: int, factor: int = 4, channels: int = 256,
-                 norm: NormConfig | None = None):
+    def __init__(
+        self,
+        input_dim: int,
+        d_model: int,
+        factor: int = 4,
+        channels: int = 256,
+        norm: NormConfig | None = None,
+    ):
         super().__init__()
         if factor not in SUBSAMPLING_LAYERS:
             raise ValueError(f"subsampling={factor} is not valid; choose one of 4, 6, 8")
@@ -70,8 +76,10 @@ class Conv2dSubsampling(nn.Module):
         if not self.per_utterance or x.shape[0] == 1:
             return self._forward_batch(x, lengths)
         frames = int(self.output_lengths(torch.tensor(x.shape[1])))
-        pieces = [self._forward_batch(x[i : i + 1, :length], lengths[i : i + 1])[0]
-                  for i, length in enumerate(lengths.tolist())]
+        pieces = [
+            self._forward_batch(x[i : i + 1, :length], lengths[i : i + 1])[0]
+            for i, length in enumerate(lengths.tolist())
+        ]
         return torch.cat([_pad_time(y, frames) for y in pieces]), self.output_lengths(lengths)
 
     def _forward_batch(self, x: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -203,14 +203,20 @@ class _RunningStatsNorm(nn.Module):
         # A batch of padding only, or one whose statistics are not finite (a NaN batch the training
         # guard will skip), leaves the running statistics as they were.
         keep = (count > 0) & torch.isfinite(mean).all() & torch.isfinite(var).all()
-        self.running_mean.copy_(torch.where(keep, self.running_mean.lerp(mean.detach(), self.momentum),
-                                            self.running_mean))
-        self.running_var.copy_(torch.where(keep, self.running_var.lerp(var.detach(), self.momentum),
-                                           self.running_var))
+        self.running_mean.copy_(
+            torch.where(keep, self.running_mean.lerp(mean.detach(), self.momentum), self.running_mean)
+        )
+        self.running_var.copy_(
+            torch.where(keep, self.running_var.lerp(var.detach(), self.momentum), self.running_var)
+        )
         self.num_batches_tracked += 1
 
     def _affine(
-        self, x: torch.Tensor, scale: torch.Tensor, shift: torch.Tensor, mask: torch.Tensor | None,
+        self,
+        x: torch.Tensor,
+        scale: torch.Tensor,
+        shift: torch.Tensor,
+        mask: torch.Tensor | None,
         dtype: torch.dtype,
     ) -> torch.Tensor:
         """``x * scale + shift`` in one pass (normalisation and affine folded), padding zeroed."""

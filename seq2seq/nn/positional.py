@@ -28,11 +28,14 @@ class PositionalEncoding(nn.Module):
         dim: model dimension D.
         dropout: dropout after adding the encoding.
         max_len: initial table length; it grows on demand.
+        scale_input: multiply ``x`` by ``sqrt(D)`` (right for embeddings initialised with std
+            ``D ** -0.5``; inputs already of unit scale are better left as they are).
     """
 
-    def __init__(self, dim: int, dropout: float = 0.0, max_len: int = 2048):
+    def __init__(self, dim: int, dropout: float = 0.0, max_len: int = 2048, scale_input: bool = True):
         super().__init__()
         self.dim = dim
+        self.input_scale = math.sqrt(dim) if scale_input else 1.0
         self.dropout = nn.Dropout(dropout)
         self.register_buffer("table", sinusoid_table(max_len, dim), persistent=False)
 
@@ -44,7 +47,7 @@ class PositionalEncoding(nn.Module):
     def forward(self, x: torch.Tensor, offset: int = 0) -> torch.Tensor:
         """x: (B, T, D), positions ``offset .. offset+T-1`` -> (B, T, D)."""
         pe = self.encoding(x.shape[1], offset, x.device).to(x.dtype)
-        return self.dropout(x * math.sqrt(self.dim) + pe)
+        return self.dropout(x * self.input_scale + pe)
 
 
 class ScaledPositionalEncoding(PositionalEncoding):
