@@ -149,7 +149,7 @@ def synthesize(
     return run(model, texts or [], out, text_file=text_file, batch_size=batch_size)
 
 
-def demo(out: str = "runs/demo", minutes: float = 8.0, tts_minutes: float = 4.0) -> int:
+def demo(out: str = "runs/demo", minutes: float = 9.5, tts_minutes: float = 4.0) -> int:
     """The main job: make the synthetic corpus, train ASR (and TTS), evaluate, transcribe, synthesize.
 
     Args:
