@@ -35,18 +35,25 @@ def train(config: str, overrides: list[str] | None = None) -> int:
     return 0
 
 
-def export(checkpoint: str, out_dir: str, average: int = 1, trust_checkpoint: bool = False) -> int:
+def export(
+    checkpoint: str,
+    out_dir: str,
+    average: int = 1,
+    select: Literal["best", "last"] = "best",
+    trust_checkpoint: bool = False,
+) -> int:
     """Turn a training checkpoint (or a run folder) into a model package for inference.
 
     Args:
-        checkpoint: a .ckpt file, or a run folder (its best checkpoints are used).
+        checkpoint: a .ckpt file, or a run folder (its best or last validated checkpoints are used).
         out_dir: package folder to write (safetensors weights, config, tokenizer, statistics).
-        average: average the best N checkpoints of the run folder.
+        average: average N checkpoints of the run folder (batch-norm statistics are re-estimated).
+        select: with a run folder: the N with the lowest validation loss, or the N most recent.
         trust_checkpoint: allow unpickling arbitrary objects (only for files you made yourself).
     """
     from seq2seq.training.export import export_run
 
-    path = export_run(checkpoint, out_dir, average=average, trust=trust_checkpoint)
+    path = export_run(checkpoint, out_dir, average=average, trust=trust_checkpoint, select=select)
     print(f"model package -> {path}")
     return 0
 

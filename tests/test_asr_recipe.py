@@ -120,3 +120,16 @@ def test_evaluate_prints_wer_and_writes_per_utterance_results(trained_run, tiny_
     assert "WER" in result.stdout and "CER" in result.stdout
     rows = [json.loads(line) for line in out.read_text().splitlines()]
     assert len(rows) == 8 and all(r["error"] is None for r in rows)
+
+
+def test_checkpoints_can_be_chosen_by_validation_loss_or_recency(trained_run):
+    import re
+
+    from seq2seq.training.export import choose_checkpoints
+
+    recent = choose_checkpoints(trained_run, 2, "last")
+    steps = [int(re.search(r"step=(\d+)", p.name).group(1)) for p in recent]
+    assert len(steps) == 2 and steps == sorted(steps, reverse=True)
+    best = choose_checkpoints(trained_run, 2, "best")
+    losses = [float(re.search(r"val_loss=([0-9.]+?)\.ckpt", p.name).group(1)) for p in best]
+    assert losses == sorted(losses)

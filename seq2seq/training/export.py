@@ -18,13 +18,19 @@ log = logging.getLogger(__name__)
 MODEL_PREFIX = "model."
 
 
-def best_checkpoints(run_dir: Path, count: int) -> list[Path]:
-    """The ``count`` checkpoints with the lowest validation loss (``best-step=..-val_loss=..``)."""
+def choose_checkpoints(run_dir: Path, count: int, select: str = "best") -> list[Path]:
+    """The ``count`` checkpoints with the lowest validation loss (``select="best"``: files
+    ``best-step=..-val_loss=..``) or the most recent validated ones (``"last"``: ``recent-step=..``)."""
     scored = []
-    for path in checkpoint_dir(run_dir).glob("best-*.ckpt"):
-        match = re.search(r"val_loss=([0-9.]+?)(?:\.ckpt|-v\d+\.ckpt)$", path.name)
+    pattern, key = {
+        "best": ("best-*.ckpt", r"val_loss=([0-9.]+?)(?:\.ckpt|-v\d+\.ckpt)$"),
+        "last": ("recent-*.ckpt", r"step=(\d+)"),
+    }[select]
+    for path in checkpoint_dir(run_dir).glob(pattern):
+        match = re.search(key, path.name)
         if match:
-            scored.append((float(match.group(1)), path))
+            value = float(match.group(1))
+            scored.append((value if select == "best" else -value, path))
     scored.sort()
     chosen = [p for _, p in scored[:count]]
     if not chosen:
@@ -93,10 +99,11 @@ def export_run(
     average: int = 1,
     trust: bool = False,
     stats_batches: int = 50,
+    select: str = "best",
 ) -> Path:
-    """Export a checkpoint, or the average of a run folder's best ``average`` checkpoints."""
+    """Export a checkpoint, or the average of a run folder's ``average`` best (or last) checkpoints."""
     checkpoint = Path(checkpoint)
-    paths = best_checkpoints(checkpoint, average) if checkpoint.is_dir() else [checkpoint]
+    paths = choose_checkpoints(checkpoint, average, select) if checkpoint.is_dir() else [checkpoint]
     loaded = [load_checkpoint_file(p, weights_only=not trust) for p in paths]
     meta = loaded[-1].get("seq2seq")
     if not isinstance(meta, dict) or "config" not in meta:

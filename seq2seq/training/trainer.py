@@ -60,6 +60,14 @@ def build_trainer(
         save_top_k=config.keep_best,
         save_on_train_epoch_end=False,
     )
+    recent = ModelCheckpoint(  # the newest validated checkpoints, for averaging the last N
+        dirpath=ckpt_dir,
+        filename="recent-{step}",
+        monitor="step",
+        mode="max",
+        save_top_k=config.keep_best,
+        save_on_train_epoch_end=False,
+    )
     return L.Trainer(
         default_root_dir=out_dir,
         max_steps=config.max_steps,
@@ -81,7 +89,14 @@ def build_trainer(
             TensorBoardLogger(out_dir, name="logs", version="tensorboard"),
             CSVLogger(out_dir, name="logs"),
         ],
-        callbacks=[periodic, best, LearningRateMonitor("step"), SaveLastOnExit(ckpt_dir), *(callbacks or [])],
+        callbacks=[
+            periodic,
+            best,
+            recent,
+            LearningRateMonitor("step"),
+            SaveLastOnExit(ckpt_dir),
+            *(callbacks or []),
+        ],
         plugins=[AtomicCheckpointIO()],
         enable_progress_bar=enable_progress_bar,
         use_distributed_sampler=False,  # our bucketing sampler shards by rank itself
