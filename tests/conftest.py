@@ -7,7 +7,14 @@ from pathlib import Path
 import pytest
 import torch
 
-torch.set_num_threads(2)
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Tests use tiny models: one thread is fastest, and spares a shared CPU from thread hand-offs."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="session")

@@ -29,15 +29,6 @@ from seq2seq.nn.transformer import TransformerConfig
 from seq2seq.text import BLANK_ID, EOS_ID, PAD_ID, SOS_ID, UNK_ID
 
 
-@pytest.fixture(autouse=True, scope="module")
-def single_thread():
-    """Tiny models gain nothing from threads, and on a shared machine thread barriers stall."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def tiny_model(vocab_size: int = 12, seed: int = 0, sharpness: float = 4.0) -> ASRModel:
     """A random 2-layer model; scaled output layers make its distributions peaky enough to be varied."""
     torch.manual_seed(seed)

@@ -16,15 +16,6 @@ from seq2seq.nn.tts_blocks import DecoderPrenet, EncoderPrenet, Postnet
 N_MELS = 6
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models run fastest on one thread; more only contend on a shared CPU."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def tiny_config(reduction_factor: int = 1, dropout: float = 0.0, **overrides) -> TTSModelConfig:
     stack = TransformerConfig(num_layers=2, d_model=16, num_heads=2, ffn_dim=32, dropout=dropout)
     fields = dict(

@@ -24,15 +24,6 @@ from seq2seq.tts_evaluation import dtw_path, evaluate_tts, mcd_and_l1, mel_cepst
 N_MELS = 20
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models run fastest on one thread; more only contend on a shared CPU."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 TEXTS = ["a cab", "bad cab ab"]
 
 

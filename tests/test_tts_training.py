@@ -6,7 +6,7 @@ import dataclasses
 
 import pytest
 import torch
-from test_tts_model import N_MELS, batch, one_thread, tiny_config  # noqa: F401 (autouse fixture)
+from test_tts_model import N_MELS, batch, tiny_config
 
 from seq2seq.config import ConfigError, from_dict, load_experiment
 from seq2seq.experiments import TTSExperimentConfig, TTSLossConfig

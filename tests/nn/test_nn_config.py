@@ -3,22 +3,11 @@
 from __future__ import annotations
 
 import pytest
-import torch
 
 from seq2seq.nn.frontends import Conv2dSubsampling
 from seq2seq.nn.linear import LINEAR_NORMS
 from seq2seq.nn.norms import NORM_KINDS, NormConfig, build_norm
 from seq2seq.nn.transformer import TransformerConfig
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny tensors run fastest on one thread, and a shared, loaded CPU makes thread hand-offs costly."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 
 CASES = {
     "heads do not divide d_model": (

@@ -10,16 +10,6 @@ from seq2seq.nn.attention import KVCache
 from seq2seq.nn.norms import NORM_KINDS, NormConfig, _RunningStatsNorm
 from seq2seq.nn.transformer import DecoderCache, TransformerConfig
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny tensors run fastest on one thread, and a shared, loaded CPU makes thread hand-offs costly."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 VOCAB = 11
 
 

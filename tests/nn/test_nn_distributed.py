@@ -12,16 +12,6 @@ import torch.multiprocessing as mp
 from seq2seq.nn.masking import lengths_to_mask
 from seq2seq.nn.norms import BATCH_STATISTIC_NORMS, NormConfig, build_norm
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny tensors run fastest on one thread, and a shared, loaded CPU makes thread hand-offs costly."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 D = 6
 STEPS = 3  # warm-ups of 1 step: later steps use the running statistics (renorm r/d, PowerNorm psi)
 LENGTHS = [(7, 3), (5, 9, 2)]  # per rank: different sizes, lengths and padded widths

@@ -9,16 +9,6 @@ from seq2seq.nn.frontends import SUBSAMPLING_LAYERS, Conv2dSubsampling, conv_out
 from seq2seq.nn.masking import lengths_to_mask
 from seq2seq.nn.norms import NormConfig
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny tensors run fastest on one thread, and a shared, loaded CPU makes thread hand-offs costly."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 F_BINS, D = 16, 8
 MAX_LEN = 45
 

@@ -11,16 +11,6 @@ from seq2seq.nn.norms import NormConfig
 from seq2seq.nn.positional import PositionalEncoding
 from seq2seq.nn.transformer import Decoder, Encoder, TransformerConfig
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny tensors run fastest on one thread, and a shared, loaded CPU makes thread hand-offs costly."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 SYMBOLS = 8  # content tokens 2 .. 9; 0 = padding, 1 = start of sequence
 VOCAB = SYMBOLS + 2
 SOS = 1

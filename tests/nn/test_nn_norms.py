@@ -12,16 +12,6 @@ from seq2seq.nn.masking import lengths_to_mask
 from seq2seq.nn.norms import BATCH_STATISTIC_NORMS, NORM_KINDS, NormConfig, build_norm
 from seq2seq.nn.transformer import Decoder, Encoder, TransformerConfig
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny tensors run fastest on one thread, and a shared, loaded CPU makes thread hand-offs costly."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 D = 8
 MU = torch.linspace(-2.0, 3.0, D)
 SIGMA = torch.linspace(0.5, 2.0, D)

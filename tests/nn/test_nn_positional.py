@@ -11,16 +11,6 @@ from seq2seq.nn.masking import lengths_to_mask
 from seq2seq.nn.positional import PositionalEncoding, ScaledPositionalEncoding, sinusoid_table
 from seq2seq.nn.transformer import Encoder, TransformerConfig
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny tensors run fastest on one thread, and a shared, loaded CPU makes thread hand-offs costly."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 D = 16
 
 

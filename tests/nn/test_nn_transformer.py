@@ -11,15 +11,6 @@ from seq2seq.nn.norms import LayerNorm, NoNorm, NormConfig
 from seq2seq.nn.transformer import Decoder, Encoder, Residual, TransformerConfig, self_attention_mask
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny tensors run fastest on one thread, and a shared, loaded CPU makes thread hand-offs costly."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 class Double(nn.Module):
     def forward(self, x):
         return 2 * x
