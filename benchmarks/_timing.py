@@ -118,7 +118,8 @@ def write_json(path: Path, result: dict) -> None:
 
 
 def add_device_arguments(parser) -> None:
-    """``--device`` (cpu or cuda: bf16 autocast) and ``--compile`` (torch.compile the model)."""
+    """``--threads``, ``--device`` (cpu or cuda: bf16 autocast) and ``--compile`` (torch.compile)."""
+    parser.add_argument("--threads", type=int, default=2, help="torch intra-op threads")
     parser.add_argument(
         "--device",
         default="cpu",
@@ -126,6 +127,14 @@ def add_device_arguments(parser) -> None:
         help="cuda runs under bf16 autocast (untested without a GPU)",
     )
     parser.add_argument("--compile", action="store_true", help="torch.compile the model (cuda mode)")
+
+
+def parse_arguments(parser):
+    """Parse, refusing ``--device cuda`` where no GPU is visible."""
+    args = parser.parse_args()
+    if args.device == "cuda" and not torch.cuda.is_available():
+        raise SystemExit("--device cuda: no CUDA device is visible")
+    return args
 
 
 def autocast(device: str):

@@ -20,7 +20,7 @@ import platform
 from pathlib import Path
 
 import torch  # noqa: E402  (after _timing sets OMP_WAIT_POLICY)
-from _timing import add_device_arguments, autocast, timed
+from _timing import add_device_arguments, autocast, parse_arguments, timed
 
 from seq2seq.decoding import DecodingConfig, beam_search, greedy_search
 from seq2seq.models.asr import ASRModel, ASRModelConfig
@@ -145,14 +145,11 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="2 utterances, beams 1 and 10, one step length")
     parser.add_argument("--vocab-size", type=int, default=5000, help="output symbols (BPE-sized)")
     parser.add_argument("--max-length-ratio", type=float, default=0.2, help="output tokens per encoder frame")
-    parser.add_argument("--threads", type=int, default=2, help="torch intra-op threads")
     parser.add_argument("--output", type=Path, default=Path("benchmarks/results/decoding.json"))
     add_device_arguments(parser)
-    args = parser.parse_args()
+    args = parse_arguments(parser)
     global DEVICE
     DEVICE = args.device
-    if DEVICE == "cuda" and not torch.cuda.is_available():
-        raise SystemExit("--device cuda: no CUDA device is visible")
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     model = build_model(args.vocab_size).to(DEVICE)

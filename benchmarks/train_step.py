@@ -38,6 +38,7 @@ from _timing import (
     matmul_rate,
     median,
     median_ratio,
+    parse_arguments,
     write_json,
 )
 from torch import nn  # noqa: E402
@@ -327,12 +328,9 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="3+2 layers, batch 4 (well under a minute)")
     parser.add_argument("--rounds", type=int, default=5, help="most timed rounds (each times both models)")
     parser.add_argument("--budget", type=float, default=200.0, help="stop starting rounds after this many s")
-    parser.add_argument("--threads", type=int, default=2, help="torch intra-op threads")
     parser.add_argument("--out", type=Path, default=RESULTS, help="where to write the JSON results")
     add_device_arguments(parser)
-    args = parser.parse_args()
-    if args.device == "cuda" and not torch.cuda.is_available():
-        raise SystemExit("--device cuda: no CUDA device is visible")
+    args = parse_arguments(parser)
     result = run(args)
     print_table(result)
     write_json(args.out, result)

@@ -18,7 +18,16 @@ import argparse
 from pathlib import Path
 
 import torch  # noqa: E402  (after _timing sets OMP_WAIT_POLICY)
-from _timing import add_device_arguments, autocast, interleaved, machine, median, median_ratio, write_json
+from _timing import (
+    add_device_arguments,
+    autocast,
+    interleaved,
+    machine,
+    median,
+    median_ratio,
+    parse_arguments,
+    write_json,
+)
 
 from seq2seq.config import load_experiment  # noqa: E402
 from seq2seq.models.tts import TTSModel  # noqa: E402
@@ -64,12 +73,9 @@ def main() -> None:
     parser.add_argument("--frames-per-token", type=float, default=5.0, help="output frames per character")
     parser.add_argument("--rounds", type=int, default=5, help="most timed rounds")
     parser.add_argument("--budget", type=float, default=120.0, help="stop starting rounds after this many s")
-    parser.add_argument("--threads", type=int, default=2, help="torch intra-op threads")
     parser.add_argument("--out", type=Path, default=RESULTS, help="where to write the JSON results")
     add_device_arguments(parser)
-    args = parser.parse_args()
-    if args.device == "cuda" and not torch.cuda.is_available():
-        raise SystemExit("--device cuda: no CUDA device is visible")
+    args = parse_arguments(parser)
     torch.set_num_threads(args.threads)
     model, audio = build(args.config, args.device, args.compile)
     runs = {
