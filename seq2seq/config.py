@@ -10,7 +10,7 @@ import dataclasses
 import re
 import types
 import typing
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, Union
 
@@ -255,10 +255,6 @@ class TokenizerConfig:
 
     kind: Literal["char", "unigram", "bpe"] = "char"
     vocab_size: int = 256
-
-
-def _default(cls: type) -> Any:
-    return field(default_factory=cls)
 
 
 def load_experiment(path: str | Path, overrides: list[str] | None = None) -> Any:

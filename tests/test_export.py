@@ -5,9 +5,9 @@ from __future__ import annotations
 import torch
 
 from seq2seq.models.asr import ASRModel, ASRModelConfig
-from seq2seq.nn.norms import NormConfig
+from seq2seq.nn.norms import NormConfig, batch_statistic_norms
 from seq2seq.nn.transformer import TransformerConfig
-from seq2seq.training.export import average_state_dicts, batch_statistic_norms, recompute_norm_statistics
+from seq2seq.training.export import average_state_dicts, recompute_norm_statistics
 
 
 def tiny_model(kind: str) -> ASRModel:

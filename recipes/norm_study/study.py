@@ -168,8 +168,9 @@ def norm_mode_gap(run_dir: Path) -> dict[str, float]:
     Dropout and SpecAugment stay off in both; train mode normalises each validation batch by its own
     statistics (and, in the decoder, by statistics that include future positions).
     """
-    from seq2seq.nn.norms import _RunningStatsNorm
+    from seq2seq.nn.norms import batch_statistic_norms
     from seq2seq.text import load_tokenizer
+    from seq2seq.training.checkpointing import load_checkpoint_file
     from seq2seq.training.run import build_datamodule, build_task
 
     experiment = load_experiment(run_dir / "config.yaml")
@@ -181,12 +182,12 @@ def norm_mode_gap(run_dir: Path) -> dict[str, float]:
         experiment, model=dataclasses.replace(experiment.model, vocab_size=tokenizer.vocab_size)
     )
     task = build_task(experiment, tokenizer, tokenizer_dir)
-    state = torch.load(run_dir / "checkpoints/last.ckpt", map_location="cpu", weights_only=False)
+    state = load_checkpoint_file(run_dir / "checkpoints/last.ckpt")
     task.load_state_dict(state["state_dict"])
-    datamodule = build_datamodule("asr", experiment, tokenizer_dir)
+    datamodule = build_datamodule("asr", experiment, tokenizer)
     datamodule.setup("validate")
     batches = list(datamodule.val_dataloader())
-    norms = [m for m in task.modules() if isinstance(m, _RunningStatsNorm)]
+    norms = batch_statistic_norms(task)
     result = {}
     for mode in ("eval", "train"):
         task.eval()

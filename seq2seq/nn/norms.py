@@ -396,3 +396,8 @@ class PowerNorm(_RunningStatsNorm):
                 self.running_var.copy_(torch.where(keep, updated, self.running_var))
                 self.num_batches_tracked += 1
             return self._affine(z, self.weight, self.bias, mask, dtype)
+
+
+def batch_statistic_norms(module: nn.Module) -> list[nn.Module]:
+    """The norms inside ``module`` that keep running statistics (batch, batch_renorm, power, instance)."""
+    return [m for m in module.modules() if isinstance(m, _RunningStatsNorm)]

@@ -21,8 +21,7 @@ log = logging.getLogger(__name__)
 def decoder_io(tokens: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Teacher-forcing inputs ``SOS y`` and targets ``y EOS`` (padded with PAD), both (B, U + 1)."""
     batch = tokens.shape[0]
-    column = tokens.new_full((batch, 1), PAD_ID)
-    inputs = torch.cat([column.fill_(SOS_ID), tokens], dim=1)
+    inputs = torch.cat([tokens.new_full((batch, 1), SOS_ID), tokens], dim=1)
     targets = torch.cat([tokens, tokens.new_full((batch, 1), PAD_ID)], dim=1)
     targets[torch.arange(batch, device=tokens.device), lengths] = EOS_ID
     return inputs, targets

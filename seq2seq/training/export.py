@@ -9,8 +9,9 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from seq2seq.nn.norms import BATCH_STATISTIC_NORMS
+from seq2seq.nn.norms import batch_statistic_norms
 from seq2seq.package import PackageError, build_model, save_package
+from seq2seq.text import load_tokenizer
 from seq2seq.training.checkpointing import CheckpointError, load_checkpoint_file
 from seq2seq.training.trainer import checkpoint_dir
 
@@ -56,12 +57,6 @@ def model_state(checkpoint: dict) -> dict[str, torch.Tensor]:
     return {
         k[len(MODEL_PREFIX) :]: v for k, v in checkpoint["state_dict"].items() if k.startswith(MODEL_PREFIX)
     }
-
-
-def batch_statistic_norms(model: nn.Module) -> list[nn.Module]:
-    from seq2seq.nn.norms import _RunningStatsNorm
-
-    return [m for m in model.modules() if isinstance(m, _RunningStatsNorm)]
 
 
 @torch.no_grad()
@@ -115,7 +110,7 @@ def export_run(
     state = average_state_dicts([model_state(c) for c in loaded])
     model = build_model(task, experiment)
     model.load_state_dict(state)
-    if len(paths) > 1 and _uses_batch_statistics(experiment):
+    if len(paths) > 1 and batch_statistic_norms(model):
         used = recompute_norm_statistics(model, *_training_batches(task, experiment, meta, stats_batches))
         log.info("re-estimated norm statistics on %d training batches", used)
     tokenizer_dir = Path(meta["tokenizer_dir"])
@@ -125,21 +120,13 @@ def export_run(
     return save_package(out_dir, task, meta["config"], model.state_dict(), tokenizer_dir)
 
 
-def _uses_batch_statistics(experiment) -> bool:
-    kinds = [getattr(experiment.model, name).norm.kind for name in ("encoder", "decoder")]
-    for name in ("frontend_norm", "prenet_norm", "postnet_norm"):
-        if hasattr(experiment.model, name):
-            kinds.append(getattr(experiment.model, name).kind)
-    return any(kind in BATCH_STATISTIC_NORMS for kind in kinds)
-
-
 def _training_batches(task: str, experiment, meta: dict, limit: int):
     """(batches, forward) over the first ``limit`` training batches of the run's data."""
     from itertools import islice
 
     from seq2seq.training.run import build_datamodule
 
-    datamodule = build_datamodule(task, experiment, Path(meta["tokenizer_dir"]))
+    datamodule = build_datamodule(task, experiment, load_tokenizer(meta["tokenizer_dir"]))
     datamodule.setup("fit")
     batches = islice(iter(datamodule.train_dataloader()), limit)
     if task == "asr":

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -35,11 +36,11 @@ def prepare_tokenizer(experiment: Any, out_dir: Path) -> tuple[Tokenizer, Path]:
     return tokenizer, directory
 
 
-def build_datamodule(task: str, experiment: Any, tokenizer_dir: Path) -> L.LightningDataModule:
+def build_datamodule(task: str, experiment: Any, tokenizer: Tokenizer) -> L.LightningDataModule:
     from seq2seq.training.datamodules import ASRDataModule, TTSDataModule
 
     module = ASRDataModule if task == "asr" else TTSDataModule
-    return module(experiment.data, load_tokenizer(tokenizer_dir))
+    return module(experiment.data, tokenizer)
 
 
 def report_unknown_characters(experiment: Any, tokenizer: Tokenizer) -> None:
@@ -47,9 +48,9 @@ def report_unknown_characters(experiment: Any, tokenizer: Tokenizer) -> None:
     if not experiment.data.dev_manifest:
         return
     utterances, _ = read_manifest(experiment.data.dev_manifest)
-    unknown = sum(
-        (tokenizer.unknown_characters(u.text) for u in utterances), start=type(tokenizer.unknown_counts)()
-    )
+    unknown = Counter()
+    for utterance in utterances:
+        unknown += tokenizer.unknown_characters(utterance.text)
     if unknown:
         shown = ", ".join(f"{c!r}×{n}" for c, n in unknown.most_common(10))
         log.warning("dev set: %d characters outside the vocabulary (%s)", sum(unknown.values()), shown)
@@ -73,7 +74,7 @@ def train(experiment: Any, callbacks: list[L.Callback] | None = None) -> Path:
     experiment = dataclasses.replace(
         experiment, model=dataclasses.replace(experiment.model, vocab_size=tokenizer.vocab_size)
     )
-    datamodule = build_datamodule(experiment.task, experiment, tokenizer_dir)
+    datamodule = build_datamodule(experiment.task, experiment, tokenizer)
     task = build_task(experiment, tokenizer, tokenizer_dir)
     resume = last_checkpoint(out_dir)
     if resume is None:
@@ -84,7 +85,7 @@ def train(experiment: Any, callbacks: list[L.Callback] | None = None) -> Path:
         log.info("resuming from %s", resume)
     trainer = build_trainer(experiment.trainer, out_dir, callbacks)
     trainer.fit(task, datamodule=datamodule, ckpt_path=resume)
-    if getattr(getattr(task, "guard", None), "stopped_at", None) is not None:
+    if task.guard.stopped_at is not None:
         raise RuntimeError(
             f"{out_dir}: training stopped at step {trainer.global_step} after "
             f"{experiment.trainer.max_bad_batches} consecutive non-finite losses; "
