@@ -112,7 +112,7 @@ def evaluate(
     Args:
         model: ASR or TTS model package folder.
         manifest: JSON Lines manifest with reference texts (and audio).
-        out: ASR per-utterance results file (default: <model>/eval-<manifest name>.jsonl).
+        out: per-utterance results file (default: <model>/eval-<manifest name>.jsonl).
         beam_size: ASR beam width.
         ctc_weight: ASR weight of the CTC prefix score.
         batch_size: utterances decoded or synthesized together.
@@ -128,7 +128,8 @@ def evaluate(
 
         from seq2seq.tts_evaluation import evaluate_tts
 
-        print(json.dumps(asdict(evaluate_tts(model, manifest, asr_model, limit, batch_size)), indent=2))
+        out = out or str(Path(model) / f"eval-{Path(manifest).stem}.jsonl")
+        print(json.dumps(asdict(evaluate_tts(model, manifest, asr_model, limit, batch_size, out)), indent=2))
         return 0
     from seq2seq.inference import transcribe as run
 

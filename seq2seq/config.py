@@ -249,12 +249,14 @@ class TokenizerConfig:
     """How the recipe's tokenizer is made (trained on the training manifest when first needed).
 
     Attributes:
-        kind: ``char``, ``unigram`` or ``bpe`` (sentencepiece).
-        vocab_size: sentencepiece vocabulary size (ignored for characters).
+        kind: ``char``, ``phoneme`` (eSpeak NG IPA, for TTS), ``unigram`` or ``bpe`` (sentencepiece).
+        vocab_size: sentencepiece vocabulary size (ignored for characters and phonemes).
+        language: eSpeak NG voice that phonemises the text (``phoneme`` only).
     """
 
-    kind: Literal["char", "unigram", "bpe"] = "char"
+    kind: Literal["char", "phoneme", "unigram", "bpe"] = "char"
     vocab_size: int = 256
+    language: str = "en-us"
 
 
 def load_experiment(path: str | Path, overrides: list[str] | None = None) -> Any:

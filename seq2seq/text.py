@@ -1,4 +1,4 @@
-"""Text normalisation and tokenizers (characters, sentencepiece) with one set of reserved ids.
+"""Text normalisation and tokenizers (characters, eSpeak NG phonemes, sentencepiece), one set of reserved ids.
 
 Every tokenizer maps text to ids laid out the same way::
 
@@ -34,7 +34,7 @@ SPACE = "▁"  # visible space symbol, the same one sentencepiece uses
 CONFIG_FILE = "tokenizer.json"
 MODEL_FILE = "tokenizer.model"
 
-TokenizerKind = Literal["char", "unigram", "bpe"]
+TokenizerKind = Literal["char", "phoneme", "unigram", "bpe"]
 _APOSTROPHES = str.maketrans({"’": "'", "‘": "'", "ʼ": "'"})
 
 
@@ -199,6 +199,55 @@ class CharTokenizer(Tokenizer):
         return {"symbols": self.symbols}
 
 
+class PhonemeTokenizer(CharTokenizer):
+    """One id per IPA character of eSpeak NG's pronunciation of the normalised text.
+
+    TTS models learn far faster from phonemes than from English spelling (no letter-to-sound rules to
+    infer); the text is phonemised on the fly, so users still give plain text. Characters that eSpeak
+    cannot pronounce are its problem, not ours: only IPA symbols unseen in training count as unknown.
+    """
+
+    kind = "phoneme"
+
+    def __init__(
+        self, symbols: Sequence[str], language: str = "en-us", normalizer: TextNormalizer | None = None
+    ):
+        super().__init__(symbols, normalizer)
+        self.language = language
+
+    @classmethod
+    def build(  # type: ignore[override]
+        cls, texts: Iterable[str], normalizer: TextNormalizer | None = None, language: str = "en-us"
+    ) -> PhonemeTokenizer:
+        """Vocabulary of every IPA character eSpeak NG produces for the normalised ``texts``."""
+        normalizer = normalizer or TextNormalizer()
+        chars = set()
+        for text in texts:
+            chars.update(_phonemize(normalizer(text), language).replace(" ", SPACE))
+        return cls(sorted(chars), language, normalizer)
+
+    def phonemes(self, text: str) -> str:
+        """IPA string the model reads for ``text`` (after normalisation)."""
+        return _phonemize(self.normalizer(text), self.language)
+
+    def encode(self, text: str) -> list[int]:
+        phonemes = self.phonemes(text)
+        self.unknown_counts.update(self._unknown_in(phonemes))
+        return self._encode_normalized(phonemes)
+
+    def unknown_characters(self, text: str) -> Counter[str]:
+        return self._unknown_in(self.phonemes(text))
+
+    def _save_extra(self, directory: Path) -> dict:
+        return {"symbols": self.symbols, "language": self.language}
+
+
+def _phonemize(text: str, language: str) -> str:
+    from seq2seq.data.synthetic.espeak import phonemize  # loads libespeak-ng only when phonemes are used
+
+    return phonemize(text, language) if text else ""
+
+
 class SentencePieceTokenizer(Tokenizer):
     """Sentencepiece unigram or BPE pieces, shifted so our reserved ids hold.
 
@@ -276,11 +325,13 @@ def load_tokenizer(directory: str | Path) -> Tokenizer:
     match config["kind"]:
         case "char":
             return CharTokenizer(config["symbols"], normalizer)
+        case "phoneme":
+            return PhonemeTokenizer(config["symbols"], config["language"], normalizer)
         case "sentencepiece":
             return SentencePieceTokenizer((directory / config["model_file"]).read_bytes(), normalizer)
         case other:
             raise ValueError(
-                f"{directory / CONFIG_FILE}: unknown tokenizer kind {other!r} (char, sentencepiece)"
+                f"{directory / CONFIG_FILE}: unknown tokenizer kind {other!r} (char, phoneme, sentencepiece)"
             )
 
 
@@ -290,15 +341,17 @@ def train_tokenizer(
     kind: TokenizerKind = "char",
     vocab_size: int = 256,
     normalizer: TextNormalizerConfig = TextNormalizerConfig(),
+    language: str = "en-us",
 ) -> Tokenizer:
     """Build a tokenizer from a manifest's transcripts and save it to ``out_dir``.
 
     Args:
         manifest_path: JSON Lines manifest whose ``text`` fields are the training text.
         out_dir: folder that receives ``tokenizer.json`` (and ``tokenizer.model``).
-        kind: ``char``, ``unigram`` or ``bpe``.
-        vocab_size: upper bound on ids including the 5 reserved ones (ignored for ``char``).
+        kind: ``char``, ``phoneme`` (eSpeak NG IPA), ``unigram`` or ``bpe``.
+        vocab_size: upper bound on ids including the 5 reserved ones (sentencepiece only).
         normalizer: text normalisation applied before training and encoding.
+        language: eSpeak NG voice that phonemises text (``phoneme`` only).
 
     Returns:
         The trained tokenizer.
@@ -311,9 +364,11 @@ def train_tokenizer(
     match kind:
         case "char":
             tokenizer: Tokenizer = CharTokenizer.build(texts, norm)
+        case "phoneme":
+            tokenizer = PhonemeTokenizer.build(texts, norm, language)
         case "unigram" | "bpe":
             tokenizer = SentencePieceTokenizer.train(texts, kind, vocab_size, norm)
         case _:
-            raise ValueError(f"kind must be one of char, unigram, bpe; got {kind!r}")
+            raise ValueError(f"kind must be one of char, phoneme, unigram, bpe; got {kind!r}")
     tokenizer.save(out_dir)
     return tokenizer

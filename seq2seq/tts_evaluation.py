@@ -21,6 +21,7 @@ Metrics, all against the reference recording of each sentence:
 
 from __future__ import annotations
 
+import json
 import math
 import time
 from dataclasses import dataclass
@@ -122,6 +123,7 @@ def evaluate_tts(
     asr_model_dir: str | Path | None = None,
     limit: int | None = None,
     batch_size: int = 16,
+    out: str | Path | None = None,
 ) -> TTSEvaluation:
     """Evaluate a TTS package on a manifest's sentences against their recordings.
 
@@ -131,6 +133,7 @@ def evaluate_tts(
         asr_model_dir: ASR package for the round-trip CER (None: skipped).
         limit: evaluate only the first ``limit`` sentences.
         batch_size: sentences synthesized together.
+        out: JSON Lines file of per-sentence results (MCD, lengths, what the ASR heard and its CER).
     """
     package = load_tts_package(model_dir)
     features = package.config.data.features
@@ -144,9 +147,26 @@ def evaluate_tts(
     elapsed = time.perf_counter() - start
     pairs = [mcd_and_l1(s.mel.numpy(), r.numpy()) for s, r in zip(items, references)]
     synthesized_frames = sum(s.mel.shape[0] for s in items)
-    cers = (None, None, None)
+    cers, heard, truth = (None, None, None), [None] * len(items), texts
     if asr_model_dir is not None:
-        cers = round_trip_cer(load_package(asr_model_dir), package, items, references, waves)
+        asr = load_package(asr_model_dir)
+        cers, heard = round_trip_cer(asr, package, items, references, waves)
+        truth = truths(asr, items)
+    if out is not None:
+        rows = [
+            {
+                "id": u.id,
+                "text": u.text,
+                "heard": h,
+                "cer": None if h is None else float(char_error_rate(h, t)),
+                "mcd_dtw": mcd,
+                "mel_l1_dtw": l1,
+                "frames": s.mel.shape[0],
+                "reference_frames": r.shape[0],
+            }
+            for u, t, h, (mcd, l1), s, r in zip(utterances, truth, heard, pairs, items, references)
+        ]
+        Path(out).write_text("".join(json.dumps(row) + "\n" for row in rows), encoding="utf-8")
     return TTSEvaluation(
         len(items),
         teacher_forced_l1(package, tokens, references),
@@ -158,21 +178,29 @@ def evaluate_tts(
     )
 
 
+def truths(asr: ModelPackage, items) -> list[str]:
+    """The sentences as the ASR package's normaliser writes them (what a perfect transcript reads)."""
+    return [asr.tokenizer.normalizer(item.text) for item in items]
+
+
 def round_trip_cer(
     asr: ModelPackage, tts: ModelPackage, items, references, waves
-) -> tuple[float, float, float]:
-    """CER of the ASR on Griffin-Lim synthesis, on Griffin-Lim of the references, and on the recordings."""
+) -> tuple[tuple[float, float, float], list[str]]:
+    """CER of the ASR on Griffin-Lim synthesis, on Griffin-Lim of the references, and on the recordings;
+    and the transcripts of the synthesis.
+    """
     features, iterations = tts.config.data.features, tts.config.inference.griffin_lim_iterations
-    truth = [asr.tokenizer.normalizer(item.text) for item in items]
+    truth = truths(asr, items)
     rate = asr.config.data.features.sample_rate
 
-    def cer(audio: list[torch.Tensor]) -> float:
+    def heard(audio: list[torch.Tensor]) -> list[str]:
         if rate != features.sample_rate:
             import torchaudio
 
             audio = [torchaudio.functional.resample(a, features.sample_rate, rate) for a in audio]
-        return float(char_error_rate(transcribe(asr, audio), truth))
+        return transcribe(asr, audio)
 
-    synthesized = [mel_to_audio(item.mel, features, iterations) for item in items]
-    vocoded = [mel_to_audio(mel, features, iterations) for mel in references]
-    return cer(synthesized), cer(vocoded), cer(waves)
+    synthesized = heard([mel_to_audio(item.mel, features, iterations) for item in items])
+    vocoded = heard([mel_to_audio(mel, features, iterations) for mel in references])
+    cers = tuple(float(char_error_rate(h, truth)) for h in (synthesized, vocoded, heard(waves)))
+    return cers, synthesized

@@ -15,6 +15,7 @@ from seq2seq.text import (
     SOS_ID,
     UNK_ID,
     CharTokenizer,
+    PhonemeTokenizer,
     SentencePieceTokenizer,
     TextNormalizer,
     TextNormalizerConfig,
@@ -83,13 +84,33 @@ def test_char_save_load_is_json_only(tmp_path):
     assert again.encode("Set a timer") == tok.encode("Set a timer") and again.vocab_size == tok.vocab_size
 
 
-@pytest.mark.parametrize(("kind", "cls"), [("char", CharTokenizer), ("bpe", SentencePieceTokenizer)])
+def test_phoneme_tokenizer_reads_espeak_pronunciation(tmp_path):
+    tok = PhonemeTokenizer.build(TEXTS)
+    assert tok.phonemes("The meeting!") == "ðə mˈiːɾɪŋ"  # normalised, then eSpeak NG's en-us IPA
+    ids = tok.encode("the meeting")
+    assert len(ids) == len("ðə▁mˈiːɾɪŋ") and min(ids) >= NUM_RESERVED
+    assert tok.decode(ids) == "ðə mˈiːɾɪŋ"
+    # Spelling differs, pronunciation is the same: the ids are the same.
+    assert tok.encode("knight") == tok.encode("night")
+    # Only IPA symbols unseen in training are unknown, and they are counted.
+    assert tok.unknown_characters("hello") == {"h": 1}  # no /h/ in TEXTS
+    assert tok.encode("hello").count(UNK_ID) == 1 and tok.unknown_counts["h"] == 1
+    tok.save(tmp_path)
+    again = load_tokenizer(tmp_path)
+    assert isinstance(again, PhonemeTokenizer) and again.language == "en-us"
+    assert again.encode("set a timer") == tok.encode("set a timer")
+
+
+@pytest.mark.parametrize(
+    ("kind", "cls"), [("char", CharTokenizer), ("phoneme", PhonemeTokenizer), ("bpe", SentencePieceTokenizer)]
+)
 def test_train_tokenizer_from_manifest(tmp_path, kind, cls):
     manifest = tmp_path / "train.jsonl"
     write_manifest(manifest, [Utterance(f"a{i}.wav", 1.0, t, id=f"u{i}") for i, t in enumerate(TEXTS)])
     tok = train_tokenizer(manifest, tmp_path / "tok", kind=kind, vocab_size=50)
     assert isinstance(tok, cls)
     assert isinstance(load_tokenizer(tmp_path / "tok"), cls)
-    assert tok.decode(tok.encode("Set a timer!")) == "set a timer"
+    if kind != "phoneme":
+        assert tok.decode(tok.encode("Set a timer!")) == "set a timer"
     with pytest.raises(ValueError, match="kind"):
         train_tokenizer(manifest, tmp_path / "x", kind="words")

@@ -18,7 +18,7 @@ from seq2seq.models.tts import TTSModel
 from seq2seq.nn.transformer import TransformerConfig
 from seq2seq.package import PackageError, save_package
 from seq2seq.synthesis import load_tts_package, synthesize, synthesize_texts
-from seq2seq.text import CharTokenizer
+from seq2seq.text import CharTokenizer, PhonemeTokenizer
 from seq2seq.tts_evaluation import dtw_path, evaluate_tts, mcd_and_l1, mel_cepstra
 
 N_MELS = 20
@@ -29,9 +29,11 @@ TEXTS = ["a cab", "bad cab ab"]
 
 @pytest.fixture(scope="module")
 def package_dir(tmp_path_factory):
+    return make_package(tmp_path_factory.mktemp("tts"), CharTokenizer.build(TEXTS))
+
+
+def make_package(root, tokenizer):
     """A tiny untrained TTS package (20 mel bands, r = 2, short maximum length)."""
-    root = tmp_path_factory.mktemp("tts")
-    tokenizer = CharTokenizer.build(TEXTS)
     tokenizer.save(root / "tokenizer")
     stack = {"num_layers": 1, "d_model": 16, "num_heads": 2, "ffn_dim": 32}
     experiment = from_dict(
@@ -79,6 +81,20 @@ def test_unrepresentable_text_is_reported_and_skipped(package_dir, tmp_path, cap
     assert "sentence 2" in caplog.text and "'9'" in caplog.text and "'z'" in caplog.text
     names = [json.loads(line)["name"] for line in (tmp_path / "synthesized.jsonl").read_text().splitlines()]
     assert names == ["0001"]
+
+
+def test_phoneme_package_reads_plain_text(tmp_path, caplog):
+    package_dir = make_package(tmp_path / "model", PhonemeTokenizer.build(["a cab", "bad cab ab", "nine"]))
+    package = load_tts_package(package_dir)
+    assert isinstance(package.tokenizer, PhonemeTokenizer)
+    # "9" is spoken as "nine" by eSpeak NG: representable; /z/ and /ɹ/ of "zebra" were never seen.
+    with caplog.at_level(logging.ERROR):
+        assert synthesize(package_dir, ["a cab 9", "zebra"], tmp_path / "out") == 1
+    assert "sentence 2" in caplog.text and "'z'" in caplog.text and "sentence 1" not in caplog.text
+    (entry,) = [json.loads(line) for line in (tmp_path / "out/synthesized.jsonl").read_text().splitlines()]
+    assert (
+        entry["text"] == "a cab 9" and np.load(tmp_path / "out" / f"{entry['name']}.npy").shape[1] == N_MELS
+    )
 
 
 def test_batched_synthesis_is_reproducible_with_a_seed(package_dir):
@@ -137,10 +153,18 @@ def test_evaluate_tts_end_to_end_with_an_asr_package(package_dir, tmp_path):
         utterances.append(Utterance(str(tmp_path / f"{i}.wav"), 0.25, text, id=str(i)))
     manifest = write_manifest(tmp_path / "test.jsonl", utterances)
     asr_dir = _tiny_asr_package(tmp_path)
-    result = evaluate_tts(package_dir, manifest, asr_dir)
+    result = evaluate_tts(package_dir, manifest, asr_dir, out=tmp_path / "per_sentence.jsonl")
     assert result.sentences == 2
     for value in dataclasses.astuple(result)[1:]:
         assert np.isfinite(value)
+    rows = [json.loads(line) for line in (tmp_path / "per_sentence.jsonl").read_text().splitlines()]
+    assert [(r["id"], r["text"]) for r in rows] == [("0", TEXTS[0]), ("1", TEXTS[1])]
+    assert np.mean([r["mcd_dtw"] for r in rows]) == pytest.approx(result.mcd_dtw)
+    assert sum(r["frames"] for r in rows) / sum(r["reference_frames"] for r in rows) == pytest.approx(
+        result.length_ratio
+    )
+    for row in rows:  # the per-sentence CER is that of what the recognizer heard
+        assert isinstance(row["heard"], str) and 0 <= row["cer"]
 
 
 def _tiny_asr_package(root):

@@ -42,7 +42,7 @@ def write_csv(path: Path, rows: list[dict]) -> None:
         writer.writerows(rows)
 
 
-def plot(path: Path, rows: list[dict], curves: list[dict]) -> None:
+def plot(path: Path, rows: list[dict], curves: list[dict], metric: str) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -61,7 +61,7 @@ def plot(path: Path, rows: list[dict], curves: list[dict]) -> None:
         ax.set(title=f"training loss, {placement}-norm", xlabel="step", ylabel="loss")
         ax.legend(fontsize=8)
     names = [r["run"] for r in rows]
-    for ax, key in zip(axes[1], ("val_loss", "val_cer")):
+    for ax, key in zip(axes[1], ("val_loss", metric)):
         ax.barh(names, [r.get(key, float("nan")) for r in rows])
         ax.set(title=f"final {key}")
         ax.invert_yaxis()
@@ -70,25 +70,25 @@ def plot(path: Path, rows: list[dict], curves: list[dict]) -> None:
     fig.savefig(path, dpi=90)
 
 
-def print_table(rows: list[dict]) -> None:
+def print_table(rows: list[dict], metric: str) -> None:
     print(
-        f"{'run':<26}{'val_loss':>9}{'val_cer':>9}{'train_loss':>11}{'eval-mode':>10}{'train-mode':>11}"
+        f"{'run':<26}{'val_loss':>9}{metric[4:]:>9}{'train_loss':>11}{'eval-mode':>10}{'train-mode':>11}"
         f"{'sec':>6}"
     )
     for r in rows:
         print(
-            f"{r['run']:<26}{r.get('val_loss', float('nan')):>9.3f}{r.get('val_cer', float('nan')):>9.3f}"
+            f"{r['run']:<26}{r.get('val_loss', float('nan')):>9.3f}{r.get(metric, float('nan')):>9.3f}"
             f"{r.get('train_loss_last20', float('nan')):>11.3f}"
             f"{r.get('val_loss_norms_eval', float('nan')):>10.3f}"
             f"{r.get('val_loss_norms_train', float('nan')):>11.3f}{r['train_seconds']:>6.0f}"
         )
 
 
-def write_report(out: Path, runs, final_metrics, read_curves, norm_mode_gap) -> None:
+def write_report(out: Path, runs, final_metrics, read_curves, norm_mode_gap, metric: str = "val_cer") -> None:
     rows, curves = collect(out, runs, final_metrics, read_curves, norm_mode_gap)
     (out / "results.json").write_text(json.dumps(rows, indent=2) + "\n")
     write_csv(out / "results.csv", rows)
     write_csv(out / "curves.csv", curves)
-    plot(out / "study.png", rows, curves)
-    print_table(rows)
+    plot(out / "study.png", rows, curves, metric)
+    print_table(rows, metric)
     print(f"wrote {out}/results.json, results.csv, curves.csv, study.png")

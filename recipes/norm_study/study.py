@@ -1,14 +1,15 @@
-"""Normalization study: the same small ASR model trained under each norm x placement, equal step budgets.
+"""Normalization study: the same small ASR (or TTS) model trained under each norm x placement, equal budgets.
 
 Every run goes through the real training code (``seq2seq.training.run.train``) with overrides applied by
-``seq2seq.config.load_experiment`` to ``configs/asr/small.yaml``. Results: ``curves.csv`` (every logged
+``seq2seq.config.load_experiment`` to ``configs/asr/small.yaml`` (``--task tts``: ``configs/tts/small.yaml``,
+whose prenet and postnet convolutions then take the run's norm as well). Results: ``curves.csv`` (every logged
 metric of every run, from ``logs/version_*/metrics.csv``), ``results.json`` / ``results.csv`` (final
 metrics per run, plus the train-mode vs eval-mode validation loss of the batch-statistic runs) and
 ``study.png``.
 
 Usage::
 
-    python recipes/norm_study/study.py [--out runs/norm_study] [--steps 120] [--subset 600] [--no-extras]
+    python recipes/norm_study/study.py [--task asr|tts] [--out DIR] [--steps 120] [--subset 600] [--no-extras]
 
 Finished runs are skipped when the command is repeated (a killed run resumes from its last checkpoint).
 """
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import functools
 import json
 import logging
 import os
@@ -33,10 +35,32 @@ from seq2seq.config import load_experiment  # noqa: E402
 from seq2seq.data.manifest import read_manifest, write_manifest  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
-CONFIG = ROOT / "configs/asr/small.yaml"
 NORMS = ("layer", "batch", "rms", "power", "batch_renorm", "group")
 PLACEMENTS = ("pre", "post")
 log = logging.getLogger("norm_study")
+
+
+@dataclass(frozen=True)
+class Task:
+    """What differs between the ASR and the TTS study."""
+
+    config: Path
+    train_split: str  # manifests under data/synthetic
+    dev_split: str
+    conv_norms: tuple[str, ...]  # model fields of convolution norms that follow the run's norm
+    metric: str  # second validation metric shown next to the loss
+
+
+TASKS = {
+    "asr": Task(ROOT / "configs/asr/small.yaml", "train", "dev", (), "val_cer"),
+    "tts": Task(
+        ROOT / "configs/tts/small.yaml",
+        "tts_train",
+        "tts_dev",
+        ("prenet_norm", "postnet_norm"),
+        "val_l1_after",
+    ),
+}
 
 
 @dataclass(frozen=True)
@@ -48,18 +72,20 @@ class Run:
     overrides: dict[str, object] = field(default_factory=dict)
 
 
-def both_stacks(norm: str, placement: str) -> dict[str, object]:
-    return {
+def both_stacks(norm: str, placement: str, conv_norms: tuple[str, ...] = ()) -> dict[str, object]:
+    overrides: dict[str, object] = {
         f"model.{stack}.{key}": value
         for stack in ("encoder", "decoder")
         for key, value in (("norm.kind", norm), ("placement", placement))
     }
+    return overrides | {f"model.{conv}.kind": norm for conv in conv_norms}
 
 
-def plan(extras: bool, small_batch_frames: int) -> list[Run]:
+def plan(extras: bool, small_batch_frames: int, conv_norms: tuple[str, ...] = ()) -> list[Run]:
     """The main grid, then the extra comparisons (each reuses a grid run as its reference)."""
+    stacks = functools.partial(both_stacks, conv_norms=conv_norms)
     runs = [
-        Run(f"{norm}-{placement}", "grid", both_stacks(norm, placement))
+        Run(f"{norm}-{placement}", "grid", stacks(norm, placement))
         for norm in NORMS
         for placement in PLACEMENTS
     ]
@@ -67,27 +93,27 @@ def plan(extras: bool, small_batch_frames: int) -> list[Run]:
         return runs
     small = {"data.max_frames": small_batch_frames}
     runs += [
-        Run(f"{norm}-pre-smallbatch", "small_batch", {**both_stacks(norm, "pre"), **small})
+        Run(f"{norm}-pre-smallbatch", "small_batch", {**stacks(norm, "pre"), **small})
         for norm in ("layer", "batch", "batch_renorm")
     ]
     runs.append(
         Run(
             "decoder_batch-pre",
             "decoder_norm",
-            {**both_stacks("layer", "pre"), "model.decoder.norm.kind": "batch"},
+            {**stacks("layer", "pre"), "model.decoder.norm.kind": "batch"},
         )
     )
     runs += [
-        Run(f"{norm}-post-nowarmup", "warmup", {**both_stacks(norm, "post"), "optim.warmup_steps": 0})
+        Run(f"{norm}-post-nowarmup", "warmup", {**stacks(norm, "post"), "optim.warmup_steps": 0})
         for norm in ("layer", "batch")
     ]
     return runs
 
 
-def make_subsets(out: Path, train_size: int, dev_size: int, seed: int) -> tuple[Path, Path]:
+def make_subsets(out: Path, task: Task, train_size: int, dev_size: int, seed: int) -> tuple[Path, Path]:
     """Random subsets of the synthetic train/dev manifests (audio paths made absolute by the writer)."""
     paths = []
-    for split, size in (("train", train_size), ("dev", dev_size)):
+    for split, size in ((task.train_split, train_size), (task.dev_split, dev_size)):
         utterances, problems = read_manifest(ROOT / f"data/synthetic/{split}.jsonl")
         if problems:
             raise SystemExit(f"data/synthetic/{split}.jsonl: {problems[0]}")
@@ -96,17 +122,17 @@ def make_subsets(out: Path, train_size: int, dev_size: int, seed: int) -> tuple[
     return paths[0], paths[1]
 
 
-def base_overrides(args: argparse.Namespace, train: Path, dev: Path) -> dict[str, object]:
-    """The reduced model and equal budget every run shares."""
+def base_overrides(args: argparse.Namespace, task: Task, train: Path, dev: Path) -> dict[str, object]:
+    """The reduced model (ASR; the TTS model is already small) and the equal budget every run shares."""
     stack = {"d_model": args.d_model, "num_heads": 4, "ffn_dim": 4 * args.d_model, "dropout": 0.1}
+    if args.task == "tts":
+        stack = {}
     overrides: dict[str, object] = {
         "seed": args.seed,
         "data.train_manifest": str(train),
         "data.dev_manifest": str(dev),
         "data.test_manifest": None,
         "data.cache_dir": str(args.out / "cache"),
-        "model.encoder.num_layers": args.encoder_layers,
-        "model.decoder.num_layers": args.decoder_layers,
         "optim.warmup_steps": args.warmup,
         "trainer.max_steps": args.steps,
         "trainer.max_minutes": None,
@@ -115,12 +141,18 @@ def base_overrides(args: argparse.Namespace, train: Path, dev: Path) -> dict[str
         "trainer.keep_best": 1,
         "trainer.log_every_steps": 5,
     }
+    if args.task == "asr":
+        overrides |= {
+            "model.encoder.num_layers": args.encoder_layers,
+            "model.decoder.num_layers": args.decoder_layers,
+        }
     for stack_name in ("encoder", "decoder"):
         overrides.update({f"model.{stack_name}.{k}": v for k, v in stack.items()})
-        # batch renorm / PowerNorm warm-ups default to 500 steps: longer than the whole budget, during
-        # which batch renorm *is* batch norm. Scale them to the study's warm-up.
+    # batch renorm / PowerNorm warm-ups default to 500 steps: longer than the whole budget, during
+    # which batch renorm *is* batch norm. Scale them to the study's warm-up.
+    for norm in ("encoder.norm", "decoder.norm", *task.conv_norms):
         for warmup in ("renorm_warmup_steps", "power_warmup_steps"):
-            overrides[f"model.{stack_name}.norm.{warmup}"] = args.warmup
+            overrides[f"model.{norm}.{warmup}"] = args.warmup
     return overrides
 
 
@@ -128,10 +160,12 @@ def as_cli(overrides: dict[str, object]) -> list[str]:
     return [f"--{key}={'null' if value is None else json.dumps(value)}" for key, value in overrides.items()]
 
 
-def train_run(run: Run, base: dict[str, object], out: Path) -> Path:
+def train_run(run: Run, task: Task, base: dict[str, object], out: Path) -> Path:
     from seq2seq.training.run import train
 
-    experiment = load_experiment(CONFIG, as_cli({**base, **run.overrides, "out_dir": str(out / run.name)}))
+    experiment = load_experiment(
+        task.config, as_cli({**base, **run.overrides, "out_dir": str(out / run.name)})
+    )
     start = time.perf_counter()
     out_dir = train(experiment)
     (out_dir / "done.json").write_text(json.dumps({"seconds": time.perf_counter() - start}))
@@ -153,7 +187,15 @@ def final_metrics(curves: list[dict[str, str]]) -> dict[str, float]:
     last = val[-1] if val else {}
     metrics = {
         k: float(last[k])
-        for k in ("val_loss", "val_cer", "val_wer", "val_ctc_loss", "val_attention_loss")
+        for k in (
+            "val_loss",
+            "val_cer",
+            "val_wer",
+            "val_ctc_loss",
+            "val_attention_loss",
+            "val_l1_after",
+            "val_stop",
+        )
         if k in last
     }
     if train:
@@ -184,7 +226,7 @@ def norm_mode_gap(run_dir: Path) -> dict[str, float]:
     task = build_task(experiment, tokenizer, tokenizer_dir)
     state = load_checkpoint_file(run_dir / "checkpoints/last.ckpt")
     task.load_state_dict(state["state_dict"])
-    datamodule = build_datamodule("asr", experiment, tokenizer)
+    datamodule = build_datamodule(experiment.task, experiment, tokenizer)
     datamodule.setup("validate")
     batches = list(datamodule.val_dataloader())
     norms = batch_statistic_norms(task)
@@ -195,7 +237,7 @@ def norm_mode_gap(run_dir: Path) -> dict[str, float]:
             m.train(mode == "train")
         total = frames = 0.0
         for batch in batches:
-            size = batch.features.shape[0]
+            size = len(batch.ids)
             total += float(task.losses(batch)["loss"]) * size
             frames += size
         result[f"val_loss_norms_{mode}"] = total / frames
@@ -204,15 +246,18 @@ def norm_mode_gap(run_dir: Path) -> dict[str, float]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", type=Path, default=ROOT / "runs/norm_study", help="study folder")
+    parser.add_argument("--task", choices=sorted(TASKS), default="asr", help="which recipe's small model")
+    parser.add_argument(
+        "--out", type=Path, help="study folder (default runs/norm_study, or runs/norm_study_tts)"
+    )
     parser.add_argument("--steps", type=int, default=200, help="optimizer steps per run (equal budget)")
     parser.add_argument("--val-every", type=int, default=100, help="validate every this many steps")
     parser.add_argument("--warmup", type=int, default=50, help="warm-up steps of every run (extras aside)")
     parser.add_argument("--subset", type=int, default=600, help="training utterances")
     parser.add_argument("--dev-subset", type=int, default=100, help="validation utterances")
-    parser.add_argument("--d-model", type=int, default=96, help="model dimension")
-    parser.add_argument("--encoder-layers", type=int, default=2, help="encoder layers")
-    parser.add_argument("--decoder-layers", type=int, default=1, help="decoder layers")
+    parser.add_argument("--d-model", type=int, default=96, help="model dimension (ASR)")
+    parser.add_argument("--encoder-layers", type=int, default=2, help="encoder layers (ASR)")
+    parser.add_argument("--decoder-layers", type=int, default=1, help="decoder layers (ASR)")
     parser.add_argument("--small-batch-frames", type=int, default=1500, help="max_frames of small-batch runs")
     parser.add_argument("--seed", type=int, default=0, help="seed of every run and of the subsets")
     parser.add_argument("--threads", type=int, default=1, help="torch threads")
@@ -221,19 +266,23 @@ def main() -> None:
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     torch.set_num_threads(args.threads)
+    task = TASKS[args.task]
+    args.out = args.out or ROOT / ("runs/norm_study" if args.task == "asr" else "runs/norm_study_tts")
     args.out.mkdir(parents=True, exist_ok=True)
-    train_manifest, dev_manifest = make_subsets(args.out, args.subset, args.dev_subset, args.seed)
-    base = base_overrides(args, train_manifest, dev_manifest)
+    train_manifest, dev_manifest = make_subsets(args.out, task, args.subset, args.dev_subset, args.seed)
+    base = base_overrides(args, task, train_manifest, dev_manifest)
     runs = [
-        r for r in plan(not args.no_extras, args.small_batch_frames) if not args.only or r.name in args.only
+        r
+        for r in plan(not args.no_extras, args.small_batch_frames, task.conv_norms)
+        if not args.only or r.name in args.only
     ]
     for run in runs:
         if not (args.out / run.name / "done.json").is_file():
             log.info("training %s", run.name)
-            train_run(run, base, args.out)
+            train_run(run, task, base, args.out)
     from report import write_report  # this folder is on sys.path when run as a script
 
-    write_report(args.out, runs, final_metrics, read_curves, norm_mode_gap)
+    write_report(args.out, runs, final_metrics, read_curves, norm_mode_gap, task.metric)
 
 
 if __name__ == "__main__":

@@ -92,21 +92,25 @@ def commonvoice(source_dir: str, out_dir: str) -> dict[str, Path]:
 def tokenizer(
     manifest: str,
     out_dir: str,
-    kind: Literal["char", "unigram", "bpe"] = "char",
+    kind: Literal["char", "phoneme", "unigram", "bpe"] = "char",
     vocab_size: int = 256,
     normalizer: TextNormalizerConfig | None = None,
+    language: str = "en-us",
 ) -> Path:
     """Train a tokenizer on a manifest's transcripts and save it (tokenizer.json, tokenizer.model).
 
     Args:
         manifest: JSON Lines manifest whose texts are the training text.
         out_dir: folder for the tokenizer files.
-        kind: char, unigram or bpe.
+        kind: char, phoneme (eSpeak NG IPA), unigram or bpe.
         vocab_size: upper bound on ids, including the 5 reserved ones (unigram and bpe only).
         normalizer: text normalisation before training and encoding (default: lowercase, no punctuation).
+        language: eSpeak NG voice that phonemises the text (phoneme only).
     """
     from seq2seq.text import train_tokenizer
 
-    trained = train_tokenizer(manifest, out_dir, kind, vocab_size, normalizer or TextNormalizerConfig())
+    trained = train_tokenizer(
+        manifest, out_dir, kind, vocab_size, normalizer or TextNormalizerConfig(), language
+    )
     print(f"{kind} tokenizer: {trained.vocab_size} ids -> {out_dir}")
     return Path(out_dir)

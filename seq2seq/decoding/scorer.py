@@ -53,12 +53,18 @@ class Scorer(Protocol):
 
 @dataclass
 class AttentionState:
-    """Decoder cache plus the memory rows it attends to; ``utterance`` (N,) maps rows to utterances."""
+    """Decoder cache plus the memory it attends to.
+
+    The memory (and the cross-attention keys/values in the cache) has one row per live utterance,
+    ``groups`` (G,) their ids; the N hypothesis rows are G runs of equal length, ``utterance`` (N,)
+    naming the run of each row. Beams share their utterance's memory instead of copying it.
+    """
 
     cache: Any
     memory: torch.Tensor
     memory_lengths: torch.Tensor
     utterance: torch.Tensor
+    groups: torch.Tensor
 
 
 class AttentionScorer:
@@ -71,7 +77,7 @@ class AttentionScorer:
 
     def init_state(self, memory: torch.Tensor, memory_lengths: torch.Tensor) -> AttentionState:
         utterance = torch.arange(memory.shape[0], device=memory.device)
-        return AttentionState(self.model.new_cache(), memory, memory_lengths, utterance)
+        return AttentionState(self.model.new_cache(), memory, memory_lengths, utterance, utterance)
 
     def score(self, tokens, state: AttentionState, candidates=None):
         """tokens: (N, U) -> (N, V) float32 log-probs (or (N, K) gathered at ``candidates``).
@@ -83,18 +89,19 @@ class AttentionScorer:
         return (scores if candidates is None else scores.gather(1, candidates)), state
 
     def select_state(self, state: AttentionState, indices, tokens=None) -> AttentionState:
-        utterance = state.utterance.index_select(0, indices)
+        state.utterance = state.utterance.index_select(0, indices)
         for kv in state.cache.self_attn:
             kv.select(indices)
-        # Cross-attention keys/values depend only on the utterance: reordering beams inside an
-        # utterance leaves them unchanged, so copy them (layers × N × S × D) only when rows move
-        # between utterances (beam expansion, finished utterances dropped).
-        if not torch.equal(utterance, state.utterance):
+        # Cross-attention keys/values depend only on the utterance: they change only when utterances
+        # leave (finished), never when beams are reordered or expanded.
+        groups = state.utterance.unique_consecutive()
+        if not torch.equal(groups, state.groups):
+            kept = torch.searchsorted(state.groups, groups)
             for kv in state.cache.cross_attn:
-                kv.select(indices)
-            state.memory = state.memory.index_select(0, indices)
-            state.memory_lengths = state.memory_lengths.index_select(0, indices)
-        state.utterance = utterance
+                kv.select(kept)
+            state.memory = state.memory.index_select(0, kept)
+            state.memory_lengths = state.memory_lengths.index_select(0, kept)
+            state.groups = groups
         return state
 
 

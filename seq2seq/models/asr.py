@@ -116,7 +116,8 @@ class ASRModel(nn.Module):
 
         Args:
             tokens: (B, U) input tokens, starting with SOS when the cache is empty.
-            memory: (B, S, D); memory_lengths: (B,).
+            memory: (G, S, D); memory_lengths: (G,). G = B, or B = G × R when the R consecutive token
+                rows of each utterance (its beams) share that utterance's memory row.
             cache: decoding state, updated in place; None for a full (teacher-forced) pass.
             token_lengths: (B,) valid tokens when padded (full pass only).
 

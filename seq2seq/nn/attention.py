@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -12,33 +11,58 @@ from torch import nn
 from seq2seq.nn.linear import make_linear
 
 
-@dataclass
 class KVCache:
     """Keys and values of one attention layer, ``(B, H, S, Dh)``, grown as decoding proceeds.
 
-    Self-attention appends one step at a time; cross-attention fills it once from the encoder memory.
+    Self-attention appends one step at a time into a buffer with spare room (half as much again, at
+    least 16 positions), so a step writes only its own keys instead of copying all earlier ones;
+    ``key``/``value`` are views of the filled part. Beam reordering copies the buffer with its spare
+    room. Cross-attention fills it once from the encoder memory.
     """
 
-    key: torch.Tensor | None = None
-    value: torch.Tensor | None = None
+    def __init__(self) -> None:
+        self._key: torch.Tensor | None = None
+        self._value: torch.Tensor | None = None
+        self._length = 0
+
+    @property
+    def key(self) -> torch.Tensor | None:
+        return None if self._key is None else self._key[:, :, : self._length]
+
+    @property
+    def value(self) -> torch.Tensor | None:
+        return None if self._value is None else self._value[:, :, : self._length]
 
     @property
     def length(self) -> int:
-        return 0 if self.key is None else self.key.shape[2]
+        return self._length
 
     def append(self, key: torch.Tensor, value: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        if self.key is None:
-            self.key, self.value = key, value
+        new_length = self._length + key.shape[2]
+        if self._key is None or new_length > self._key.shape[2] or self._key.dtype != key.dtype:
+            capacity = new_length + max(16, new_length // 2) if self._length else new_length
+            self._key, self._value = (
+                self._grow(old, new, capacity) for old, new in ((self.key, key), (self.value, value))
+            )
         else:
-            self.key = torch.cat([self.key, key], dim=2)
-            self.value = torch.cat([self.value, value], dim=2)
+            self._key[:, :, self._length : new_length] = key
+            self._value[:, :, self._length : new_length] = value
+        self._length = new_length
         return self.key, self.value
+
+    def _grow(self, old: torch.Tensor | None, new: torch.Tensor, capacity: int) -> torch.Tensor:
+        b, h, _, dh = new.shape
+        buffer = new.new_empty(b, h, capacity, dh)
+        if old is not None:
+            buffer[:, :, : self._length] = old
+        buffer[:, :, self._length : self._length + new.shape[2]] = new
+        return buffer
 
     def select(self, indices: torch.Tensor) -> None:
         """Keep rows ``indices`` of the batch (beam reordering, dropping finished utterances)."""
-        if self.key is not None:
-            self.key = self.key.index_select(0, indices)
-            self.value = self.value.index_select(0, indices)
+        if self._key is not None:
+            self._key = self._key.index_select(0, indices)
+            self._value = self._value.index_select(0, indices)
 
 
 class MultiHeadAttention(nn.Module):
@@ -79,9 +103,11 @@ class MultiHeadAttention(nn.Module):
         """Attend from ``query`` to ``source`` (itself when None).
 
         Args:
-            query: (B, U, D).
-            source: (B, S, D) keys/values input; None for self-attention.
-            attn_mask: bool, broadcastable to (B, H, U, S_total), True where attention is allowed.
+            query: (B, U, D); with a ``source`` of G rows, B = G × R and query rows ``g·R .. g·R+R-1``
+                attend to source row g (the R beams of one utterance share its memory, which is then
+                stored and attended once per utterance rather than once per beam).
+            source: (G, S, D) keys/values input; None for self-attention.
+            attn_mask: bool, broadcastable to (G, H, U, S_total), True where attention is allowed.
             cache: keys/values of earlier steps (self-attention) or of the memory (cross-attention).
             static_source: the source is fixed across steps (cross-attention): project it once into
                 the cache and reuse it.
@@ -97,13 +123,20 @@ class MultiHeadAttention(nn.Module):
             if cache is not None:
                 key, value = cache.append(key, value)
         q = self._split(self.query(query))
+        b, h, u, dh = q.shape
+        groups = key.shape[0]
+        if groups != b:  # fold the R rows sharing a source row into its query axis: (G, H, R·U, Dh)
+            if b % groups:
+                raise ValueError(f"query batch {b} is not a multiple of the source batch {groups}")
+            q = q.view(groups, b // groups, h, u, dh).transpose(1, 2).reshape(groups, h, -1, dh)
         dropout = self.dropout if self.training else 0.0
         if self.record_weights:
             y = self._explicit_attention(q, key, value, attn_mask, dropout)
         else:
             y = F.scaled_dot_product_attention(q, key, value, attn_mask=attn_mask, dropout_p=dropout)
-        b, h, u, dh = y.shape
-        return self.out(y.transpose(1, 2).reshape(b, u, h * dh))
+        if groups != b:
+            y = y.view(groups, h, b // groups, u, dh).transpose(1, 2)
+        return self.out(y.transpose(-3, -2).reshape(b, u, h * dh))
 
     def _explicit_attention(self, q, key, value, attn_mask, dropout: float) -> torch.Tensor:
         scores = q @ key.transpose(-2, -1) / math.sqrt(q.shape[-1])

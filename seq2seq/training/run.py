@@ -31,6 +31,7 @@ def prepare_tokenizer(experiment: Any, out_dir: Path) -> tuple[Tokenizer, Path]:
         kind=spec.kind,
         vocab_size=spec.vocab_size,
         normalizer=experiment.text,
+        language=spec.language,
     )
     log.info("trained a %s tokenizer with %d symbols -> %s", spec.kind, tokenizer.vocab_size, directory)
     return tokenizer, directory

@@ -96,6 +96,25 @@ def test_cache_select_reorders_rows(placement):
     torch.testing.assert_close(torch.cat(rest, dim=1), full[:, 3:], atol=1e-5, rtol=0)
 
 
+@pytest.mark.parametrize("placement", ["pre", "post"])
+@torch.no_grad()
+def test_beams_sharing_memory_equal_copied_memory(placement):
+    """R beams per utterance attending to one memory row give what R copies of that row give."""
+    model = tiny_asr("layer", placement)
+    memory, memory_lengths, _ = memory_and_tokens(model)
+    beams = 4
+    tokens = torch.randint(0, VOCAB, (3 * beams, 5), generator=torch.Generator().manual_seed(3))
+    copied = memory.repeat_interleave(beams, 0), memory_lengths.repeat_interleave(beams, 0)
+    expected = model.decode(tokens, *copied)
+    torch.testing.assert_close(model.decode(tokens, memory, memory_lengths), expected, atol=1e-5, rtol=0)
+    cache = model.new_cache()
+    steps = [model.decode(tokens[:, t : t + 1], memory, memory_lengths, cache) for t in range(5)]
+    torch.testing.assert_close(torch.cat(steps, dim=1), expected, atol=1e-5, rtol=0)
+    assert all(kv.key.shape[0] == 3 for kv in cache.cross_attn)  # stored once per utterance
+    with pytest.raises(ValueError, match="multiple"):
+        model.decode(tokens[:5], memory, memory_lengths)
+
+
 def test_kv_cache_select_on_empty_cache_is_a_no_op():
     kv = KVCache()
     kv.select(torch.tensor([0, 0]))
