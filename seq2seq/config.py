@@ -161,20 +161,29 @@ class OptimConfig:
     Attributes:
         lr: peak learning rate, reached at the end of warm-up.
         warmup_steps: linear warm-up length (Noam: then decays as 1/sqrt(step)).
-        schedule: ``noam`` (warm-up then inverse square root) or ``constant`` (warm-up then flat).
+        schedule: ``noam`` (warm-up then inverse square root), ``constant`` (warm-up then flat) or
+            ``cosine`` (warm-up, then a half cosine down to ``final_lr_ratio`` at ``decay_steps``).
+        decay_steps: cosine only: step at which the decay ends (about the run's length in steps).
+        final_lr_ratio: cosine only: the rate after ``decay_steps``, as a fraction of ``lr``.
         weight_decay: decoupled weight decay.
         betas: Adam moments; 0.98 is the Transformer's usual choice.
     """
 
     lr: float = 1e-3
     warmup_steps: int = 1000
-    schedule: Literal["noam", "constant"] = "noam"
+    schedule: Literal["noam", "constant", "cosine"] = "noam"
+    decay_steps: int | None = None
+    final_lr_ratio: float = 0.0
     weight_decay: float = 1e-6
     betas: tuple[float, float] = (0.9, 0.98)
 
     def __post_init__(self) -> None:
         if self.lr <= 0 or self.warmup_steps < 0 or self.weight_decay < 0:
             raise ValueError("lr must be > 0, warmup_steps and weight_decay >= 0")
+        if self.schedule == "cosine" and (self.decay_steps is None or self.decay_steps <= self.warmup_steps):
+            raise ValueError("schedule=cosine needs decay_steps > warmup_steps")
+        if not 0.0 <= self.final_lr_ratio <= 1.0:
+            raise ValueError("final_lr_ratio must be within [0, 1]")
 
 
 ACCELERATORS = ("auto", "cpu", "gpu", "cuda", "mps", "tpu")

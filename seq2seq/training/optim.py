@@ -24,7 +24,10 @@ def build_optimizer(model: nn.Module, config: OptimConfig) -> dict:
         betas=tuple(config.betas),
     )
     scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda step: schedule_factor(config.schedule, step + 1, config.warmup_steps)
+        optimizer,
+        lambda step: schedule_factor(
+            config.schedule, step + 1, config.warmup_steps, config.decay_steps, config.final_lr_ratio
+        ),
     )
     return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
 

@@ -18,10 +18,29 @@ def constant_factor(step: int, warmup_steps: int) -> float:
     return 1.0 if warmup_steps <= 0 else min(max(step, 1) / warmup_steps, 1.0)
 
 
-def schedule_factor(name: str, step: int, warmup_steps: int) -> float:
+def cosine_factor(step: int, warmup_steps: int, decay_steps: int, final: float = 0.0) -> float:
+    """Linear warm-up, then a half cosine from 1.0 down to ``final`` at ``decay_steps``, flat after.
+
+    For time-boxed runs: the rate anneals by the end of the budget instead of decaying forever (Noam),
+    which leaves a short run at a lower loss.
+    """
+    step = max(step, 1)
+    if step < warmup_steps:
+        return step / warmup_steps
+    progress = min(1.0, (step - warmup_steps) / max(1, decay_steps - warmup_steps))
+    return final + (1.0 - final) * 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
+def schedule_factor(
+    name: str, step: int, warmup_steps: int, decay_steps: int | None = None, final: float = 0.0
+) -> float:
     match name:
         case "noam":
             return noam_factor(step, warmup_steps)
         case "constant":
             return constant_factor(step, warmup_steps)
-    raise ValueError(f"schedule={name!r} is not valid; choose one of noam, constant")
+        case "cosine" if decay_steps is not None:
+            return cosine_factor(step, warmup_steps, decay_steps, final)
+        case "cosine":
+            raise ValueError("schedule=cosine needs decay_steps")
+    raise ValueError(f"schedule={name!r} is not valid; choose one of noam, constant, cosine")
