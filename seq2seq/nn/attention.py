@@ -8,6 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from seq2seq.nn.dropout import dropout as dropout_fn
 from seq2seq.nn.linear import make_linear
 
 
@@ -143,4 +144,4 @@ class MultiHeadAttention(nn.Module):
         if attn_mask is not None:
             scores = scores.masked_fill(~attn_mask, float("-inf"))
         self.weights = scores.softmax(-1)
-        return F.dropout(self.weights, dropout, self.training) @ value
+        return dropout_fn(self.weights, dropout, self.training) @ value

@@ -7,6 +7,8 @@ import math
 import torch
 from torch import nn
 
+from seq2seq.nn.dropout import Dropout
+
 
 def sinusoid_table(length: int, dim: int) -> torch.Tensor:
     """(length, dim) sinusoidal table of Vaswani et al. 2017: sin on even channels, cos on odd.
@@ -36,7 +38,7 @@ class PositionalEncoding(nn.Module):
         super().__init__()
         self.dim = dim
         self.input_scale = math.sqrt(dim) if scale_input else 1.0
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = Dropout(dropout)
         self.register_buffer("table", sinusoid_table(max_len, dim), persistent=False)
 
     def encoding(self, length: int, offset: int, device: torch.device) -> torch.Tensor:

@@ -13,6 +13,7 @@ import torch
 from torch import nn
 
 from seq2seq.nn.attention import KVCache, MultiHeadAttention
+from seq2seq.nn.dropout import Dropout
 from seq2seq.nn.linear import LINEAR_NORMS, LinearNorm, make_linear
 from seq2seq.nn.norms import NormConfig, build_norm, check_choice
 
@@ -85,7 +86,7 @@ class Residual(nn.Module):
     def __init__(self, sublayer: nn.Module, norm: nn.Module, placement: Placement, dropout: float):
         super().__init__()
         self.sublayer, self.norm, self.placement = sublayer, norm, placement
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = Dropout(dropout)
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None, *args, **kwargs) -> torch.Tensor:
         """x: (B, T, D); mask: (B, T) valid frames (for batch-statistic norms) -> (B, T, D)."""
@@ -102,7 +103,7 @@ class FeedForward(nn.Module):
         self.up = make_linear(config.d_model, config.ffn_dim, config.linear_norm)
         self.down = make_linear(config.ffn_dim, config.d_model, config.linear_norm)
         self.activation = {"relu": nn.ReLU(), "gelu": nn.GELU(), "swish": nn.SiLU()}[config.activation]
-        self.dropout = nn.Dropout(config.dropout)
+        self.dropout = Dropout(config.dropout)
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
         """x: (B, T, D) -> (B, T, D); with a ``mask`` (B, T), on CPU only valid frames are computed.

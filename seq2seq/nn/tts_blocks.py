@@ -10,6 +10,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from seq2seq.nn.dropout import Dropout
 from seq2seq.nn.masking import lengths_to_mask
 from seq2seq.nn.norms import NormConfig, build_norm
 
@@ -55,7 +56,7 @@ class MaskedConv(nn.Module):
         self.conv = nn.Conv1d(in_channels, out_channels, kernel, padding=kernel // 2)
         self.norm = build_norm(norm, out_channels)
         self.activation = activation
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = Dropout(dropout)
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """x: (B, T, C_in), mask: (B, T) True on valid frames -> (B, T, C_out), zero on padding."""
