@@ -141,6 +141,8 @@ def base_overrides(args: argparse.Namespace, task: Task, train: Path, dev: Path)
         "trainer.keep_best": 1,
         "trainer.log_every_steps": 5,
     }
+    if load_experiment(task.config).optim.schedule == "cosine":  # anneal over the study's budget
+        overrides["optim.decay_steps"] = args.steps
     if args.task == "asr":
         overrides |= {
             "model.encoder.num_layers": args.encoder_layers,
