@@ -243,7 +243,7 @@ class PhonemeTokenizer(CharTokenizer):
 
 
 def _phonemize(text: str, language: str) -> str:
-    from seq2seq.data.synthetic.espeak import phonemize  # loads libespeak-ng only when phonemes are used
+    from seq2seq.espeak import phonemize  # loads libespeak-ng only when phonemes are used
 
     return phonemize(text, language) if text else ""
 
