@@ -24,8 +24,8 @@ import numpy as np
 import soundfile
 
 from seq2seq.data.manifest import Utterance, write_manifest
-from seq2seq.espeak import ENGLISH_LANGUAGES, ESPEAK_SAMPLE_RATE, Voice
 from seq2seq.data.synthetic.sentences import generate_sentences
+from seq2seq.espeak import ENGLISH_LANGUAGES, ESPEAK_SAMPLE_RATE, Voice
 
 # Voice variants (timbres) per ASR split; dev and test variants never occur in train, so the test set
 # measures generalisation to unseen voices. Accents (languages) are shared by all splits.
