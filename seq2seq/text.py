@@ -106,7 +106,7 @@ class Tokenizer:
     """Shared behaviour: normalise, encode, count unknown characters, decode, save.
 
     Subclasses implement ``_encode_normalized``, ``_decode_content``, ``_known_characters`` and
-    ``_save_extra``.
+    ``_save_extra``, and may override ``_prepare`` (text -> the string that is tokenised).
     """
 
     kind: str = ""
@@ -122,7 +122,7 @@ class Tokenizer:
 
     def encode(self, text: str) -> list[int]:
         """Normalise and tokenise; unknown characters map to ``UNK_ID`` and count in ``unknown_counts``."""
-        normalized = self.normalizer(text)
+        normalized = self._prepare(text)
         self.unknown_counts.update(self._unknown_in(normalized))
         return self._encode_normalized(normalized)
 
@@ -132,7 +132,11 @@ class Tokenizer:
 
     def unknown_characters(self, text: str) -> Counter[str]:
         """Characters of ``text`` (after normalisation) that the vocabulary cannot represent."""
-        return self._unknown_in(self.normalizer(text))
+        return self._unknown_in(self._prepare(text))
+
+    def _prepare(self, text: str) -> str:
+        """The string whose characters are tokenised: the normalised text."""
+        return self.normalizer(text)
 
     def _unknown_in(self, normalized: str) -> Counter[str]:
         known = self._known_characters()
@@ -230,13 +234,7 @@ class PhonemeTokenizer(CharTokenizer):
         """IPA string the model reads for ``text`` (after normalisation)."""
         return _phonemize(self.normalizer(text), self.language)
 
-    def encode(self, text: str) -> list[int]:
-        phonemes = self.phonemes(text)
-        self.unknown_counts.update(self._unknown_in(phonemes))
-        return self._encode_normalized(phonemes)
-
-    def unknown_characters(self, text: str) -> Counter[str]:
-        return self._unknown_in(self.phonemes(text))
+    _prepare = phonemes  # encoding and unknown-symbol counting both work on the phonemes
 
     def _save_extra(self, directory: Path) -> dict:
         return {"symbols": self.symbols, "language": self.language}

@@ -150,8 +150,8 @@ def evaluate_tts(
     cers, heard, truth = (None, None, None), [None] * len(items), texts
     if asr_model_dir is not None:
         asr = load_package(asr_model_dir)
-        cers, heard = round_trip_cer(asr, package, items, references, waves)
-        truth = truths(asr, items)
+        truth = [asr.tokenizer.normalizer(text) for text in texts]  # what a perfect transcript reads
+        cers, heard = round_trip_cer(asr, package, items, references, waves, truth)
     if out is not None:
         rows = [
             {
@@ -178,19 +178,13 @@ def evaluate_tts(
     )
 
 
-def truths(asr: ModelPackage, items) -> list[str]:
-    """The sentences as the ASR package's normaliser writes them (what a perfect transcript reads)."""
-    return [asr.tokenizer.normalizer(item.text) for item in items]
-
-
 def round_trip_cer(
-    asr: ModelPackage, tts: ModelPackage, items, references, waves
+    asr: ModelPackage, tts: ModelPackage, items, references, waves, truth: list[str]
 ) -> tuple[tuple[float, float, float], list[str]]:
-    """CER of the ASR on Griffin-Lim synthesis, on Griffin-Lim of the references, and on the recordings;
-    and the transcripts of the synthesis.
+    """CER against ``truth`` of the ASR on Griffin-Lim synthesis, on Griffin-Lim of the references, and
+    on the recordings; and the transcripts of the synthesis.
     """
     features, iterations = tts.config.data.features, tts.config.inference.griffin_lim_iterations
-    truth = truths(asr, items)
     rate = asr.config.data.features.sample_rate
 
     def heard(audio: list[torch.Tensor]) -> list[str]:
