@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from seq2seq.nn.attention import KVCache, MultiHeadAttention
-from seq2seq.nn.dropout import Dropout
+from seq2seq.nn.dropout import Dropout, relu_dropout
 from seq2seq.nn.linear import LINEAR_NORMS, LinearNorm, make_linear
 from seq2seq.nn.norms import NormConfig, build_norm, check_choice
 
@@ -121,7 +121,10 @@ class FeedForward(nn.Module):
         return out.view(x.shape[:-1] + y.shape[-1:])
 
     def _block(self, x: torch.Tensor) -> torch.Tensor:
-        return self.down(self.dropout(self.activation(self.up(x))))
+        h = self.up(x)
+        if isinstance(self.activation, nn.ReLU):  # one pass, and only its output kept for backward
+            return self.down(relu_dropout(h, self.dropout.p, self.training))
+        return self.down(self.dropout(self.activation(h)))
 
 
 def _residual(sublayer: nn.Module, config: TransformerConfig) -> Residual:
