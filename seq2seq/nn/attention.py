@@ -10,6 +10,7 @@ from torch import nn
 
 from seq2seq.nn.dropout import dropout as dropout_fn
 from seq2seq.nn.linear import make_linear
+from seq2seq.nn.masking import Packing
 
 
 class KVCache:
@@ -100,6 +101,7 @@ class MultiHeadAttention(nn.Module):
         attn_mask: torch.Tensor | None = None,
         cache: KVCache | None = None,
         static_source: bool = False,
+        packing: Packing | None = None,
     ) -> torch.Tensor:
         """Attend from ``query`` to ``source`` (itself when None).
 
@@ -112,18 +114,26 @@ class MultiHeadAttention(nn.Module):
             cache: keys/values of earlier steps (self-attention) or of the memory (cross-attention).
             static_source: the source is fixed across steps (cross-attention): project it once into
                 the cache and reuse it.
+            packing: self-attention over packed frames: ``query`` is (1, N, D), the valid frames of
+                a padded (B, U) batch; projections run on them, attention on the padded layout.
 
         Returns:
-            (B, U, D).
+            (B, U, D), or (1, N, D) with ``packing``.
         """
-        source = query if source is None else source
-        if cache is not None and static_source and cache.key is not None:
-            key, value = cache.key, cache.value
-        else:
-            key, value = self._split(self.key(source)), self._split(self.value(source))
+        if source is None:  # self-attention: queries, keys and values in one matmul
+            q, key, value = self._project(query, self.query, self.key, self.value, packing=packing)
             if cache is not None:
                 key, value = cache.append(key, value)
-        q = self._split(self.query(query))
+        else:
+            if packing is not None:
+                raise ValueError("packing applies to self-attention only")
+            q = self._split(self.query(query))
+            if cache is not None and static_source and cache.key is not None:
+                key, value = cache.key, cache.value
+            else:
+                key, value = self._project(source, self.key, self.value)
+                if cache is not None:
+                    key, value = cache.append(key, value)
         b, h, u, dh = q.shape
         groups = key.shape[0]
         if groups != b:  # fold the R rows sharing a source row into its query axis: (G, H, R·U, Dh)
@@ -137,7 +147,18 @@ class MultiHeadAttention(nn.Module):
             y = F.scaled_dot_product_attention(q, key, value, attn_mask=attn_mask, dropout_p=dropout)
         if groups != b:
             y = y.view(groups, h, b // groups, u, dh).transpose(1, 2)
-        return self.out(y.transpose(-3, -2).reshape(b, u, h * dh))
+        y = y.transpose(-3, -2).reshape(b, u, h * dh)
+        return self.out(y if packing is None else packing.pack(y))
+
+    def _project(self, x: torch.Tensor, *layers: nn.Module, packing: Packing | None = None):
+        """``x`` through several projections as one matmul (a wider matmul runs at a higher rate), each
+        result split into heads (B, H, T, Dh); packed inputs are unpacked to (B, T) once, here."""
+        weight = torch.cat([layer.weight for layer in layers])
+        bias = torch.cat([layer.bias for layer in layers])
+        y = F.linear(x, weight, bias)
+        if packing is not None:
+            y = packing.unpack(y)
+        return [self._split(part) for part in y.chunk(len(layers), -1)]
 
     def _explicit_attention(self, q, key, value, attn_mask, dropout: float) -> torch.Tensor:
         scores = q @ key.transpose(-2, -1) / math.sqrt(q.shape[-1])

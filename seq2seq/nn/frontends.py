@@ -64,6 +64,7 @@ class Conv2dSubsampling(nn.Module):
         self.activation = nn.ReLU()
         self.proj = nn.Linear(channels * freq, d_model)
         self.per_utterance = norm.kind not in BATCH_STATISTIC_NORMS
+        self.normalize = norm.kind != "none"
 
     def output_lengths(self, lengths: torch.Tensor) -> torch.Tensor:
         for kernel, stride in self.layers:
@@ -87,7 +88,9 @@ class Conv2dSubsampling(nn.Module):
         for (kernel, stride), conv, norm in zip(self.layers, self.convs, self.norms):
             h = self._conv(conv, h, kernel, stride)
             lengths = conv_output_length(lengths, kernel, stride)
-            h = self.activation(self._norm(norm, h, lengths))
+            if self.normalize:  # its layout change would copy the map and make the next conv slower
+                h = self._norm(norm, h, lengths)
+            h = self.activation(h)
         b, c, t, f = h.shape
         return self.proj(h.permute(0, 2, 1, 3).reshape(b, t, c * f)), lengths
 

@@ -15,6 +15,7 @@ from torch import nn
 from seq2seq.nn.attention import KVCache, MultiHeadAttention
 from seq2seq.nn.dropout import Dropout, relu_dropout
 from seq2seq.nn.linear import LINEAR_NORMS, LinearNorm, make_linear
+from seq2seq.nn.masking import Packing
 from seq2seq.nn.norms import NormConfig, build_norm, check_choice
 
 Placement = Literal["pre", "post"]
@@ -109,22 +110,25 @@ class FeedForward(nn.Module):
         """x: (B, T, D) -> (B, T, D); with a ``mask`` (B, T), on CPU only valid frames are computed.
 
         The feed-forward block is most of a layer's FLOPs and works frame by frame, so padding (about a
-        third of a batch of 3-8 s utterances) is packed out first; padded outputs are then 0. On GPUs the
-        data-dependent shape (a device sync, a graph break under ``torch.compile``) costs more than it saves.
+        third of a batch of 3-8 s utterances) is packed out first (see :func:`packs_padding`); padded
+        outputs are then 0.
         """
-        if mask is None or x.device.type != "cpu" or bool(mask.all()):
+        if mask is None or not packs_padding(x) or bool(mask.all()):
             return self._block(x)
-        flat = x.reshape(-1, x.shape[-1])
-        index = mask.reshape(-1).nonzero().squeeze(1)
-        y = self._block(flat.index_select(0, index))
-        out = y.new_zeros(flat.shape[0], y.shape[-1]).index_copy(0, index, y)
-        return out.view(x.shape[:-1] + y.shape[-1:])
+        packing = Packing(mask)
+        return packing.unpack(self._block(packing.pack(x)))
 
     def _block(self, x: torch.Tensor) -> torch.Tensor:
         h = self.up(x)
         if isinstance(self.activation, nn.ReLU):  # one pass, and only its output kept for backward
             return self.down(relu_dropout(h, self.dropout.p, self.training))
         return self.down(self.dropout(self.activation(h)))
+
+
+def packs_padding(x: torch.Tensor) -> bool:
+    """Whether position-wise work on ``x`` skips padded frames: on CPU, where it saves their FLOPs. On
+    GPUs the data-dependent shape (a device sync, a graph break under ``torch.compile``) costs more."""
+    return x.device.type == "cpu" and not torch.compiler.is_compiling()
 
 
 def _residual(sublayer: nn.Module, config: TransformerConfig) -> Residual:
@@ -148,8 +152,15 @@ class EncoderLayer(nn.Module):
         self.self_attn = _residual(_attention(config), config)
         self.feed_forward = _residual(FeedForward(config), config)
 
-    def forward(self, x: torch.Tensor, mask: torch.Tensor, attn_mask: torch.Tensor) -> torch.Tensor:
-        x = self.self_attn(x, mask, None, attn_mask)
+    def forward(
+        self,
+        x: torch.Tensor,
+        mask: torch.Tensor | None,
+        attn_mask: torch.Tensor,
+        packing: Packing | None = None,
+    ) -> torch.Tensor:
+        """x: (B, T, D) with ``mask`` (B, T), or (1, N, D) valid frames with ``packing`` and no mask."""
+        x = self.self_attn(x, mask, None, attn_mask, packing=packing)
         return self.feed_forward(x, mask, mask)  # the norm's mask, then the feed-forward's (packing)
 
 
@@ -160,13 +171,26 @@ class Encoder(nn.Module):
         super().__init__()
         self.layers = nn.ModuleList(EncoderLayer(config) for _ in range(config.num_layers))
         self.final_norm = _final_norm(config)
+        # Instance norm takes statistics per utterance, so it needs the (B, T) layout in every layer.
+        self.packable = config.norm.kind != "instance"
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        """x: (B, T, D); mask: (B, T) True on valid frames -> (B, T, D)."""
+        """x: (B, T, D); mask: (B, T) True on valid frames -> (B, T, D).
+
+        On CPU the valid frames run through the stack packed (:class:`Packing`): every position-wise
+        part of a layer skips padding, and only attention sees the (B, T) layout. Padded outputs are
+        then 0; valid ones are what the padded computation gives.
+        """
         attn_mask = mask[:, None, None, :]
+        if not (self.packable and packs_padding(x)) or bool(mask.all()):
+            for layer in self.layers:
+                x = layer(x, mask, attn_mask)
+            return self.final_norm(x, mask)
+        packing = Packing(mask)
+        x = packing.pack(x)
         for layer in self.layers:
-            x = layer(x, mask, attn_mask)
-        return self.final_norm(x, mask)
+            x = layer(x, None, attn_mask, packing)
+        return packing.unpack(self.final_norm(x, None))
 
 
 @dataclass
