@@ -98,8 +98,11 @@ class ASRModel(nn.Module):
         return self.encoder(self.encoder_position(x), mask), lengths
 
     def ctc_log_probs(self, memory: torch.Tensor) -> torch.Tensor:
-        """memory: (B, S, D) -> (B, S, V) log-probabilities of the CTC head (float32)."""
-        return self.ctc_head(memory).float().log_softmax(-1)
+        """memory: (B, S, D) -> (B, S, V) log-probabilities of the CTC head (float32).
+
+        Computed time-major and returned as a transposed view, so that ``.transpose(0, 1)`` gives the
+        (S, B, V) layout ``F.ctc_loss`` wants without copying the largest tensor of the step."""
+        return self.ctc_head(memory.transpose(0, 1)).float().log_softmax(-1).transpose(0, 1)
 
     def new_cache(self) -> DecoderCache:
         return DecoderCache.empty(len(self.decoder.layers))

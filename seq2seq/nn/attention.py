@@ -114,19 +114,19 @@ class MultiHeadAttention(nn.Module):
             cache: keys/values of earlier steps (self-attention) or of the memory (cross-attention).
             static_source: the source is fixed across steps (cross-attention): project it once into
                 the cache and reuse it.
-            packing: self-attention over packed frames: ``query`` is (1, N, D), the valid frames of
-                a padded (B, U) batch; projections run on them, attention on the padded layout.
+            packing: self-attention over packed frames (no source, mask or cache): ``query`` is
+                (1, N, D), the valid frames of a padded batch; each utterance attends to itself.
 
         Returns:
             (B, U, D), or (1, N, D) with ``packing``.
         """
+        if packing is not None:
+            return self._packed_self_attention(query, packing)
         if source is None:  # self-attention: queries, keys and values in one matmul
-            q, key, value = self._project(query, self.query, self.key, self.value, packing=packing)
+            q, key, value = self._project(query, self.query, self.key, self.value)
             if cache is not None:
                 key, value = cache.append(key, value)
         else:
-            if packing is not None:
-                raise ValueError("packing applies to self-attention only")
             q = self._split(self.query(query))
             if cache is not None and static_source and cache.key is not None:
                 key, value = cache.key, cache.value
@@ -147,18 +147,25 @@ class MultiHeadAttention(nn.Module):
             y = F.scaled_dot_product_attention(q, key, value, attn_mask=attn_mask, dropout_p=dropout)
         if groups != b:
             y = y.view(groups, h, b // groups, u, dh).transpose(1, 2)
-        y = y.transpose(-3, -2).reshape(b, u, h * dh)
-        return self.out(y if packing is None else packing.pack(y))
+        return self.out(y.transpose(-3, -2).reshape(b, u, h * dh))
 
-    def _project(self, x: torch.Tensor, *layers: nn.Module, packing: Packing | None = None):
+    def _packed_self_attention(self, x: torch.Tensor, packing: Packing) -> torch.Tensor:
+        """(1, N, D) -> (1, N, D): attention per utterance span, as variable-length attention kernels
+        do: no work on padding, and no copy into the padded layout and back."""
+        if self.record_weights:
+            raise ValueError("record_weights needs the padded layout; do not pack this stack")
+        q, key, value = self._project(x, self.query, self.key, self.value)
+        dropout = self.dropout if self.training else 0.0
+        spans = (part.split(packing.lengths, dim=2) for part in (q, key, value))  # split: cheap backward
+        y = torch.cat([F.scaled_dot_product_attention(*qkv, dropout_p=dropout) for qkv in zip(*spans)], dim=2)
+        return self.out(y.transpose(1, 2).reshape(x.shape))
+
+    def _project(self, x: torch.Tensor, *layers: nn.Module) -> list[torch.Tensor]:
         """``x`` through several projections as one matmul (a wider matmul runs at a higher rate), each
-        result split into heads (B, H, T, Dh); packed inputs are unpacked to (B, T) once, here."""
+        result split into heads (B, H, T, Dh)."""
         weight = torch.cat([layer.weight for layer in layers])
         bias = torch.cat([layer.bias for layer in layers])
-        y = F.linear(x, weight, bias)
-        if packing is not None:
-            y = packing.unpack(y)
-        return [self._split(part) for part in y.chunk(len(layers), -1)]
+        return [self._split(part) for part in F.linear(x, weight, bias).chunk(len(layers), -1)]
 
     def _explicit_attention(self, q, key, value, attn_mask, dropout: float) -> torch.Tensor:
         scores = q @ key.transpose(-2, -1) / math.sqrt(q.shape[-1])

@@ -30,13 +30,15 @@ class Packing:
     """The valid frames of a padded ``(B, T)`` batch as one sequence ``(1, N)``, and the way back.
 
     Position-wise work (projections, feed-forward blocks, frame-wise norms, residual sums) then runs on
-    valid frames only: on a batch of 3-8 s utterances about a third of the padded frames are padding.
+    valid frames only, and attention runs utterance by utterance on its span of the sequence: on a batch
+    of 3-8 s utterances about a third of the padded frames, and half the padded attention, is padding.
     """
 
     def __init__(self, mask: torch.Tensor):
-        """mask: (B, T) bool, True on valid frames."""
+        """mask: (B, T) bool, True on the first ``length`` frames of each row."""
         self.batch, self.time = mask.shape
         self.index = mask.reshape(-1).nonzero().squeeze(1)  # flat positions b * T + t
+        self.lengths = [length for length in mask.sum(1).tolist() if length]  # utterance spans, in order
 
     def pack(self, x: torch.Tensor) -> torch.Tensor:
         """(B, T, ...) -> (1, N, ...): the valid frames, in batch then time order."""

@@ -177,20 +177,24 @@ class Encoder(nn.Module):
     def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """x: (B, T, D); mask: (B, T) True on valid frames -> (B, T, D).
 
-        On CPU the valid frames run through the stack packed (:class:`Packing`): every position-wise
-        part of a layer skips padding, and only attention sees the (B, T) layout. Padded outputs are
-        then 0; valid ones are what the padded computation gives.
+        On CPU the valid frames run through the stack packed (:class:`Packing`): no part of a layer
+        works on padding; attention runs per utterance. Padded outputs are then 0; valid ones are what
+        the padded computation gives.
         """
-        attn_mask = mask[:, None, None, :]
-        if not (self.packable and packs_padding(x)) or bool(mask.all()):
+        if not self._packs(x, mask):
+            attn_mask = mask[:, None, None, :]
             for layer in self.layers:
                 x = layer(x, mask, attn_mask)
             return self.final_norm(x, mask)
         packing = Packing(mask)
         x = packing.pack(x)
         for layer in self.layers:
-            x = layer(x, None, attn_mask, packing)
+            x = layer(x, None, None, packing)
         return packing.unpack(self.final_norm(x, None))
+
+    def _packs(self, x: torch.Tensor, mask: torch.Tensor) -> bool:
+        recording = any(layer.self_attn.sublayer.record_weights for layer in self.layers)
+        return self.packable and not recording and packs_padding(x) and not bool(mask.all())
 
 
 @dataclass
