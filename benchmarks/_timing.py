@@ -126,7 +126,11 @@ def add_device_arguments(parser) -> None:
         choices=("cpu", "cuda"),
         help="cuda runs under bf16 autocast (untested without a GPU)",
     )
-    parser.add_argument("--compile", action="store_true", help="torch.compile the model (cuda mode)")
+    parser.add_argument(
+        "--compile",
+        action="store_true",
+        help="torch.compile the model (GPU mode; on CPU the padding shortcuts step aside)",
+    )
 
 
 def parse_arguments(parser):

@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from seq2seq.nn.masking import lengths_to_mask
+from seq2seq.nn.masking import lengths_to_mask, packs_padding
 from seq2seq.nn.norms import BATCH_STATISTIC_NORMS, NormConfig, build_norm
 
 # Per conv layer: (kernel, stride). Kernel 3/stride 2 halves; kernel 5/stride 3 divides by three.
@@ -27,8 +27,8 @@ class Conv2dSubsampling(nn.Module):
 
     Each conv is unpadded, so an output frame only reads input frames inside the utterance: outputs
     are padding-invariant. A configurable norm follows each conv; it sees the valid positions only.
-    Unless that norm needs batch statistics, each utterance is convolved over its own frames only:
-    no work on padding (about a third of a batch of 3-8 s utterances), and on CPU the per-utterance
+    On CPU, unless that norm needs batch statistics, each utterance is convolved over its own frames
+    only: no work on padding (about a third of a batch of 3-8 s utterances), and the per-utterance
     convolutions also run at a much higher rate than one convolution over the padded batch.
 
     Args:
@@ -74,7 +74,7 @@ class Conv2dSubsampling(nn.Module):
     def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """x: (B, T, F), lengths: (B,) -> (B, T', D), lengths (B,); padded output frames are 0 when
         utterances are convolved one by one."""
-        if not self.per_utterance or x.shape[0] == 1:
+        if not self.per_utterance or x.shape[0] == 1 or not packs_padding(x):
             return self._forward_batch(x, lengths)
         frames = int(self.output_lengths(torch.tensor(x.shape[1])))
         pieces = [

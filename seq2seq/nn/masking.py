@@ -26,6 +26,12 @@ def causal_mask(size: int, device: torch.device | None = None) -> torch.Tensor:
     return torch.ones(size, size, dtype=torch.bool, device=device).tril()
 
 
+def packs_padding(x: torch.Tensor) -> bool:
+    """Whether position-wise work on ``x`` skips padded frames: on CPU, where it saves their FLOPs. On
+    GPUs the data-dependent shape (a device sync, a graph break under ``torch.compile``) costs more."""
+    return x.device.type == "cpu" and not torch.compiler.is_compiling()
+
+
 class Packing:
     """The valid frames of a padded ``(B, T)`` batch as one sequence ``(1, N)``, and the way back.
 

@@ -15,7 +15,7 @@ from torch import nn
 from seq2seq.nn.attention import KVCache, MultiHeadAttention
 from seq2seq.nn.dropout import Dropout, relu_dropout
 from seq2seq.nn.linear import LINEAR_NORMS, LinearNorm, make_linear
-from seq2seq.nn.masking import Packing
+from seq2seq.nn.masking import Packing, packs_padding
 from seq2seq.nn.norms import NormConfig, build_norm, check_choice
 
 Placement = Literal["pre", "post"]
@@ -123,12 +123,6 @@ class FeedForward(nn.Module):
         if isinstance(self.activation, nn.ReLU):  # one pass, and only its output kept for backward
             return self.down(relu_dropout(h, self.dropout.p, self.training))
         return self.down(self.dropout(self.activation(h)))
-
-
-def packs_padding(x: torch.Tensor) -> bool:
-    """Whether position-wise work on ``x`` skips padded frames: on CPU, where it saves their FLOPs. On
-    GPUs the data-dependent shape (a device sync, a graph break under ``torch.compile``) costs more."""
-    return x.device.type == "cpu" and not torch.compiler.is_compiling()
 
 
 def _residual(sublayer: nn.Module, config: TransformerConfig) -> Residual:
