@@ -150,10 +150,10 @@ class EncoderLayer(nn.Module):
         self,
         x: torch.Tensor,
         mask: torch.Tensor | None,
-        attn_mask: torch.Tensor,
+        attn_mask: torch.Tensor | None,
         packing: Packing | None = None,
     ) -> torch.Tensor:
-        """x: (B, T, D) with ``mask`` (B, T), or (1, N, D) valid frames with ``packing`` and no mask."""
+        """x: (B, T, D) with ``mask`` (B, T), or (1, N, D) valid frames with ``packing`` and no masks."""
         x = self.self_attn(x, mask, None, attn_mask, packing=packing)
         return self.feed_forward(x, mask, mask)  # the norm's mask, then the feed-forward's (packing)
 
@@ -188,7 +188,9 @@ class Encoder(nn.Module):
 
     def _packs(self, x: torch.Tensor, mask: torch.Tensor) -> bool:
         recording = any(layer.self_attn.sublayer.record_weights for layer in self.layers)
-        return self.packable and not recording and packs_padding(x) and not bool(mask.all())
+        if not (self.packable and packs_padding(x)) or recording:
+            return False
+        return bool(mask.any()) and not bool(mask.all())  # some padding, and something besides it
 
 
 @dataclass

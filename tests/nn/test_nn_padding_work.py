@@ -76,11 +76,13 @@ def test_instance_norm_encoder_keeps_the_padded_layout():
     assert Encoder(TransformerConfig()).packable
 
 
-def test_packing_round_trip():
-    mask = lengths_to_mask(torch.tensor([3, 1, 4]))
+@pytest.mark.parametrize("lengths", [[3, 1, 4], [3, 0, 4]])
+def test_packing_round_trip(lengths):
+    mask = lengths_to_mask(torch.tensor(lengths), 4)
     x = torch.randn(3, 4, 5)
     packing = Packing(mask)
     packed = packing.pack(x)
-    assert packed.shape == (1, 8, 5)
+    assert packed.shape == (1, sum(lengths), 5)
+    assert packing.lengths == [n for n in lengths if n]  # one attention span per non-empty utterance
     torch.testing.assert_close(packed[0], x[mask])
     torch.testing.assert_close(packing.unpack(packed), x * mask.unsqueeze(-1))
