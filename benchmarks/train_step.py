@@ -8,10 +8,11 @@ encoding, CTC head, embedding and output layer, and against itself with the fron
 padded batch at once (the code before the per-utterance front-end), interleaved round by round.
 
 Model FLOPs utilization (MFU) = useful FLOPs per step / step time / float32 matmul rate, where the useful
-FLOPs are counted by ``torch.utils.flop_counter.FlopCounterMode`` (matmuls, convolutions, attention;
-forward and backward) summed over the utterances run one at a time, i.e. without padding, and the
-matmul rate is the best time of a 2048^3 float32 matmul measured in the same run. Executed FLOPs on the
-padded batch are reported too. Peak memory is the peak-RSS growth across two
+FLOPs are counted by ``torch.utils.flop_counter.FlopCounterMode`` (matmuls, convolutions, attention --
+the CPU flash-attention kernel with PyTorch's own SDPA formula, registered below; forward and backward)
+summed over the utterances run one at a time, i.e. without padding, and the matmul rate is the best time
+of a 2048^3 float32 matmul measured in the same run. Executed FLOPs on the padded batch are reported too.
+Peak memory is the peak-RSS growth across two
 training steps (``VmHWM`` of /proc/self/status) in a fresh process per model: activations, gradients,
 AdamW state.
 
@@ -42,6 +43,7 @@ from _timing import (
     write_json,
 )
 from torch import nn  # noqa: E402
+from torch.utils import flop_counter  # noqa: E402
 from torch.utils.flop_counter import FlopCounterMode  # noqa: E402
 
 from seq2seq.models.asr import ASRModel, ASRModelConfig  # noqa: E402
@@ -90,6 +92,20 @@ class TorchTransformerASR(nn.Module):
 
 
 KINDS = ("ours", "ours, batched conv", "torch.nn.Transformer")
+
+
+# PyTorch's FLOP counter has formulas for the CUDA attention kernels only: without these, the CPU flash
+# attention kernel counts 0 and attention is missing from both the useful and the executed FLOPs.
+@flop_counter.register_flop_formula(torch.ops.aten._scaled_dot_product_flash_attention_for_cpu)
+def _cpu_attention_flops(query_shape, key_shape, value_shape, *args, out_shape=None, **kwargs) -> int:
+    return flop_counter.sdpa_flop_count(query_shape, key_shape, value_shape)
+
+
+@flop_counter.register_flop_formula(torch.ops.aten._scaled_dot_product_flash_attention_for_cpu_backward)
+def _cpu_attention_backward_flops(
+    grad_out_shape, query_shape, key_shape, value_shape, *args, **kwargs
+) -> int:
+    return flop_counter.sdpa_backward_flop_count(grad_out_shape, query_shape, key_shape, value_shape)
 
 
 def build(kind: str, enc_layers: int, dec_layers: int) -> nn.Module:
