@@ -12,9 +12,8 @@ FLOPs are counted by ``torch.utils.flop_counter.FlopCounterMode`` (matmuls, conv
 the CPU flash-attention kernel with PyTorch's own SDPA formula, registered below; forward and backward)
 summed over the utterances run one at a time, i.e. without padding, and the matmul rate is the best time
 of a 2048^3 float32 matmul measured in the same run. Executed FLOPs on the padded batch are reported too.
-Peak memory is the peak-RSS growth across two
-training steps (``VmHWM`` of /proc/self/status) in a fresh process per model: activations, gradients,
-AdamW state.
+Peak memory is the peak-RSS growth across two training steps (``VmHWM`` of /proc/self/status) in a fresh
+process per model: activations, gradients, AdamW state.
 
 Usage::
 

@@ -44,9 +44,9 @@ class _IntegerMaskDropout(torch.autograd.Function):
 class _ReLUDropout(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x: torch.Tensor, p: float) -> torch.Tensor:
-        y = torch.where(keep_mask(x.shape, p, x.device), x, 0).relu_().mul_(1.0 / (1.0 - p))
-        ctx.save_for_backward(y)
         ctx.scale = 1.0 / (1.0 - p)
+        y = torch.where(keep_mask(x.shape, p, x.device), x, 0).relu_().mul_(ctx.scale)
+        ctx.save_for_backward(y)
         return y
 
     @staticmethod

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 import torch
 
 
@@ -44,7 +46,13 @@ class Packing:
         """mask: (B, T) bool, True on the first ``length`` frames of each row."""
         self.batch, self.time = mask.shape
         self.index = mask.reshape(-1).nonzero().squeeze(1)  # flat positions b * T + t
-        self.lengths = [length for length in mask.sum(1).tolist() if length]  # utterance spans, in order
+        self._mask = mask
+
+    @functools.cached_property
+    def lengths(self) -> list[int]:
+        """Frames of each non-empty utterance, in order: its span of the packed sequence (attention
+        needs them; a feed-forward block that packs for itself does not, so they are counted lazily)."""
+        return [length for length in self._mask.sum(1).tolist() if length]
 
     def pack(self, x: torch.Tensor) -> torch.Tensor:
         """(B, T, ...) -> (1, N, ...): the valid frames, in batch then time order."""
