@@ -19,6 +19,8 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/ruff check seq2seq tests benchmarks recipes
+	$(BIN)/ruff format --check seq2seq tests benchmarks recipes
+	$(BIN)/lint-imports
 	$(BIN)/python -m pytest -q tests
 
 clean:

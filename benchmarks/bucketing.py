@@ -22,11 +22,11 @@ from pathlib import Path
 import torch
 from torch.utils.data import DataLoader
 
-from seq2seq.audio import FeatureConfig
+from seq2seq.core.audio import FeatureConfig
+from seq2seq.core.text import CharTokenizer
 from seq2seq.data.datasets import ASRDataset, collate_asr
 from seq2seq.data.manifest import read_manifest
 from seq2seq.data.sampler import BucketBatchSampler
-from seq2seq.text import CharTokenizer
 
 RESULTS = Path(__file__).parent / "results" / "bucketing.json"
 ROOT = Path(__file__).resolve().parents[1]
@@ -66,7 +66,7 @@ def training_throughput(
     """Real frames per second of training steps on each scheme's first ``steps`` batches."""
     import dataclasses
 
-    from seq2seq.config import load_experiment
+    from seq2seq.experiments import load_experiment
     from seq2seq.training.asr_module import ASRTask
     from seq2seq.training.optim import build_optimizer
 

@@ -22,10 +22,10 @@ from pathlib import Path
 import torch  # noqa: E402  (after _timing sets OMP_WAIT_POLICY)
 from _timing import add_device_arguments, autocast, parse_arguments, timed
 
+from seq2seq.core.text import EOS_ID, SOS_ID
 from seq2seq.decoding import DecodingConfig, beam_search, greedy_search
 from seq2seq.models.asr import ASRModel, ASRModelConfig
 from seq2seq.nn.transformer import TransformerConfig
-from seq2seq.text import EOS_ID, SOS_ID
 
 FRAMES_PER_SECOND = 100  # 10 ms hop
 DEVICE = "cpu"  # set by --device; cuda runs under bf16 autocast

@@ -45,12 +45,12 @@ from torch import nn  # noqa: E402
 from torch.utils import flop_counter  # noqa: E402
 from torch.utils.flop_counter import FlopCounterMode  # noqa: E402
 
+from seq2seq.core.text import BLANK_ID, EOS_ID, PAD_ID, SOS_ID  # noqa: E402
 from seq2seq.models.asr import ASRModel, ASRModelConfig  # noqa: E402
 from seq2seq.nn.frontends import Conv2dSubsampling  # noqa: E402
 from seq2seq.nn.masking import lengths_to_mask  # noqa: E402
 from seq2seq.nn.positional import PositionalEncoding  # noqa: E402
 from seq2seq.nn.transformer import TransformerConfig  # noqa: E402
-from seq2seq.text import BLANK_ID, EOS_ID, PAD_ID, SOS_ID  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results" / "train_step.json"
 SHAPES = {  # encoder layers, decoder layers, batch, min frames, max frames

@@ -29,7 +29,8 @@ from _timing import (
     write_json,
 )
 
-from seq2seq.config import load_experiment  # noqa: E402
+from seq2seq.decoding.tts import synthesize as synthesize_mels  # noqa: E402
+from seq2seq.experiments import load_experiment  # noqa: E402
 from seq2seq.models.tts import TTSModel  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -59,7 +60,7 @@ def synthesize(model: TTSModel, batch: int, tokens: int, ratio: float, device: s
 
     def run() -> int:
         with torch.inference_mode(), autocast(device):
-            out = model.infer(text, lengths, max_length_ratio=ratio, stop_threshold=1.1)
+            out = synthesize_mels(model, text, lengths, max_length_ratio=ratio, stop_threshold=1.1)
         return int(out.mel_lengths.sum())
 
     return run

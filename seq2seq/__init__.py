@@ -1,0 +1,50 @@
+"""seq2seq: Transformer sequence-to-sequence models for speech and text, with normalization as config.
+
+The inference API needs no Lightning::
+
+    import seq2seq
+    model = seq2seq.load_package("runs/asr_small/package")      # or device="cuda"
+    texts = model.transcribe(["one.wav", "recordings/"])
+    speech = seq2seq.load_package("runs/tts_small/package").synthesize(["hello there"])
+
+Names are imported on first use, so ``import seq2seq`` (and ``seq2seq --help``) stays instant.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+# public name -> module that defines it
+_EXPORTS = {
+    "load_package": "seq2seq.tasks",
+    "load_model_package": "seq2seq.tasks",
+    "train": "seq2seq.tasks",
+    "export": "seq2seq.tasks",
+    "TASKS": "seq2seq.tasks",
+    "Transcriber": "seq2seq.inference.transcribe",
+    "Synthesizer": "seq2seq.inference.synthesize",
+    "Synthesized": "seq2seq.inference.synthesize",
+    "ModelPackage": "seq2seq.core.package",
+    "PackageError": "seq2seq.core.package",
+    "ConfigError": "seq2seq.core.config",
+    "DecodingConfig": "seq2seq.decoding.config",
+    "load_experiment": "seq2seq.experiments",
+    "ASRExperimentConfig": "seq2seq.experiments",
+    "TTSExperimentConfig": "seq2seq.experiments",
+    "ASRModel": "seq2seq.models.asr",
+    "TTSModel": "seq2seq.models.tts",
+}
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'seq2seq' has no attribute {name!r}")
+    value = getattr(importlib.import_module(_EXPORTS[name]), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

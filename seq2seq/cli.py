@@ -1,7 +1,10 @@
 """``seq2seq`` command line: each subcommand is a typed function; its docstring is its help.
 
-Implementations are imported inside each command so that ``seq2seq --help`` is instant and
-inference never imports Lightning.
+The signature says how each argument is given: parameters without a default are positional,
+``*name`` takes any number of positional values, keyword-only parameters without a default are
+required options, and a ``*overrides: Override`` parameter takes the rest of the line as
+``--section.field=value`` config overrides. Implementations are imported inside each command so that
+``seq2seq --help`` is instant and inference never imports Lightning.
 """
 
 from __future__ import annotations
@@ -14,24 +17,26 @@ import sys
 import typing
 from collections.abc import Callable
 from pathlib import Path
-from typing import Literal
+from typing import Literal, NewType
+
+Override = NewType("Override", str)  # one ``--section.field=value`` config override
+SHORT_FLAGS = {"config": "-c"}
 
 # ---------------------------------------------------------------------------------------------
 # Commands
 
 
-def train(config: str, overrides: list[str] | None = None) -> int:
+def train(*overrides: Override, config: str) -> int:
     """Train a recipe; rerunning the same command resumes from its last checkpoint.
 
     Args:
-        config: recipe YAML (configs/asr/*.yaml or configs/tts/*.yaml).
         overrides: field overrides such as --trainer.max_steps=100 --model.encoder.norm.kind=batch.
+        config: recipe YAML (configs/asr/*.yaml or configs/tts/*.yaml).
     """
-    from seq2seq.config import load_experiment
-    from seq2seq.training.run import train as run_training
+    from seq2seq.experiments import load_experiment
+    from seq2seq.tasks import train as run_training
 
-    experiment = load_experiment(config, overrides)
-    run_training(experiment)
+    run_training(load_experiment(config, list(overrides)))
     return 0
 
 
@@ -51,23 +56,25 @@ def export(
         select: with a run folder: the N with the lowest validation loss, or the N most recent.
         trust_checkpoint: allow unpickling arbitrary objects (only for files you made yourself).
     """
-    from seq2seq.training.export import export_run
+    from seq2seq.tasks import export as export_package
 
-    path = export_run(checkpoint, out_dir, average=average, trust=trust_checkpoint, select=select)
+    path = export_package(checkpoint, out_dir, average=average, trust=trust_checkpoint, select=select)
     print(f"model package -> {path}")
     return 0
 
 
 def transcribe(
     model: str,
-    inputs: list[str] | None = None,
+    *inputs: str,
     manifest: str | None = None,
-    beam_size: int = 10,
-    ctc_weight: float = 0.3,
+    beam_size: int | None = None,
+    ctc_weight: float | None = None,
     batch_size: int = 8,
     output_format: Literal["text", "jsonl"] = "text",
     output: str | None = None,
     window_seconds: float = 30.0,
+    device: str = "cpu",
+    lightning: bool = False,
 ) -> int:
     """Transcribe audio files, folders or a manifest with a model package.
 
@@ -75,25 +82,20 @@ def transcribe(
         model: model package folder (from `seq2seq export`).
         inputs: audio files or folders (searched for .wav/.flac/.ogg/.mp3).
         manifest: JSON Lines manifest of audio files instead of (or besides) inputs.
-        beam_size: beam width; 1 with ctc_weight 0 is greedy.
-        ctc_weight: weight of the CTC prefix score in joint decoding.
+        beam_size: beam width (default: the package's decoding settings); 1 with ctc_weight 0 is greedy.
+        ctc_weight: weight of the CTC prefix score in joint decoding (default: the package's).
         batch_size: files decoded together.
         output_format: `text` (path<TAB>transcript) or `jsonl`.
         output: write results here instead of standard output.
         window_seconds: recordings longer than this are split into windows and stitched.
+        device: where the plain decoding loop runs (cpu, cuda, cuda:1, ...).
+        lightning: decode through Lightning's predict loop instead (it picks the accelerator).
     """
-    from seq2seq.inference import transcribe as run
+    from seq2seq.commands import transcribe_files
 
-    return run.transcribe_command(
-        model,
-        inputs or [],
-        manifest,
-        beam_size,
-        ctc_weight,
-        batch_size,
-        output_format,
-        output,
-        window_seconds,
+    transcriber = _transcriber(model, device, beam_size, ctc_weight)
+    return transcribe_files(
+        transcriber, list(inputs), manifest, batch_size, output_format, output, window_seconds, lightning
     )
 
 
@@ -101,11 +103,13 @@ def evaluate(
     model: str,
     manifest: str,
     out: str | None = None,
-    beam_size: int = 10,
-    ctc_weight: float = 0.3,
+    beam_size: int | None = None,
+    ctc_weight: float | None = None,
     batch_size: int = 8,
     asr_model: str | None = None,
     limit: int | None = None,
+    device: str = "cpu",
+    lightning: bool = False,
 ) -> int:
     """Score a package on a manifest: ASR prints WER/CER; TTS prints mel L1, MCD and round-trip CER.
 
@@ -113,35 +117,34 @@ def evaluate(
         model: ASR or TTS model package folder.
         manifest: JSON Lines manifest with reference texts (and audio).
         out: per-utterance results file (default: <model>/eval-<manifest name>.jsonl).
-        beam_size: ASR beam width.
-        ctc_weight: ASR weight of the CTC prefix score.
+        beam_size: ASR beam width (default: the package's decoding settings).
+        ctc_weight: ASR weight of the CTC prefix score (default: the package's).
         batch_size: utterances decoded or synthesized together.
         asr_model: TTS only: ASR package that transcribes the synthesized audio (round-trip CER).
         limit: TTS only: evaluate the first N sentences.
+        device: where the plain loop runs (cpu, cuda, ...).
+        lightning: ASR only: decode through Lightning's predict loop.
     """
-    from seq2seq.package import read_package_config
+    from seq2seq import commands
+    from seq2seq.inference.synthesize import Synthesizer
+    from seq2seq.tasks import load_package
 
-    task, _ = read_package_config(model)
-    if task == "tts":
-        import json
-        from dataclasses import asdict
-
-        from seq2seq.tts_evaluation import evaluate_tts
-
-        out = out or str(Path(model) / f"eval-{Path(manifest).stem}.jsonl")
-        print(json.dumps(asdict(evaluate_tts(model, manifest, asr_model, limit, batch_size, out)), indent=2))
-        return 0
-    from seq2seq.inference import transcribe as run
-
-    return run.evaluate_command(model, manifest, out, beam_size, ctc_weight, batch_size)
+    loaded = load_package(model, device)
+    out = out or str(Path(model) / f"eval-{Path(manifest).stem}.jsonl")
+    if isinstance(loaded, Synthesizer):
+        asr = _transcriber(asr_model, device, None, None) if asr_model else None
+        return commands.evaluate_synthesizer(loaded, manifest, asr, limit, batch_size, out)
+    transcriber = loaded.with_decoding(beam_size=beam_size, ctc_weight=ctc_weight)
+    return commands.evaluate_transcriber(transcriber, manifest, out, batch_size, lightning)
 
 
 def synthesize(
     model: str,
-    texts: list[str] | None = None,
+    *texts: str,
     out: str = "synthesized",
     text_file: str | None = None,
     batch_size: int = 16,
+    device: str = "cpu",
 ) -> int:
     """Synthesize mel spectrograms (.npy, .pt, .png) and Griffin-Lim audio (.wav) from text.
 
@@ -151,10 +154,13 @@ def synthesize(
         out: output folder.
         text_file: a file with one sentence per line, instead of (or besides) texts.
         batch_size: sentences synthesized together.
+        device: where synthesis runs (cpu, cuda, ...).
     """
-    from seq2seq.synthesis import synthesize as run
+    from seq2seq.inference.synthesize import Synthesizer, read_texts
+    from seq2seq.tasks import load_model_package
 
-    return run(model, texts or [], out, text_file=text_file, batch_size=batch_size)
+    synthesizer = Synthesizer(load_model_package(model, device))
+    return synthesizer.write(read_texts(list(texts), text_file), out, batch_size=batch_size)
 
 
 def demo(out: str = "runs/demo", minutes: float = 9.5, tts_minutes: float = 4.0) -> int:
@@ -170,6 +176,15 @@ def demo(out: str = "runs/demo", minutes: float = 9.5, tts_minutes: float = 4.0)
     return run_demo(Path(out), minutes, tts_minutes)
 
 
+def _transcriber(model: str, device: str, beam_size: int | None, ctc_weight: float | None):
+    """An ASR package with the flags that were given overriding its saved decoding settings."""
+    from seq2seq.inference.transcribe import Transcriber
+    from seq2seq.tasks import load_model_package
+
+    transcriber = Transcriber(load_model_package(model, device))
+    return transcriber.with_decoding(beam_size=beam_size, ctc_weight=ctc_weight)
+
+
 def _prepare_commands() -> dict[str, Callable]:
     from seq2seq.data import prepare
 
@@ -181,15 +196,19 @@ def _prepare_commands() -> dict[str, Callable]:
     }
 
 
-def _tokenizer_command() -> Callable:
+def _tokenizer_command() -> dict[str, Callable]:
     from seq2seq.data.prepare import tokenizer
 
-    return tokenizer
+    return {"tokenizer": tokenizer}
 
 
-COMMANDS: dict[str, Callable | str] = {
-    "prepare": "corpus manifests: synthetic (eSpeak NG), librispeech, ljspeech, commonvoice",
-    "tokenizer": "train a tokenizer on a manifest's texts",
+# A name maps to a command, or to (help, group of commands) for commands with their own subcommands.
+COMMANDS: dict[str, Callable | tuple[str, Callable[[], dict[str, Callable]]]] = {
+    "prepare": (
+        "corpus manifests: synthetic (eSpeak NG), librispeech, ljspeech, commonvoice",
+        _prepare_commands,
+    ),
+    "tokenizer": ("", _tokenizer_command),
     "train": train,
     "export": export,
     "transcribe": transcribe,
@@ -215,26 +234,39 @@ def _arg_help(doc: str) -> dict[str, str]:
     return helps
 
 
-def _add_argument(parser: argparse.ArgumentParser, name: str, hint, default, help_text: str) -> None:
-    origin, args = typing.get_origin(hint), typing.get_args(hint)
+def _value_options(hint) -> dict | None:
+    """argparse keywords for values of type ``hint``; None for structured (dataclass) values."""
+    args = typing.get_args(hint)
     if type(None) in args:  # Optional[X]
         hint = next(a for a in args if a is not type(None))
-        origin, args = typing.get_origin(hint), typing.get_args(hint)
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
     if dataclasses.is_dataclass(hint):
-        return  # structured options are for the Python API and YAML configs; the default applies
-    kwargs: dict = {"help": help_text.replace("%", "%%")}
+        return None  # structured options are for the Python API and YAML configs; the default applies
     if origin is list:
-        kwargs.update(nargs="*", type=args[0])
-    elif origin is Literal:
-        kwargs.update(choices=args)
-    elif hint is bool:
-        kwargs.update(action=argparse.BooleanOptionalAction)
+        return {"nargs": "*", "type": args[0]}
+    if origin is Literal:
+        return {"choices": args}
+    if hint is bool:
+        return {"action": argparse.BooleanOptionalAction}
+    return {"type": getattr(hint, "__supertype__", hint)}
+
+
+def _add_parameter(parser: argparse.ArgumentParser, param: inspect.Parameter, hint, help_text: str) -> None:
+    kwargs = _value_options(hint)
+    if kwargs is None or hint is Override:
+        return
+    kwargs["help"] = help_text.replace("%", "%%")
+    if param.kind is param.VAR_POSITIONAL:
+        parser.add_argument(param.name, nargs="*", **kwargs)
+    elif param.default is param.empty and param.kind is not param.KEYWORD_ONLY:
+        parser.add_argument(param.name, **kwargs)
     else:
-        kwargs["type"] = hint
-    if default is inspect.Parameter.empty:
-        parser.add_argument(name, **kwargs)
-    else:
-        parser.add_argument(f"--{name.replace('_', '-')}", dest=name, default=default, **kwargs)
+        flags = [f"--{param.name.replace('_', '-')}"] + (
+            [SHORT_FLAGS[param.name]] if param.name in SHORT_FLAGS else []
+        )
+        required = param.default is param.empty
+        default = None if required else param.default
+        parser.add_argument(*flags, dest=param.name, default=default, required=required, **kwargs)
 
 
 def _add_command(subparsers, name: str, function: Callable) -> None:
@@ -243,44 +275,65 @@ def _add_command(subparsers, name: str, function: Callable) -> None:
     sub.set_defaults(function=function)
     helps, hints = _arg_help(doc), typing.get_type_hints(function)
     for param in inspect.signature(function).parameters.values():
-        if function is train and param.name == "overrides":
-            continue  # the rest of the command line
-        if function is train and param.name == "config":
-            sub.add_argument("--config", "-c", required=True, help=helps["config"])
-            continue
-        is_positional_list = param.name in ("inputs", "texts")
-        default = inspect.Parameter.empty if is_positional_list else param.default
-        _add_argument(sub, param.name, hints[param.name], default, helps.get(param.name, ""))
+        _add_parameter(sub, param, hints[param.name], helps.get(param.name, ""))
+
+
+def takes_overrides(function: Callable) -> bool:
+    hints = typing.get_type_hints(function)
+    return any(
+        p.kind is p.VAR_POSITIONAL and hints.get(p.name) is Override
+        for p in inspect.signature(function).parameters.values()
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="seq2seq", description="Transformer ASR and TTS toolkit.")
     parser.add_argument("-v", "--verbose", action="store_true", help="print tracebacks and debug logs")
     subparsers = parser.add_subparsers(dest="command", required=True)
-    for name, function in COMMANDS.items():
-        if name == "prepare":
-            group = subparsers.add_parser(name, help=function).add_subparsers(dest="corpus", required=True)
-            for corpus, preparer in _prepare_commands().items():
-                _add_command(group, corpus, preparer)
-        elif name == "tokenizer":
-            _add_command(subparsers, name, _tokenizer_command())
-        else:
-            _add_command(subparsers, name, function)
+    for name, entry in COMMANDS.items():
+        if callable(entry):
+            _add_command(subparsers, name, entry)
+            continue
+        help_text, group = entry
+        commands = group()
+        if list(commands) == [name]:  # a single command imported late
+            _add_command(subparsers, name, commands[name])
+            continue
+        nested = subparsers.add_parser(name, help=help_text).add_subparsers(dest="subcommand", required=True)
+        for sub_name, function in commands.items():
+            _add_command(nested, sub_name, function)
     return parser
+
+
+def call(function: Callable, values: dict, rest: list[str]):
+    """Call a command with parsed values: var-positional ones spread, the rest by keyword."""
+    positional: list = []
+    keywords: dict = {}
+    for param in inspect.signature(function).parameters.values():
+        if param.kind is param.VAR_POSITIONAL:
+            positional += rest if takes_overrides(function) else list(values.get(param.name) or [])
+        elif param.kind is param.KEYWORD_ONLY:
+            keywords[param.name] = values[param.name]
+        elif param.name in values:
+            positional.append(values[param.name])
+    if any(p.kind is p.VAR_POSITIONAL for p in inspect.signature(function).parameters.values()):
+        return function(*positional, **keywords)
+    names = [p.name for p in inspect.signature(function).parameters.values() if p.name in values]
+    return function(**{n: values[n] for n in names})
 
 
 def main(argv: list[str] | None = None) -> None:
     argv = sys.argv[1:] if argv is None else argv
     parser = build_parser()
     args, rest = parser.parse_known_args(argv)
-    if rest and args.command != "train":
+    if rest and not takes_overrides(args.function):
         parser.error(f"unrecognized arguments: {' '.join(rest)}")
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(message)s")
-    kwargs = {k: v for k, v in vars(args).items() if k not in ("command", "verbose", "corpus", "function")}
-    if args.command == "train":
-        kwargs["overrides"] = rest
+    values = {
+        k: v for k, v in vars(args).items() if k not in ("command", "verbose", "subcommand", "function")
+    }
     try:
-        result = args.function(**kwargs)
+        result = call(args.function, values, rest)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         result = 130

@@ -6,10 +6,10 @@ import logging
 import time
 from pathlib import Path
 
-from seq2seq.config import load_experiment
+from seq2seq.experiments import PACKAGED_CONFIGS as CONFIGS
+from seq2seq.experiments import load_experiment
 
 log = logging.getLogger(__name__)
-CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 
 
 def _experiment(name: str, data_dir: Path, run_dir: Path, minutes: float, manifests: tuple[str, str, str]):
@@ -28,22 +28,26 @@ def _experiment(name: str, data_dir: Path, run_dir: Path, minutes: float, manife
 
 
 def _train_and_export(experiment, package_dir: Path, average: int) -> float:
-    from seq2seq.training.export import export_run
-    from seq2seq.training.run import train
+    from seq2seq.tasks import export, train
 
     start = time.perf_counter()
     train(experiment)
     minutes = (time.perf_counter() - start) / 60
-    export_run(experiment.out_dir, package_dir, average=average)
+    export(experiment.out_dir, package_dir, average=average)
     return minutes
 
 
 def _report_tts(out: Path, test_manifest: Path, sentences: int = 25) -> None:
     """What the short TTS run reached: MCD and the round-trip CER through the demo's own ASR model."""
-    from seq2seq.tts_evaluation import evaluate_tts
+    from seq2seq.evaluation.tts import evaluate_tts
+    from seq2seq.tasks import load_package
 
     result = evaluate_tts(
-        out / "tts_model", test_manifest, out / "asr_model", limit=sentences, out=out / "tts_model/eval.jsonl"
+        load_package(out / "tts_model"),
+        test_manifest,
+        load_package(out / "asr_model"),
+        limit=sentences,
+        out=out / "tts_model/eval.jsonl",
     )
     print(
         f"[demo] TTS on {result.sentences} held-out sentences: MCD {result.mcd_dtw:.2f} dB, round-trip CER "
@@ -54,8 +58,9 @@ def _report_tts(out: Path, test_manifest: Path, sentences: int = 25) -> None:
 
 def run_demo(out: Path, minutes: float, tts_minutes: float) -> int:
     """Prepare the corpus, train and evaluate ASR, transcribe a file, then train TTS and synthesize."""
+    from seq2seq.commands import evaluate_transcriber, transcribe_files
     from seq2seq.data.synthetic.corpus import prepare_synthetic
-    from seq2seq.inference.transcribe import evaluate_command, transcribe_command
+    from seq2seq.tasks import load_package
 
     data_dir = out / "data"
     start = time.perf_counter()
@@ -66,18 +71,29 @@ def run_demo(out: Path, minutes: float, tts_minutes: float) -> int:
     )
     trained = _train_and_export(asr, out / "asr_model", average=3)
     print(f"[demo] ASR trained in {trained:.1f} min -> {out / 'asr_model'}")
+    transcriber = load_package(out / "asr_model")  # decodes with the recipe's saved settings
     print("[demo] held-out voices (test set):")
-    evaluate_command(str(out / "asr_model"), str(manifests["test"]), None, 10, 0.3, 16)
+    evaluate_transcriber(
+        transcriber, str(manifests["test"]), out=str(out / "asr_model" / "eval-test.jsonl"), batch_size=16
+    )
     sample = sorted((data_dir / "wavs" / "test").glob("*.wav"))[0]
     print(f"[demo] transcribing {sample}:")
-    transcribe_command(str(out / "asr_model"), [str(sample)], None, 10, 0.3, 1, "text", None, 30.0)
+    transcribe_files(
+        transcriber,
+        [str(sample)],
+        manifest=None,
+        batch_size=1,
+        output_format="text",
+        output=None,
+        window_seconds=30.0,
+    )
     if tts_minutes > 0 and (CONFIGS / "tts" / "small.yaml").is_file():
         _tts(out, data_dir, tts_minutes)
     return 0
 
 
 def _tts(out: Path, data_dir: Path, minutes: float) -> None:
-    from seq2seq.synthesis import synthesize
+    from seq2seq.tasks import load_package
 
     tts = _experiment(
         "tts/small.yaml",
@@ -89,7 +105,7 @@ def _tts(out: Path, data_dir: Path, minutes: float) -> None:
     trained = _train_and_export(tts, out / "tts_model", average=1)
     print(f"[demo] TTS trained in {trained:.1f} min (a short schedule; the recipe trains longer)")
     _report_tts(out, data_dir / "tts_test.jsonl")
-    synthesize(str(out / "tts_model"), ["turn on the kitchen lights"], str(out / "synthesized"))
+    load_package(out / "tts_model").write(["turn on the kitchen lights"], out / "synthesized")
     print(
         f"[demo] synthesized speech features, alignment plot and Griffin-Lim audio -> {out / 'synthesized'}"
     )

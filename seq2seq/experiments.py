@@ -1,16 +1,133 @@
-"""The experiment configs a recipe YAML fills: one frozen dataclass per task."""
+"""The experiment configs a recipe YAML fills: one frozen dataclass per task, and their shared sections."""
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
-from typing import Literal
+from pathlib import Path
+from typing import Literal, Union, get_args, get_type_hints
 
-from seq2seq.audio import SpecAugmentConfig
-from seq2seq.config import OptimConfig, TokenizerConfig, TrainerConfig
+from seq2seq.core.audio import SpecAugmentConfig
+from seq2seq.core.config import ConfigError, from_dict, merge, parse_overrides, read_yaml
+from seq2seq.core.text import TextNormalizerConfig, TokenizerKind
 from seq2seq.data.config import DataConfig
 from seq2seq.decoding.config import DecodingConfig
 from seq2seq.models.asr import ASRModelConfig
-from seq2seq.text import TextNormalizerConfig
+from seq2seq.models.tts import TTSModelConfig
+
+
+@dataclass(frozen=True)
+class OptimConfig:
+    """AdamW with a warm-up schedule.
+
+    Attributes:
+        lr: peak learning rate, reached at the end of warm-up.
+        warmup_steps: linear warm-up length (Noam: then decays as 1/sqrt(step)).
+        schedule: ``noam`` (warm-up then inverse square root), ``constant`` (warm-up then flat) or
+            ``cosine`` (warm-up, then a half cosine down to ``final_lr_ratio`` at ``decay_steps``).
+        decay_steps: cosine only: step at which the decay ends (about the run's length in steps).
+        final_lr_ratio: cosine only: the rate after ``decay_steps``, as a fraction of ``lr``.
+        weight_decay: decoupled weight decay.
+        betas: Adam moments; 0.98 is the Transformer's usual choice.
+    """
+
+    lr: float = 1e-3
+    warmup_steps: int = 1000
+    schedule: Literal["noam", "constant", "cosine"] = "noam"
+    decay_steps: int | None = None
+    final_lr_ratio: float = 0.0
+    weight_decay: float = 1e-6
+    betas: tuple[float, float] = (0.9, 0.98)
+
+    def __post_init__(self) -> None:
+        if self.lr <= 0 or self.warmup_steps < 0 or self.weight_decay < 0:
+            raise ValueError("lr must be > 0, warmup_steps and weight_decay >= 0")
+        if self.schedule == "cosine" and (self.decay_steps is None or self.decay_steps <= self.warmup_steps):
+            raise ValueError("schedule=cosine needs decay_steps > warmup_steps")
+        if not 0.0 <= self.final_lr_ratio <= 1.0:
+            raise ValueError("final_lr_ratio must be within [0, 1]")
+
+
+ACCELERATORS = ("auto", "cpu", "gpu", "cuda", "mps", "tpu")
+
+
+@dataclass(frozen=True)
+class TrainerConfig:
+    """What Lightning's Trainer is told; hardware choices are made here, not in code.
+
+    Attributes:
+        max_steps: optimizer steps to train for.
+        max_minutes: wall-clock budget (None: no limit); training stops cleanly and checkpoints.
+        accelerator: ``cpu``, ``gpu`` or ``auto``.
+        devices: device count per node (``auto``: all visible).
+        num_nodes: machines taking part in DDP.
+        strategy: ``auto`` or ``ddp`` (CPU DDP uses gloo).
+        precision: ``32-true``, ``bf16-mixed`` or ``16-mixed`` (mixed precision is for GPUs).
+        accumulate_grad_batches: batches per optimizer step.
+        gradient_clip_val: clip the gradient norm to this (0: off).
+        val_every_steps: validate every this many optimizer steps.
+        checkpoint_every_steps: write ``last.ckpt`` this often, so a killed run loses little.
+        keep_best: best checkpoints (by validation loss) to keep for averaging.
+        log_every_steps: logging interval.
+        max_bad_batches: consecutive non-finite losses tolerated before the run stops.
+    """
+
+    max_steps: int = 20000
+    max_minutes: float | None = None
+    accelerator: str = "auto"
+    devices: int | str = "auto"
+    num_nodes: int = 1
+    strategy: str = "auto"
+    precision: Literal["32-true", "bf16-mixed", "16-mixed", "32", "bf16", "16"] = "32-true"
+    accumulate_grad_batches: int = 1
+    gradient_clip_val: float = 5.0
+    val_every_steps: int = 1000
+    checkpoint_every_steps: int = 500
+    keep_best: int = 5
+    log_every_steps: int = 20
+    max_bad_batches: int = 20
+
+    def __post_init__(self) -> None:
+        for name in (
+            "max_steps",
+            "num_nodes",
+            "accumulate_grad_batches",
+            "val_every_steps",
+            "checkpoint_every_steps",
+            "log_every_steps",
+            "max_bad_batches",
+        ):
+            if getattr(self, name) < 1:
+                raise ValueError(f"trainer.{name}={getattr(self, name)} must be >= 1")
+        if self.max_minutes is not None and self.max_minutes <= 0:
+            raise ValueError(f"trainer.max_minutes={self.max_minutes} must be > 0")
+        if self.accelerator not in ACCELERATORS:
+            raise ValueError(
+                f"trainer.accelerator={self.accelerator!r} is not valid; "
+                f"choose one of {', '.join(ACCELERATORS)}"
+            )
+        if (isinstance(self.devices, int) and (self.devices == 0 or self.devices < -1)) or (
+            isinstance(self.devices, str) and not re.fullmatch(r"auto|-1|\d+|(\d+,)+\d*", self.devices)
+        ):
+            raise ValueError(
+                f"trainer.devices={self.devices!r} must be a count >= 1, -1 (all), "
+                "'auto' or device ids like '0,1'"
+            )
+
+
+@dataclass(frozen=True)
+class TokenizerConfig:
+    """How the recipe's tokenizer is made (trained on the training manifest when first needed).
+
+    Attributes:
+        kind: ``char``, ``phoneme`` (eSpeak NG IPA, for TTS), ``unigram`` or ``bpe`` (sentencepiece).
+        vocab_size: sentencepiece vocabulary size (ignored for characters and phonemes).
+        language: eSpeak NG voice that phonemises the text (``phoneme`` only).
+    """
+
+    kind: TokenizerKind = "char"
+    vocab_size: int = 256
+    language: str = "en-us"
 
 
 @dataclass(frozen=True)
@@ -57,12 +174,6 @@ class ASRExperimentConfig:
                 f"model.input_dim={self.model.input_dim} must equal "
                 f"data.features.n_mels={self.data.features.n_mels}"
             )
-
-
-# ---------------------------------------------------------------------------------------------
-# TTS (appended by the TTS side)
-
-from seq2seq.models.tts import TTSModelConfig  # noqa: E402
 
 
 @dataclass(frozen=True)
@@ -163,3 +274,43 @@ class TTSExperimentConfig:
                 f"model.n_mels={self.model.n_mels} must equal "
                 f"data.features.n_mels={self.data.features.n_mels}"
             )
+
+
+# Every experiment a recipe can run; ``task`` tells them apart. The task table (seq2seq.tasks) gives each
+# its model, training and inference parts.
+ExperimentConfig = Union[ASRExperimentConfig, TTSExperimentConfig]
+EXPERIMENT_CLASSES: tuple[type, ...] = get_args(ExperimentConfig)
+
+
+def experiment_class(task: object, where: str = "") -> type:
+    """The experiment config class whose ``task`` is ``task``; a one-line ConfigError otherwise."""
+    names = {get_args(get_type_hints(cls)["task"])[0]: cls for cls in EXPERIMENT_CLASSES}
+    if task not in names:
+        prefix = f"{where}: " if where else ""
+        raise ConfigError(f"{prefix}task={task!r} is not valid; choose one of {', '.join(names)}")
+    return names[task]
+
+
+def experiment_from_dict(data: dict, where: str = "") -> ExperimentConfig:
+    """A typed experiment config from plain data (a YAML file, a checkpoint, a package)."""
+    return from_dict(experiment_class(data.get("task", "asr"), where), data)
+
+
+PACKAGED_CONFIGS = Path(__file__).resolve().parent / "configs"
+
+
+def resolve_config(path: str | Path) -> Path:
+    """``path`` if it exists, else the recipe config of that name shipped in the package
+    (``configs/asr/small.yaml`` and ``asr/small.yaml`` both work after a non-editable install)."""
+    path = Path(path)
+    if path.is_file() or path.is_absolute():
+        return path
+    parts = path.parts[1:] if path.parts[:1] == ("configs",) else path.parts
+    packaged = PACKAGED_CONFIGS.joinpath(*parts)
+    return packaged if packaged.is_file() else path
+
+
+def load_experiment(path: str | Path, overrides: list[str] | None = None) -> ExperimentConfig:
+    """Read a recipe config and its overrides into the experiment dataclass its ``task`` names."""
+    path = resolve_config(path)
+    return experiment_from_dict(merge(read_yaml(path), parse_overrides(overrides or [])), str(path))

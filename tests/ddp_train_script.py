@@ -10,10 +10,10 @@ import lightning as L
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
-from conftest import CONFIGS, tiny_asr_overrides  # noqa: E402
+from support import CONFIGS, tiny_asr_overrides  # noqa: E402
 
-from seq2seq.config import load_experiment  # noqa: E402
-from seq2seq.training.run import train  # noqa: E402
+from seq2seq.experiments import load_experiment  # noqa: E402
+from seq2seq.tasks import train  # noqa: E402
 
 
 class SaveNormStatistics(L.Callback):

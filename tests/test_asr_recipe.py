@@ -4,32 +4,21 @@ from __future__ import annotations
 
 import csv
 import json
-import subprocess
-import sys
 
 import pytest
 import torch
-from conftest import CONFIGS, tiny_asr_overrides
+from support import CONFIGS, batches_per_epoch, error_lines, run_cli, tiny_asr_overrides
 
-from seq2seq.config import load_experiment
-from seq2seq.package import load_package
+from seq2seq.experiments import load_experiment
+from seq2seq.tasks import load_model_package as load_package
 from seq2seq.training.checkpointing import load_checkpoint_file
 
 pytestmark = pytest.mark.slow
 
 
-def run_cli(*args: str, check: bool = True) -> subprocess.CompletedProcess:
-    result = subprocess.run(
-        [sys.executable, "-m", "seq2seq", *args], capture_output=True, text=True, timeout=600
-    )
-    if check and result.returncode != 0:
-        raise AssertionError(f"seq2seq {' '.join(args)} failed:\n{result.stderr[-3000:]}")
-    return result
-
-
 @pytest.fixture(scope="module")
 def trained_run(tiny_corpus, tmp_path_factory):
-    from seq2seq.training.run import train
+    from seq2seq.tasks import train
 
     out = tmp_path_factory.mktemp("asr_run")
     experiment = load_experiment(CONFIGS / "asr" / "small.yaml", tiny_asr_overrides(tiny_corpus, out))
@@ -45,17 +34,19 @@ def train_losses(run_dir) -> list[float]:
     return losses
 
 
-def test_training_writes_resumable_checkpoints_that_load_without_pickle(trained_run):
+def test_training_writes_resumable_checkpoints_that_load_without_pickle(trained_run, tiny_corpus):
     checkpoint = load_checkpoint_file(trained_run / "checkpoints" / "last.ckpt", weights_only=True)
     assert checkpoint["global_step"] == 6
     assert checkpoint["seq2seq"]["task"] == "asr"
-    position = checkpoint["ASRDataModule"]["train_sampler"]  # sampler position, for mid-epoch resume
-    assert position["epoch"] >= 0 and position["batches_yielded"] >= 1
+    # The sampler position, for mid-epoch resume: step 6 was batch (6 - 1) % N + 1 of epoch (6 - 1) // N.
+    per_epoch = batches_per_epoch(tiny_corpus["train"])
+    position = checkpoint["ASRDataModule"]["train_sampler"]
+    assert (position["epoch"], position["batches_yielded"]) == ((6 - 1) // per_epoch, (6 - 1) % per_epoch + 1)
     assert len(train_losses(trained_run)) == 6
 
 
 def test_rerunning_resumes_from_the_last_step(trained_run, tiny_corpus):
-    from seq2seq.training.run import train
+    from seq2seq.tasks import train
 
     experiment = load_experiment(
         CONFIGS / "asr" / "small.yaml",
@@ -68,7 +59,8 @@ def test_rerunning_resumes_from_the_last_step(trained_run, tiny_corpus):
 
 
 def test_exported_package_reproduces_the_checkpoint(trained_run, tmp_path):
-    from seq2seq.training.export import export_run, model_state
+    from seq2seq.tasks import export as export_run
+    from seq2seq.training.export import model_state
 
     package_dir = export_run(trained_run / "checkpoints" / "last.ckpt", tmp_path / "pkg")
     package = load_package(package_dir)
@@ -80,43 +72,26 @@ def test_exported_package_reproduces_the_checkpoint(trained_run, tmp_path):
 
 def test_transcribe_reports_broken_files_and_keeps_the_rest(trained_run, tiny_corpus, tmp_path):
     package_dir = tmp_path / "pkg"
-    run_cli("export", str(trained_run), str(package_dir), "--average", "2")
+    run_cli("export", trained_run, package_dir, "--average", "2", check=True)
     wavs = sorted((tiny_corpus["test"].parent / "wavs" / "test").glob("*.wav"))[:3]
     broken = tmp_path / "broken.wav"
     broken.write_bytes(b"RIFF....WAVEfmt not really audio")
-    result = run_cli(
-        "transcribe",
-        str(package_dir),
-        *map(str, wavs),
-        str(broken),
-        "--beam-size",
-        "2",
-        "--output-format",
-        "jsonl",
-        check=False,
-    )
+    result = run_cli("transcribe", package_dir, *wavs, broken, "--beam-size", "2", "--output-format", "jsonl")
     assert result.returncode == 1
     lines = [json.loads(line) for line in result.stdout.splitlines()]
     assert [line["audio_filepath"] for line in lines] == list(map(str, wavs))
-    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    errors = error_lines(result.stderr)
     assert len(errors) == 1 and "broken.wav" in errors[0] and "Traceback" not in result.stderr
 
 
 def test_evaluate_prints_wer_and_writes_per_utterance_results(trained_run, tiny_corpus, tmp_path):
     package_dir = tmp_path / "pkg"
-    run_cli("export", str(trained_run / "checkpoints" / "last.ckpt"), str(package_dir))
+    run_cli("export", trained_run / "checkpoints" / "last.ckpt", package_dir, check=True)
     out = tmp_path / "eval.jsonl"
     result = run_cli(
-        "evaluate",
-        str(package_dir),
-        str(tiny_corpus["test"]),
-        "--out",
-        str(out),
-        "--beam-size",
-        "1",
-        "--ctc-weight",
-        "0",
-    )
+        "evaluate", package_dir, tiny_corpus["test"], "--out", out, "--beam-size", "1", "--ctc-weight", "0",
+        check=True,
+    )  # fmt: skip
     assert "WER" in result.stdout and "CER" in result.stdout
     rows = [json.loads(line) for line in out.read_text().splitlines()]
     assert len(rows) == 8 and all(r["error"] is None for r in rows)

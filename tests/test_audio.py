@@ -9,7 +9,7 @@ import pytest
 import soundfile
 import torch
 
-from seq2seq.audio import (
+from seq2seq.core.audio import (
     AudioError,
     FeatureConfig,
     GlobalCMVN,

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import pytest
-from conftest import CONFIGS
+from support import CONFIGS
 
-from seq2seq.config import ConfigError, load_experiment, parse_overrides, to_dict
-from seq2seq.experiments import ASRExperimentConfig
+from seq2seq.core.config import ConfigError, parse_overrides, to_dict
+from seq2seq.experiments import ASRExperimentConfig, load_experiment
 
 
 def test_small_config_loads_with_typed_overrides():
@@ -23,7 +23,7 @@ def test_small_config_loads_with_typed_overrides():
 
 def test_round_trip_through_plain_data():
     config = load_experiment(CONFIGS / "asr" / "small.yaml")
-    from seq2seq.config import from_dict
+    from seq2seq.core.config import from_dict
 
     assert from_dict(ASRExperimentConfig, to_dict(config)) == config
 

@@ -9,7 +9,8 @@ import pytest
 import soundfile
 import torch
 
-from seq2seq.audio import AudioError, FeatureConfig, LogMel, read_audio
+from seq2seq.core.audio import AudioError, FeatureConfig, LogMel, read_audio
+from seq2seq.core.text import EOS_ID, PAD_ID, SOS_ID, CharTokenizer
 from seq2seq.data.config import DataConfig
 from seq2seq.data.datasets import (
     ASRDataset,
@@ -20,7 +21,6 @@ from seq2seq.data.datasets import (
     frames_from_duration,
 )
 from seq2seq.data.manifest import Utterance, write_manifest
-from seq2seq.text import EOS_ID, PAD_ID, SOS_ID, CharTokenizer
 from seq2seq.training.datamodules import ASRDataModule, TTSDataModule
 
 TEXTS = ["turn on the lights", "set a timer", "play some jazz music", "hello"]

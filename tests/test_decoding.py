@@ -12,7 +12,9 @@ from types import SimpleNamespace
 import pytest
 import torch
 import torch.nn.functional as F
+from support import tiny_asr_config
 
+from seq2seq.core.text import BLANK_ID, EOS_ID, PAD_ID, SOS_ID, UNK_ID
 from seq2seq.decoding import (
     AttentionScorer,
     CTCPrefixScorer,
@@ -24,17 +26,14 @@ from seq2seq.decoding import (
     greedy_search,
 )
 from seq2seq.decoding.beam_search import end_detect
-from seq2seq.models.asr import ASRModel, ASRModelConfig
-from seq2seq.nn.transformer import TransformerConfig
-from seq2seq.text import BLANK_ID, EOS_ID, PAD_ID, SOS_ID, UNK_ID
+from seq2seq.models.asr import ASRModel
 
 
 def tiny_model(vocab_size: int = 12, seed: int = 0, sharpness: float = 4.0) -> ASRModel:
     """A random 2-layer model; scaled output layers make its distributions peaky enough to be varied."""
     torch.manual_seed(seed)
-    stack = TransformerConfig(num_layers=2, d_model=32, num_heads=4, ffn_dim=64, dropout=0.0)
-    config = ASRModelConfig(
-        vocab_size=vocab_size, input_dim=16, conv_channels=8, encoder=stack, decoder=stack
+    config = tiny_asr_config(
+        vocab_size, input_dim=16, conv_channels=8, num_layers=2, d_model=32, num_heads=4, ffn_dim=64
     )
     model = ASRModel(config).eval()
     with torch.no_grad():

@@ -3,18 +3,15 @@
 from __future__ import annotations
 
 import torch
+from support import tiny_asr_config
 
-from seq2seq.models.asr import ASRModel, ASRModelConfig
+from seq2seq.models.asr import ASRModel
 from seq2seq.nn.norms import NormConfig, batch_statistic_norms
-from seq2seq.nn.transformer import TransformerConfig
 from seq2seq.training.export import average_state_dicts, recompute_norm_statistics
 
 
 def tiny_model(kind: str) -> ASRModel:
-    stack = TransformerConfig(num_layers=1, d_model=16, num_heads=2, ffn_dim=32, norm=NormConfig(kind=kind))
-    return ASRModel(
-        ASRModelConfig(vocab_size=10, input_dim=12, conv_channels=4, encoder=stack, decoder=stack)
-    )
+    return ASRModel(tiny_asr_config(10, input_dim=12, norm=NormConfig(kind=kind)))
 
 
 def test_float_tensors_are_averaged_and_integer_buffers_are_not():

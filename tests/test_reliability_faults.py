@@ -11,7 +11,6 @@ import logging
 import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -20,11 +19,21 @@ import numpy as np
 import pytest
 import soundfile
 import torch
-from conftest import CONFIGS, tiny_asr_overrides
-from reliability_support import error_lines, run_cli, tiny_asr_package, write_jsonl, write_tone
+from support import (
+    CONFIGS,
+    batches_per_epoch,
+    cli_command,
+    error_lines,
+    run_cli,
+    tiny_asr_overrides,
+    tiny_asr_package,
+    write_jsonl,
+    write_tone,
+)
 
-from seq2seq.config import load_experiment
-from seq2seq.package import PackageError, load_package, save_package
+from seq2seq.core.package import PackageError, save_package
+from seq2seq.experiments import load_experiment
+from seq2seq.tasks import load_model_package as load_package
 from seq2seq.training.checkpointing import CheckpointError, atomic_torch_save, load_checkpoint_file
 
 # ---------------------------------------------------------------------------------------------
@@ -85,7 +94,7 @@ def _weights(directory: Path) -> dict[str, torch.Tensor]:
 
 @pytest.mark.parametrize("stage", ["weights", "tokenizer", "swap"])
 def test_package_write_killed_midway_leaves_the_previous_package(package_dir, monkeypatch, stage):
-    import seq2seq.package as package_module
+    import seq2seq.core.package as package_module
 
     before = _weights(package_dir)
     real_save_file = package_module.save_file
@@ -103,7 +112,7 @@ def test_package_write_killed_midway_leaves_the_previous_package(package_dir, mo
         "tokenizer": ("shutil.copytree", fail),
         "swap": ("_replace_dir", fail),
     }[stage]
-    monkeypatch.setattr(f"seq2seq.package.{target[0]}", target[1])
+    monkeypatch.setattr(f"seq2seq.core.package.{target[0]}", target[1])
     other = {k: torch.randn_like(v) if v.is_floating_point() else v for k, v in before.items()}
     with pytest.raises(Killed):
         save_package(
@@ -244,7 +253,7 @@ def _dirty_manifest(corpus: dict[str, Path], folder: Path) -> Path:
 
 @pytest.mark.slow
 def test_nan_losses_are_skipped_then_stop_the_run_keeping_the_last_good_state(tiny_corpus, tmp_path, caplog):
-    from seq2seq.training.run import train
+    from seq2seq.tasks import train
 
     corpus = {**tiny_corpus, "train": _dirty_manifest(tiny_corpus, tmp_path)}
     out = tmp_path / "run"
@@ -290,7 +299,7 @@ def _train_command(corpus: dict[str, Path], out: Path) -> list[str]:
         out,
         **{"trainer.max_steps": 12, "trainer.checkpoint_every_steps": 1, "trainer.val_every_steps": 5},
     )
-    return [sys.executable, "-m", "seq2seq", "train", "-c", str(CONFIGS / "asr" / "small.yaml"), *overrides]
+    return cli_command("train", "-c", CONFIGS / "asr" / "small.yaml", *overrides)
 
 
 def _step(path: Path) -> int:
@@ -303,17 +312,6 @@ def _step(path: Path) -> int:
 def _logged_steps(run_dir: Path, version: int) -> int:
     with open(run_dir / "logs" / f"version_{version}" / "metrics.csv") as handle:
         return sum(1 for row in csv.DictReader(handle) if row.get("train_loss"))
-
-
-def _epoch_length(corpus: dict[str, Path]) -> int:
-    from seq2seq.audio import FeatureConfig
-    from seq2seq.data.datasets import frames_from_duration
-    from seq2seq.data.manifest import read_manifest
-    from seq2seq.data.sampler import BucketBatchSampler
-
-    utterances, _ = read_manifest(corpus["train"])
-    frames = [frames_from_duration(u.duration, FeatureConfig()) for u in utterances]
-    return len(BucketBatchSampler(frames, 4000, True, 0, 1, 0))
 
 
 @pytest.mark.slow
@@ -356,7 +354,7 @@ def test_sigkill_at_a_random_step_resumes_with_same_step_schedule_and_sampler(ti
         expected["ASRDataModule"]["train_sampler"],
     )
     assert sampler == expected_sampler
-    per_epoch = _epoch_length(tiny_corpus)
+    per_epoch = batches_per_epoch(tiny_corpus["train"])
     for checkpoint in (at_kill, final):
         position = checkpoint["ASRDataModule"]["train_sampler"]
         assert position["epoch"] * per_epoch + position["batches_yielded"] == checkpoint["global_step"]

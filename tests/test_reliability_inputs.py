@@ -7,7 +7,10 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 import struct
+import tempfile
+import traceback
 import tracemalloc
 from pathlib import Path
 
@@ -15,17 +18,26 @@ import numpy as np
 import pytest
 import soundfile
 import torch
-from conftest import CONFIGS
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from reliability_support import SAMPLE_RATE, error_lines, run_cli, tiny_asr_package, write_jsonl, write_tone
+from support import (
+    ALPHABET,
+    CONFIGS,
+    SAMPLE_RATE,
+    assert_one_line_error,
+    run_cli,
+    tiny_asr_package,
+    write_jsonl,
+    write_tone,
+)
 
-from seq2seq.audio import AudioError, FeatureConfig, LogMel, audio_info, read_audio
-from seq2seq.config import ConfigError, load_experiment
+from seq2seq.core.audio import AudioError, FeatureConfig, LogMel, audio_info, read_audio
+from seq2seq.core.config import ConfigError
+from seq2seq.core.safety import output_path, safe_name
+from seq2seq.core.text import BLANK_ID, EOS_ID, PAD_ID, SOS_ID, CharTokenizer
 from seq2seq.data.config import DataConfig
 from seq2seq.data.manifest import read_manifest
-from seq2seq.safety import output_path, safe_name
-from seq2seq.text import CharTokenizer
+from seq2seq.experiments import load_experiment
 
 # ---------------------------------------------------------------------------------------------
 # Audio files
@@ -129,14 +141,64 @@ def test_paths_with_spaces_and_non_ascii_names(tmp_path):
         read_audio(path.with_name("日本語 missing.wav"))
 
 
-@pytest.mark.skipif(
-    os.geteuid() == 0, reason="root reads files whatever their mode; permission case untestable"
-)
+NOBODY = 65534  # uid and gid of `nobody`, who owns no file here
+
+
+def read_as_user(uid: int, paths: list[Path]) -> list[str]:
+    """Per path, the samples ``read_audio`` returns or its AudioError message, read by a forked child
+    that runs as ``uid`` (no exec: the interpreter may live in a home that user cannot enter)."""
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child never returns into pytest
+        status = 1
+        try:
+            os.setgroups([])
+            os.setgid(uid)
+            os.setuid(uid)
+            lines = []
+            for path in paths:
+                try:
+                    lines.append(str(read_audio(path).shape[0]))
+                except AudioError as error:
+                    lines.append(str(error))
+            os.write(write_end, "\n".join(lines).encode())
+            status = 0
+        except BaseException:
+            os.write(write_end, traceback.format_exc().encode())
+        finally:
+            os._exit(status)
+    os.close(write_end)
+    with os.fdopen(read_end) as pipe:
+        output = pipe.read()
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0, output
+    return output.splitlines()
+
+
 def test_unreadable_file_is_named(tmp_path):
-    path = write_tone(tmp_path / "locked.wav", 0.2)
-    path.chmod(0)
-    with pytest.raises(AudioError, match="locked.wav"):
-        read_audio(path)
+    """A mode-000 file is one AudioError naming it. Root reads any file, so as root a child that drops to
+    ``nobody`` reads it, in a world-readable folder (``tmp_path`` lies under a 0700 one)."""
+    if os.geteuid() != 0:
+        locked = write_tone(tmp_path / "locked.wav", 0.2)
+        locked.chmod(0)
+        if os.access(locked, os.R_OK):
+            pytest.skip("this user reads files whatever their mode (CAP_DAC_OVERRIDE) and is not root")
+        with pytest.raises(AudioError) as caught:
+            read_audio(locked)
+        message = str(caught.value)
+    else:
+        folder = Path(tempfile.mkdtemp(prefix="seq2seq-locked-"))
+        try:
+            folder.chmod(0o755)
+            good = write_tone(folder / "good.wav", 0.2)
+            locked = write_tone(folder / "locked.wav", 0.2)
+            locked.chmod(0)
+            # The readable neighbour shows that only the file's mode refuses, not the folders above it.
+            samples, message = read_as_user(NOBODY, [good, locked])
+        finally:
+            shutil.rmtree(folder)
+        assert samples == str(int(0.2 * SAMPLE_RATE))
+    assert message == f"{locked}: permission denied"
 
 
 def _sparse_wav(path: Path, seconds: int) -> Path:
@@ -326,10 +388,8 @@ def test_cli_rejects_bad_config_and_missing_manifest_before_writing_anything(tmp
         ("--model.reduction_factor=0", "reduction_factor=0"),
         (f"--data.train_manifest={tmp_path / 'nope.jsonl'}", "nope.jsonl: no such manifest"),
     ]:
-        result = run_cli("train", "-c", str(CONFIGS / "tts" / "small.yaml"), f"--out_dir={run}", override)
-        assert result.returncode == 2 and "Traceback" not in result.stderr
-        lines = error_lines(result.stderr)
-        assert len(lines) == 1 and words in lines[0], result.stderr
+        result = run_cli("train", "-c", CONFIGS / "tts" / "small.yaml", f"--out_dir={run}", override)
+        assert_one_line_error(result, words)
         assert not run.exists()
 
 
@@ -363,7 +423,7 @@ def test_output_names_from_ids_stay_inside_the_output_folder(tmp_path, name):
 
 
 def test_synthesis_writes_only_inside_its_folder(tmp_path):
-    from seq2seq.synthesis import Synthesized, write_outputs
+    from seq2seq.inference.synthesize import Synthesized, write_outputs
 
     out = tmp_path / "deep" / "out"
     out.mkdir(parents=True)
@@ -401,10 +461,28 @@ def test_random_bytes_give_an_audio_error_or_audio(tmp_path, header, body, suffi
 
 @pytest.fixture(scope="module")
 def transcriber(tmp_path_factory):
-    from seq2seq.inference.transcriber import Transcriber
-    from seq2seq.package import load_package
+    from seq2seq.inference.transcribe import Transcriber
+    from seq2seq.tasks import load_model_package as load_package
 
-    return Transcriber(load_package(tiny_asr_package(tmp_path_factory.mktemp("fuzz") / "pkg")))
+    transcriber = Transcriber(load_package(tiny_asr_package(tmp_path_factory.mktemp("fuzz") / "pkg")))
+    assert (transcriber.config.beam_size, transcriber.config.ctc_weight) == (1, 0.0)  # greedy search
+    return transcriber
+
+
+def uncached_greedy(model, features: torch.Tensor, max_length_ratio: float) -> list[int]:
+    """Greedy decoding of one (T, F) utterance the slow way: the whole prefix again at every step, no
+    cache, no batch; at most ``max(1, int(ratio * S))`` tokens for S encoder frames."""
+    memory, memory_lengths = model.encode(features[None], torch.tensor([features.shape[0]]))
+    limit = max(1, int(max_length_ratio * int(memory_lengths[0])))
+    tokens: list[int] = []
+    while len(tokens) < limit:
+        logits = model.decode(torch.tensor([[SOS_ID, *tokens]]), memory, memory_lengths)[0, -1].float()
+        logits[[BLANK_ID, PAD_ID, SOS_ID]] = float("-inf")  # never emitted
+        best = int(logits.argmax())
+        if best == EOS_ID:
+            break
+        tokens.append(best)
+    return tokens
 
 
 FLOATS = st.floats(allow_nan=False, allow_infinity=False, width=32)
@@ -424,4 +502,7 @@ def test_random_waveforms_give_a_transcript_or_a_clean_error(transcriber, sample
         assert "non-finite" in str(error) or "NaN or infinite" in str(error)
         assert not torch.isfinite(features).all()  # refused only what cannot be analysed
     else:
-        assert isinstance(text, str)
+        with torch.no_grad():
+            tokens = uncached_greedy(transcriber.model, features, transcriber.config.max_length_ratio)
+        assert text == transcriber.package.tokenizer.decode(tokens)
+        assert set(text) <= set(ALPHABET)  # the package's characters only

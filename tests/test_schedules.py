@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from seq2seq.config import OptimConfig
+from seq2seq.experiments import OptimConfig
 from seq2seq.training.optim import build_optimizer
 from seq2seq.training.schedules import cosine_factor, noam_factor, schedule_factor
 

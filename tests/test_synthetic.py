@@ -7,11 +7,11 @@ import json
 import numpy as np
 import pytest
 
+from seq2seq.core.espeak import ESPEAK_SAMPLE_RATE, EspeakError, Voice, phonemize, synthesize
 from seq2seq.data.manifest import read_manifest
 from seq2seq.data.synthetic import corpus
 from seq2seq.data.synthetic.corpus import TEST_VARIANTS, TRAIN_VARIANTS, prepare_synthetic
 from seq2seq.data.synthetic.sentences import generate_sentences, number_words, vocabulary, year_words
-from seq2seq.espeak import ESPEAK_SAMPLE_RATE, EspeakError, Voice, phonemize, synthesize
 
 
 def test_espeak_speaks_with_plausible_duration():

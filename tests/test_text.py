@@ -6,8 +6,7 @@ import json
 
 import pytest
 
-from seq2seq.data.manifest import Utterance, write_manifest
-from seq2seq.text import (
+from seq2seq.core.text import (
     BLANK_ID,
     EOS_ID,
     NUM_RESERVED,
@@ -104,13 +103,11 @@ def test_phoneme_tokenizer_reads_espeak_pronunciation(tmp_path):
 @pytest.mark.parametrize(
     ("kind", "cls"), [("char", CharTokenizer), ("phoneme", PhonemeTokenizer), ("bpe", SentencePieceTokenizer)]
 )
-def test_train_tokenizer_from_manifest(tmp_path, kind, cls):
-    manifest = tmp_path / "train.jsonl"
-    write_manifest(manifest, [Utterance(f"a{i}.wav", 1.0, t, id=f"u{i}") for i, t in enumerate(TEXTS)])
-    tok = train_tokenizer(manifest, tmp_path / "tok", kind=kind, vocab_size=50)
+def test_train_tokenizer_from_texts(tmp_path, kind, cls):
+    tok = train_tokenizer(TEXTS, tmp_path / "tok", kind=kind, vocab_size=50)
     assert isinstance(tok, cls)
     assert isinstance(load_tokenizer(tmp_path / "tok"), cls)
     if kind != "phoneme":
         assert tok.decode(tok.encode("Set a timer!")) == "set a timer"
     with pytest.raises(ValueError, match="kind"):
-        train_tokenizer(manifest, tmp_path / "x", kind="words")
+        train_tokenizer(TEXTS, tmp_path / "x", kind="words")

@@ -10,16 +10,14 @@ import numpy as np
 import pytest
 import soundfile
 import torch
+from support import assert_round_trip_cer, tiny_asr_package, tiny_tts_package
 
-from seq2seq.config import from_dict, to_dict
+from seq2seq.core.package import PackageError
+from seq2seq.core.text import CharTokenizer, PhonemeTokenizer
 from seq2seq.data.manifest import Utterance, write_manifest
-from seq2seq.experiments import TTSExperimentConfig
-from seq2seq.models.tts import TTSModel
-from seq2seq.nn.transformer import TransformerConfig
-from seq2seq.package import PackageError, save_package
-from seq2seq.synthesis import load_tts_package, synthesize, synthesize_texts
-from seq2seq.text import CharTokenizer, PhonemeTokenizer
-from seq2seq.tts_evaluation import dtw_path, evaluate_tts, mcd_and_l1, mel_cepstra
+from seq2seq.evaluation.tts import dtw_path, evaluate_tts, mcd_and_l1, mel_cepstra
+from seq2seq.inference.synthesize import Synthesizer, synthesize_texts
+from seq2seq.tasks import load_model_package, load_package
 
 N_MELS = 20
 
@@ -29,39 +27,11 @@ TEXTS = ["a cab", "bad cab ab"]
 
 @pytest.fixture(scope="module")
 def package_dir(tmp_path_factory):
-    return make_package(tmp_path_factory.mktemp("tts"), CharTokenizer.build(TEXTS))
-
-
-def make_package(root, tokenizer):
-    """A tiny untrained TTS package (20 mel bands, r = 2, short maximum length)."""
-    tokenizer.save(root / "tokenizer")
-    stack = {"num_layers": 1, "d_model": 16, "num_heads": 2, "ffn_dim": 32}
-    experiment = from_dict(
-        TTSExperimentConfig,
-        {
-            "data": {"features": {"n_mels": N_MELS}},
-            "model": {
-                "vocab_size": tokenizer.vocab_size,
-                "n_mels": N_MELS,
-                "reduction_factor": 2,
-                "embedding_dim": 8,
-                "encoder_prenet_channels": 8,
-                "decoder_prenet_dim": 8,
-                "postnet_channels": 8,
-                "encoder": stack,
-                "decoder": stack,
-                "alignment_heads": [0],
-            },
-            "inference": {"max_length_ratio": 3.0, "stop_threshold": 0.99, "griffin_lim_iterations": 2},
-        },
-    )
-    torch.manual_seed(0)
-    model = TTSModel(experiment.model)
-    return save_package(root / "package", "tts", to_dict(experiment), model.state_dict(), root / "tokenizer")
+    return tiny_tts_package(tmp_path_factory.mktemp("tts") / "package", CharTokenizer.build(TEXTS), N_MELS)
 
 
 def test_synthesize_writes_every_output(package_dir, tmp_path):
-    assert synthesize(package_dir, TEXTS, tmp_path) == 0
+    assert load_package(package_dir).write(TEXTS, tmp_path) == 0
     entries = [json.loads(line) for line in (tmp_path / "synthesized.jsonl").read_text().splitlines()]
     assert [e["text"] for e in entries] == TEXTS
     for entry in entries:
@@ -77,19 +47,20 @@ def test_synthesize_writes_every_output(package_dir, tmp_path):
 
 def test_unrepresentable_text_is_reported_and_skipped(package_dir, tmp_path, caplog):
     with caplog.at_level(logging.ERROR):
-        assert synthesize(package_dir, ["a cab", "zebra 9"], tmp_path) == 1
+        assert load_package(package_dir).write(["a cab", "zebra 9"], tmp_path) == 1
     assert "sentence 2" in caplog.text and "'9'" in caplog.text and "'z'" in caplog.text
     names = [json.loads(line)["name"] for line in (tmp_path / "synthesized.jsonl").read_text().splitlines()]
     assert names == ["0001"]
 
 
 def test_phoneme_package_reads_plain_text(tmp_path, caplog):
-    package_dir = make_package(tmp_path / "model", PhonemeTokenizer.build(["a cab", "bad cab ab", "nine"]))
-    package = load_tts_package(package_dir)
+    tokenizer = PhonemeTokenizer.build(["a cab", "bad cab ab", "nine"])
+    package_dir = tiny_tts_package(tmp_path / "model" / "package", tokenizer, N_MELS)
+    package = Synthesizer(load_model_package(package_dir)).package
     assert isinstance(package.tokenizer, PhonemeTokenizer)
     # "9" is spoken as "nine" by eSpeak NG: representable; /z/ and /ɹ/ of "zebra" were never seen.
     with caplog.at_level(logging.ERROR):
-        assert synthesize(package_dir, ["a cab 9", "zebra"], tmp_path / "out") == 1
+        assert load_package(package_dir).write(["a cab 9", "zebra"], tmp_path / "out") == 1
     assert "sentence 2" in caplog.text and "'z'" in caplog.text and "sentence 1" not in caplog.text
     (entry,) = [json.loads(line) for line in (tmp_path / "out/synthesized.jsonl").read_text().splitlines()]
     assert (
@@ -98,7 +69,7 @@ def test_phoneme_package_reads_plain_text(tmp_path, caplog):
 
 
 def test_batched_synthesis_is_reproducible_with_a_seed(package_dir):
-    package = load_tts_package(package_dir)
+    package = Synthesizer(load_model_package(package_dir)).package
     first, second = (synthesize_texts(package, TEXTS, seed=5) for _ in range(2))
     for a, b in zip(first, second):
         assert torch.equal(a.mel, b.mel)
@@ -112,7 +83,7 @@ def test_an_asr_package_is_refused(package_dir, tmp_path):
         (tmp_path / "fake" / name).symlink_to(package_dir / name)
     (tmp_path / "fake" / "config.json").write_text(json.dumps({**config, "task": "asr"}))
     with pytest.raises(PackageError):
-        load_tts_package(tmp_path / "fake")
+        Synthesizer(load_model_package(tmp_path / "fake"))
 
 
 def test_dtw_path_is_optimal_on_small_matrices():
@@ -152,8 +123,8 @@ def test_evaluate_tts_end_to_end_with_an_asr_package(package_dir, tmp_path):
         soundfile.write(tmp_path / f"{i}.wav", wave, rate)
         utterances.append(Utterance(str(tmp_path / f"{i}.wav"), 0.25, text, id=str(i)))
     manifest = write_manifest(tmp_path / "test.jsonl", utterances)
-    asr_dir = _tiny_asr_package(tmp_path)
-    result = evaluate_tts(package_dir, manifest, asr_dir, out=tmp_path / "per_sentence.jsonl")
+    asr = load_package(tiny_asr_package(tmp_path / "asr", texts=TEXTS))
+    result = evaluate_tts(load_package(package_dir), manifest, asr, out=tmp_path / "per_sentence.jsonl")
     assert result.sentences == 2
     for value in dataclasses.astuple(result)[1:]:
         assert np.isfinite(value)
@@ -163,28 +134,5 @@ def test_evaluate_tts_end_to_end_with_an_asr_package(package_dir, tmp_path):
     assert sum(r["frames"] for r in rows) / sum(r["reference_frames"] for r in rows) == pytest.approx(
         result.length_ratio
     )
-    for row in rows:  # the per-sentence CER is that of what the recognizer heard
-        assert isinstance(row["heard"], str) and row["cer"] >= 0
-
-
-def _tiny_asr_package(root):
-    from seq2seq.experiments import ASRExperimentConfig
-    from seq2seq.models.asr import ASRModel
-
-    tokenizer = CharTokenizer.build(TEXTS)
-    tokenizer.save(root / "asr_tokenizer")
-    stack = dataclasses.asdict(TransformerConfig(num_layers=1, d_model=16, num_heads=2, ffn_dim=32))
-    experiment = from_dict(
-        ASRExperimentConfig,
-        {
-            "model": {
-                "vocab_size": tokenizer.vocab_size,
-                "conv_channels": 4,
-                "encoder": stack,
-                "decoder": stack,
-            },
-            "decoding": {"max_length_ratio": 0.5},
-        },
-    )
-    model = ASRModel(experiment.model)
-    return save_package(root / "asr", "asr", to_dict(experiment), model.state_dict(), root / "asr_tokenizer")
+    assert all(set(r["heard"]) <= set("".join(TEXTS)) for r in rows)  # the recognizer's characters only
+    assert_round_trip_cer(rows, asr.package.tokenizer.normalizer, result.cer_synthesized)

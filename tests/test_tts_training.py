@@ -6,12 +6,12 @@ import dataclasses
 
 import pytest
 import torch
-from test_tts_model import N_MELS, batch, tiny_config
+from support import TTS_MELS, tiny_tts_batch, tiny_tts_config
 
-from seq2seq.config import ConfigError, from_dict, load_experiment
-from seq2seq.experiments import TTSExperimentConfig, TTSLossConfig
+from seq2seq.core.config import ConfigError, from_dict
+from seq2seq.core.text import CharTokenizer
+from seq2seq.experiments import TTSExperimentConfig, TTSLossConfig, load_experiment
 from seq2seq.models.tts import TTSModel, TTSOutput
-from seq2seq.text import CharTokenizer
 from seq2seq.training.tts_module import (
     TTSTask,
     guided_attention_loss,
@@ -24,8 +24,8 @@ from seq2seq.training.tts_module import (
 
 def output(r: int = 2) -> TTSOutput:
     torch.manual_seed(0)
-    tokens, token_lengths, mels, mel_lengths = batch()
-    return TTSModel(tiny_config(r))(tokens, token_lengths, mels, mel_lengths)
+    tokens, token_lengths, mels, mel_lengths = tiny_tts_batch()
+    return TTSModel(tiny_tts_config(r))(tokens, token_lengths, mels, mel_lengths)
 
 
 def test_mel_losses_count_real_frames_only():
@@ -81,11 +81,11 @@ def test_total_loss_is_the_weighted_sum_and_has_gradients():
 
 
 def test_task_losses_on_a_batch():
-    tokens, token_lengths, mels, mel_lengths = batch()
+    tokens, token_lengths, mels, mel_lengths = tiny_tts_batch()
     experiment = from_dict(
-        TTSExperimentConfig, {"data": {"features": {"n_mels": N_MELS}}, "model": {"n_mels": N_MELS}}
+        TTSExperimentConfig, {"data": {"features": {"n_mels": TTS_MELS}}, "model": {"n_mels": TTS_MELS}}
     )
-    experiment = dataclasses.replace(experiment, model=tiny_config(2))
+    experiment = dataclasses.replace(experiment, model=tiny_tts_config(2))
     task = TTSTask(experiment, CharTokenizer(list("abc")), "unused")
     batch_ = type(
         "B", (), dict(tokens=tokens, token_lengths=token_lengths, mels=mels, mel_lengths=mel_lengths)

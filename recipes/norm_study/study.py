@@ -1,7 +1,8 @@
 """Normalization study: the same small ASR (or TTS) model trained under each norm x placement, equal budgets.
 
-Every run goes through the real training code (``seq2seq.training.run.train``) with overrides applied by
-``seq2seq.config.load_experiment`` to ``configs/asr/small.yaml`` (``--task tts``: ``configs/tts/small.yaml``,
+Every run goes through the real training code (``seq2seq.tasks.train``) with overrides applied by
+``seq2seq.experiments.load_experiment`` to ``configs/asr/small.yaml`` (``--task tts``:
+``configs/tts/small.yaml``,
 whose prenet and postnet convolutions then take the run's norm as well). Results: ``curves.csv`` (every logged
 metric of every run, from ``logs/version_*/metrics.csv``), ``results.json`` / ``results.csv`` (final
 metrics per run, plus the train-mode vs eval-mode validation loss of the batch-statistic runs) and
@@ -31,8 +32,8 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import torch  # noqa: E402
 
-from seq2seq.config import load_experiment  # noqa: E402
 from seq2seq.data.manifest import read_manifest, write_manifest  # noqa: E402
+from seq2seq.experiments import load_experiment  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
 NORMS = ("layer", "batch", "rms", "power", "batch_renorm", "group")
@@ -163,7 +164,7 @@ def as_cli(overrides: dict[str, object]) -> list[str]:
 
 
 def train_run(run: Run, task: Task, base: dict[str, object], out: Path) -> Path:
-    from seq2seq.training.run import train
+    from seq2seq.tasks import train
 
     experiment = load_experiment(
         task.config, as_cli({**base, **run.overrides, "out_dir": str(out / run.name)})
@@ -212,10 +213,10 @@ def norm_mode_gap(run_dir: Path) -> dict[str, float]:
     Dropout and SpecAugment stay off in both; train mode normalises each validation batch by its own
     statistics (and, in the decoder, by statistics that include future positions).
     """
+    from seq2seq.core.text import load_tokenizer
     from seq2seq.nn.norms import batch_statistic_norms
-    from seq2seq.text import load_tokenizer
+    from seq2seq.tasks import task_of
     from seq2seq.training.checkpointing import load_checkpoint_file
-    from seq2seq.training.run import build_datamodule, build_task
 
     experiment = load_experiment(run_dir / "config.yaml")
     tokenizer_dir = run_dir / "tokenizer"
@@ -225,10 +226,11 @@ def norm_mode_gap(run_dir: Path) -> dict[str, float]:
     experiment = dataclasses.replace(
         experiment, model=dataclasses.replace(experiment.model, vocab_size=tokenizer.vocab_size)
     )
-    task = build_task(experiment, tokenizer, tokenizer_dir)
+    parts = task_of(experiment).training()
+    task = parts.module(experiment, tokenizer, tokenizer_dir)
     state = load_checkpoint_file(run_dir / "checkpoints/last.ckpt")
     task.load_state_dict(state["state_dict"])
-    datamodule = build_datamodule(experiment.task, experiment, tokenizer)
+    datamodule = parts.datamodule(experiment.data, tokenizer)
     datamodule.setup("validate")
     batches = list(datamodule.val_dataloader())
     norms = batch_statistic_norms(task)

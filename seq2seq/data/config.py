@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from seq2seq.audio import FeatureConfig
+from seq2seq.core.audio import FeatureConfig
 
 
 @dataclass(frozen=True)

@@ -22,9 +22,9 @@ from safetensors.torch import save_file
 from torch.nn.utils.rnn import pad_sequence
 from torch.utils.data import DataLoader, Dataset
 
-from seq2seq.audio import AudioError, FeatureConfig, LogMel, num_frames, read_audio
+from seq2seq.core.audio import AudioError, FeatureConfig, LogMel, num_frames, read_audio
+from seq2seq.core.text import PAD_ID, Tokenizer
 from seq2seq.data.manifest import Utterance
-from seq2seq.text import PAD_ID, Tokenizer
 
 # Cached features are float16: log-Mel values span about [-14, 12], where float16 steps are <= 0.008,
 # far below the noise SpecAugment and CMVN work with, and the cache takes half the memory.

@@ -6,10 +6,9 @@ Each prints one summary line per manifest written and returns the paths, keyed b
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
 
+from seq2seq.core.text import TextNormalizerConfig, TokenizerKind
 from seq2seq.data.manifest import read_manifest
-from seq2seq.text import TextNormalizerConfig
 
 
 def _summarise(paths: dict[str, Path]) -> dict[str, Path]:
@@ -92,7 +91,7 @@ def commonvoice(source_dir: str, out_dir: str) -> dict[str, Path]:
 def tokenizer(
     manifest: str,
     out_dir: str,
-    kind: Literal["char", "phoneme", "unigram", "bpe"] = "char",
+    kind: TokenizerKind = "char",
     vocab_size: int = 256,
     normalizer: TextNormalizerConfig | None = None,
     language: str = "en-us",
@@ -107,10 +106,16 @@ def tokenizer(
         normalizer: text normalisation before training and encoding (default: lowercase, no punctuation).
         language: eSpeak NG voice that phonemises the text (phoneme only).
     """
-    from seq2seq.text import train_tokenizer
+    from seq2seq.core.text import train_tokenizer
 
+    utterances, _ = read_manifest(manifest)
     trained = train_tokenizer(
-        manifest, out_dir, kind, vocab_size, normalizer or TextNormalizerConfig(), language
+        [u.text for u in utterances],
+        out_dir,
+        kind,
+        vocab_size,
+        normalizer or TextNormalizerConfig(),
+        language,
     )
     print(f"{kind} tokenizer: {trained.vocab_size} ids -> {out_dir}")
     return Path(out_dir)

@@ -13,10 +13,10 @@ from typing import Any
 
 import torch
 
+from seq2seq.core.text import EOS_ID, SOS_ID
 from seq2seq.decoding.config import DecodingConfig
 from seq2seq.decoding.greedy import allowed_token_mask, greedy_search, max_lengths
 from seq2seq.decoding.scorer import AttentionScorer, CTCPrefixScorer, Scorer
-from seq2seq.text import EOS_ID, SOS_ID
 
 _NEG_INF = float("-inf")
 # Removing rows copies every cached tensor (the decoder's cross-attention keys/values dominate: about

@@ -6,7 +6,7 @@ import math
 from dataclasses import dataclass
 from typing import Literal, get_args
 
-from seq2seq.nn.norms import check_choice
+from seq2seq.core.config import check_choice
 
 EarlyStop = Literal["bound", "espnet", "none"]
 

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import torch
 
-from seq2seq.text import BLANK_ID, EOS_ID, PAD_ID, SOS_ID
+from seq2seq.core.text import BLANK_ID, EOS_ID, PAD_ID, SOS_ID
+from seq2seq.nn.masking import lengths_to_mask
 
 # Ids that are never emitted: CTC's blank, padding, and the start symbol.
 NEVER_EMITTED = (BLANK_ID, PAD_ID, SOS_ID)
@@ -77,5 +78,5 @@ def ctc_greedy(log_probs: torch.Tensor, lengths: torch.Tensor) -> list[list[int]
     best = log_probs.argmax(-1)
     previous = torch.nn.functional.pad(best[:, :-1], (1, 0), value=BLANK_ID)
     keep = (best != previous) & (best != BLANK_ID)
-    keep &= torch.arange(best.shape[1], device=best.device) < lengths[:, None]
+    keep &= lengths_to_mask(lengths, best.shape[1])
     return [row[mask].tolist() for row, mask in zip(best, keep)]

@@ -13,7 +13,8 @@ from typing import Any, Protocol
 
 import torch
 
-from seq2seq.text import BLANK_ID, EOS_ID
+from seq2seq.core.text import BLANK_ID, EOS_ID
+from seq2seq.nn.masking import lengths_to_mask
 
 # CTC log-probabilities are clamped here so that impossible symbols stay finite: the closed-form
 # recursions below subtract cumulative sums, and -inf - -inf would be NaN.
@@ -157,7 +158,7 @@ class CTCPrefixScorer:
     def init_state(self, memory: torch.Tensor, memory_lengths: torch.Tensor) -> CTCState:
         log_probs = self.ctc_log_probs(memory).float()
         b, t, _ = log_probs.shape
-        invalid = torch.arange(t, device=log_probs.device) >= memory_lengths[:, None]
+        invalid = ~lengths_to_mask(memory_lengths, t)
         # (B, V, T), float32: the whole vocabulary is kept, only gathered rows go to float64.
         log_probs = log_probs.transpose(1, 2).clamp(min=_LOG_ZERO).masked_fill(invalid[:, None], 0.0)
         blank = log_probs[:, BLANK_ID].double()

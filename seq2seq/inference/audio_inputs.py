@@ -9,7 +9,7 @@ from typing import NamedTuple
 import torch
 from torch.utils.data import Dataset
 
-from seq2seq.audio import AudioError, FeatureConfig, LogMel, audio_info, read_audio
+from seq2seq.core.audio import AudioError, FeatureConfig, LogMel, audio_info, read_audio
 
 AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".mp3", ".opus")
 

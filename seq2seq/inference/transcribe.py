@@ -1,137 +1,129 @@
-"""The ``transcribe`` and ``evaluate`` commands: files in, one result (or one error line) per file out."""
+"""Audio -> text with a loaded ASR package: a plain PyTorch loop on the device the user asks for.
+
+Nothing here imports Lightning; corpus-scale decoding on many devices (:mod:`seq2seq.corpus_decoding`)
+swaps in Lightning's predict loop through the ``decode`` argument of :meth:`Transcriber.transcribe_sources`.
+"""
 
 from __future__ import annotations
 
-import json
-import sys
-import time
+import dataclasses
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
+import torch
 from torch.utils.data import DataLoader
 
-from seq2seq.data.manifest import read_manifest
-from seq2seq.inference.audio_inputs import SegmentDataset, collate_segments, find_audio, split_into_windows
-from seq2seq.inference.transcriber import Transcriber
-from seq2seq.package import load_package
+from seq2seq.core.package import ModelPackage, PackageError
+from seq2seq.decoding import DecodingConfig, decode_batch
+from seq2seq.inference.audio_inputs import (
+    Segment,
+    SegmentDataset,
+    collate_segments,
+    find_audio,
+    split_into_windows,
+)
+
+Source = tuple[str, float, float | None]  # (path, offset, duration or None for "to the end")
+Result = tuple[str | None, str | None]  # (transcript, error)
+SegmentDecoder = Callable[["Transcriber", DataLoader], Iterable[tuple[Segment, str | None]]]
 
 
-def transcribe_segments(
-    transcriber: Transcriber,
-    sources: list[tuple[str, float, float | None]],
-    batch_size: int,
-    window_seconds: float,
-    num_workers: int = 0,
-):
-    """Transcribe ``(path, offset, duration)`` sources; returns per source ``(text, error)``.
+class Transcriber:
+    """Decodes speech with an ASR package; ``seq2seq.load_package`` returns one for ASR packages.
 
-    Long sources are cut into windows whose transcripts are joined in order.
+    Args:
+        package: a loaded ASR model package.
+        decoding: search settings; None uses the ones saved in the package.
     """
-    from seq2seq.training.predict import run_predict
 
-    segments = [
-        s
-        for i, (path, offset, duration) in enumerate(sources)
-        for s in split_into_windows(i, path, window_seconds, offset, duration)
-    ]
-    dataset = SegmentDataset(segments, transcriber.package.config.data.features)
-    loader = DataLoader(dataset, batch_size=batch_size, collate_fn=collate_segments, num_workers=num_workers)
+    def __init__(self, package: ModelPackage, decoding: DecodingConfig | None = None):
+        if package.task != "asr":
+            raise PackageError(
+                f"{package.path}: a {package.task} package cannot transcribe; use an ASR package"
+            )
+        self.package = package
+        self.config: DecodingConfig = decoding or package.config.decoding
+
+    def with_decoding(self, **changes) -> Transcriber:
+        """The same model with some search settings changed (``None`` values keep the package's)."""
+        changes = {k: v for k, v in changes.items() if v is not None}
+        return Transcriber(self.package, dataclasses.replace(self.config, **changes))
+
+    @property
+    def model(self) -> torch.nn.Module:
+        return self.package.model
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    @torch.inference_mode()
+    def __call__(self, features: torch.Tensor, lengths: torch.Tensor) -> list[str]:
+        """features: (B, T, F) log-Mel; lengths: (B,) -> B transcripts."""
+        if not torch.isfinite(features).all():
+            raise ValueError("features contain NaN or infinite values; check the audio's sample values")
+        tokens = decode_batch(self.model, features.to(self.device), lengths.to(self.device), self.config)
+        return [self.package.tokenizer.decode(t) for t in tokens]
+
+    def transcribe(
+        self, files: Sequence[str | Path], batch_size: int = 8, window_seconds: float = 30.0
+    ) -> list[str]:
+        """Transcripts of audio files (folders are searched); raises on the first unreadable file.
+
+        Recordings longer than ``window_seconds`` are decoded in windows whose transcripts are joined.
+        """
+        paths = find_audio([str(f) for f in files])
+        results = self.transcribe_sources([(p, 0.0, None) for p in paths], batch_size, window_seconds)
+        for _, error in results:
+            if error is not None:
+                raise ValueError(error)
+        return [text or "" for text, _ in results]
+
+    def transcribe_sources(
+        self,
+        sources: Sequence[Source],
+        batch_size: int = 8,
+        window_seconds: float = 30.0,
+        decode: SegmentDecoder | None = None,
+        num_workers: int = 0,
+    ) -> list[Result]:
+        """Per source ``(text, None)`` or ``(None, error)``: one bad file never stops the others.
+
+        Args:
+            sources: ``(path, offset, duration)``; duration None reads to the end of the file.
+            batch_size: windows decoded together.
+            window_seconds: longer sources are cut into windows of at most this length.
+            decode: runs the loader's batches through the model (default: a plain loop here).
+            num_workers: data loader processes reading audio.
+        """
+        segments = [
+            s
+            for i, (path, offset, duration) in enumerate(sources)
+            for s in split_into_windows(i, path, window_seconds, offset, duration)
+        ]
+        dataset = SegmentDataset(segments, self.package.config.data.features)
+        loader = DataLoader(
+            dataset, batch_size=batch_size, collate_fn=collate_segments, num_workers=num_workers
+        )
+        return _join_windows(len(sources), (decode or decode_segments)(self, loader))
+
+
+def decode_segments(transcriber: Transcriber, loader: DataLoader) -> Iterable[tuple[Segment, str | None]]:
+    """``(segment, text)`` for every segment of ``loader``; failed segments come back with None."""
+    for segments, features, lengths in loader:
+        texts = iter(transcriber(features, lengths) if features is not None else [])
+        yield from ((segment, None if segment.error else next(texts)) for segment in segments)
+
+
+def _join_windows(count: int, decoded: Iterable[tuple[Segment, str | None]]) -> list[Result]:
     pieces: dict[int, list[tuple[int, str]]] = {}
     errors: dict[int, str] = {}
-    for segment, text in run_predict(transcriber, loader):
+    for segment, text in decoded:
         if segment.error:
             errors.setdefault(segment.source, segment.error)
         else:
             pieces.setdefault(segment.source, []).append((segment.window, text))
-    results = []
-    for index in range(len(sources)):
-        if index in errors:
-            results.append((None, errors[index]))
-        else:
-            results.append((" ".join(t for _, t in sorted(pieces.get(index, [])) if t), None))
-    return results
-
-
-def _write(lines: list[str], output: str | None) -> None:
-    text = "".join(line + "\n" for line in lines)
-    if output:
-        Path(output).parent.mkdir(parents=True, exist_ok=True)
-        Path(output).write_text(text, encoding="utf-8")
-    else:
-        sys.stdout.write(text)
-
-
-def transcribe_command(
-    model: str,
-    inputs: list[str],
-    manifest: str | None,
-    beam_size: int,
-    ctc_weight: float,
-    batch_size: int,
-    output_format: str,
-    output: str | None,
-    window_seconds: float,
-) -> int:
-    """Returns 0 when every file was transcribed, 1 when some failed (each failure is reported)."""
-    transcriber = Transcriber(load_package(model), beam_size, ctc_weight)
-    sources = [(path, 0.0, None) for path in find_audio(inputs)]
-    if manifest:
-        utterances, problems = read_manifest(manifest)
-        for problem in problems:
-            print(f"error: {problem}", file=sys.stderr)
-        sources += [(u.audio_filepath, u.offset, u.duration if u.offset else None) for u in utterances]
-    if not sources:
-        raise ValueError("nothing to transcribe: give audio files, folders or --manifest")
-    results = transcribe_segments(transcriber, sources, batch_size, window_seconds)
-    lines, failed = [], 0
-    for (path, _, _), (text, error) in zip(sources, results):
-        if error:
-            failed += 1
-            print(f"error: {error}", file=sys.stderr)
-        elif output_format == "jsonl":
-            lines.append(json.dumps({"audio_filepath": path, "text": text}, ensure_ascii=False))
-        else:
-            lines.append(f"{path}\t{text}")
-    _write(lines, output)
-    if failed:
-        print(
-            f"{failed} of {len(sources)} files failed; {len(sources) - failed} transcribed", file=sys.stderr
-        )
-    return 1 if failed else 0
-
-
-def evaluate_command(
-    model: str, manifest: str, out: str | None, beam_size: int, ctc_weight: float, batch_size: int
-) -> int:
-    """Decode a manifest, print WER/CER and the real-time factor, write per-utterance results."""
-    from torchmetrics.functional.text import char_error_rate, word_error_rate
-
-    package = load_package(model)
-    transcriber = Transcriber(package, beam_size, ctc_weight)
-    utterances, problems = read_manifest(manifest)
-    for problem in problems:
-        print(f"error: {problem}", file=sys.stderr)
-    sources = [(u.audio_filepath, u.offset, u.duration) for u in utterances]
-    start = time.perf_counter()
-    results = transcribe_segments(transcriber, sources, batch_size, window_seconds=3600.0)
-    elapsed = time.perf_counter() - start
-    normalize = package.tokenizer.normalizer
-    rows, hyps, refs = [], [], []
-    for utterance, (text, error) in zip(utterances, results):
-        ref = normalize(utterance.text)
-        row = {"id": utterance.id, "reference": ref, "hypothesis": text, "error": error}
-        if error is None:
-            hyps.append(text)
-            refs.append(ref)
-            row["cer"] = float(char_error_rate(text, ref))
-        rows.append(row)
-    out_path = Path(out) if out else Path(model) / f"eval-{Path(manifest).stem}.jsonl"
-    _write([json.dumps(r, ensure_ascii=False) for r in rows], str(out_path))
-    audio_seconds = sum(u.duration for u in utterances)
-    wer = float(word_error_rate(hyps, refs)) if refs else float("nan")
-    cer = float(char_error_rate(hyps, refs)) if refs else float("nan")
-    print(
-        f"utterances {len(refs)}/{len(utterances)}  WER {100 * wer:.2f}%  CER {100 * cer:.2f}%  "
-        f"RTF {elapsed / max(audio_seconds, 1e-9):.3f}  (beam {transcriber.config.beam_size}, "
-        f"ctc_weight {transcriber.config.ctc_weight})  -> {out_path}"
-    )
-    return 0 if len(refs) == len(utterances) else 1
+    return [
+        (None, errors[i]) if i in errors else (" ".join(t for _, t in sorted(pieces.get(i, [])) if t), None)
+        for i in range(count)
+    ]

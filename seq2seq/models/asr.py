@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from seq2seq.audio import GlobalCMVN
+from seq2seq.core.audio import GlobalCMVN
 from seq2seq.nn.frontends import SUBSAMPLING_LAYERS, Conv2dSubsampling
 from seq2seq.nn.masking import lengths_to_mask
 from seq2seq.nn.norms import NormConfig
@@ -46,13 +46,6 @@ class ASRModelConfig:
     scale_encoder_input: bool = True
 
     def __post_init__(self) -> None:
-        for name, kind in (
-            ("frontend_norm", NormConfig),
-            ("encoder", TransformerConfig),
-            ("decoder", TransformerConfig),
-        ):
-            if isinstance(getattr(self, name), dict):
-                object.__setattr__(self, name, kind(**getattr(self, name)))
         if self.subsampling not in SUBSAMPLING_LAYERS:
             raise ValueError(f"subsampling={self.subsampling} is not valid; choose one of 4, 6, 8")
         if self.vocab_size < 6 or self.input_dim < 1 or self.conv_channels < 1:

@@ -12,13 +12,11 @@ The model works on globally normalised log-mels (mean/std buffers travel with th
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import NamedTuple
 
 import torch
 from torch import nn
 
-from seq2seq.audio import GlobalCMVN
-from seq2seq.models.tts_decoding import BatchedSynthesis
+from seq2seq.core.audio import GlobalCMVN
 from seq2seq.nn.masking import lengths_to_mask
 from seq2seq.nn.norms import NormConfig
 from seq2seq.nn.positional import ScaledPositionalEncoding
@@ -30,12 +28,6 @@ def _tts_transformer() -> TransformerConfig:
     return TransformerConfig(num_layers=6, d_model=384, num_heads=4, ffn_dim=1536)
 
 
-_NESTED = (
-    ("prenet_norm", NormConfig),
-    ("postnet_norm", NormConfig),
-    ("encoder", TransformerConfig),
-    ("decoder", TransformerConfig),
-)
 _POSITIVE = ("n_mels", "embedding_dim", "encoder_prenet_channels", "decoder_prenet_dim", "postnet_channels")
 _FRACTIONS = ("encoder_prenet_dropout", "decoder_prenet_dropout", "postnet_dropout", "positional_dropout")
 
@@ -98,9 +90,6 @@ class TTSModelConfig:
     alignment_heads: tuple[int, ...] = (0, 1)
 
     def __post_init__(self) -> None:
-        for name, kind in _NESTED:
-            if isinstance(getattr(self, name), dict):  # filled from YAML/JSON
-                object.__setattr__(self, name, kind(**getattr(self, name)))
         for name in ("alignment_layers", "alignment_heads"):
             object.__setattr__(self, name, tuple(getattr(self, name)))
         if self.reduction_factor < 1:
@@ -168,21 +157,6 @@ class TTSOutput:
     token_lengths: torch.Tensor
 
 
-class Synthesis(NamedTuple):
-    """Result of :meth:`TTSModel.infer`.
-
-    Attributes:
-        mels: (B, T, n_mels) log-mels, zero beyond ``mel_lengths``.
-        mel_lengths: (B,) frames of each sentence.
-        alignments: (B, U, S) cross-attention averaged over the alignment layers and heads, per decoder
-            step U (zero after a sentence stopped) and text position S.
-    """
-
-    mels: torch.Tensor
-    mel_lengths: torch.Tensor
-    alignments: torch.Tensor
-
-
 class TTSModel(nn.Module):
     """Transformer TTS: text ids -> log-mel frames."""
 
@@ -225,8 +199,6 @@ class TTSModel(nn.Module):
             config.postnet_dropout,
         )
         self.alignment_layers = sorted({i % config.decoder.num_layers for i in config.alignment_layers})
-        for i in self.alignment_layers:
-            self.decoder.layers[i].cross_attn.sublayer.record_weights = True
 
     def set_feature_stats(self, stats: GlobalCMVN) -> None:
         self.feature_norm.load_state_dict(stats.state_dict())
@@ -246,13 +218,13 @@ class TTSModel(nn.Module):
         x = self.encoder_position(self.encoder_prenet(tokens, token_lengths))
         return self.encoder(x, mask), mask
 
-    def attention_weights(self) -> torch.Tensor:
-        """(B, L*H', U, S) cross-attention of the alignment layers/heads in the last decoder call."""
-        heads = list(self.config.alignment_heads)
-        return torch.cat(
-            [self.decoder.layers[i].cross_attn.sublayer.weights[:, heads] for i in self.alignment_layers],
-            dim=1,
+    def _decode(self, x, mask, memory, memory_mask, cache=None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Decoder states (B, U, D) and the alignment heads' cross-attention (B, L*H', U, S)."""
+        hidden, weights = self.decoder.attend(
+            x, mask, memory, memory_mask, cache, attention_layers=self.alignment_layers
         )
+        heads = list(self.config.alignment_heads)
+        return hidden, torch.cat([w[:, heads] for w in weights], dim=1)
 
     def forward(
         self, tokens: torch.Tensor, token_lengths: torch.Tensor, mels: torch.Tensor, mel_lengths: torch.Tensor
@@ -275,7 +247,7 @@ class TTSModel(nn.Module):
         b, u = target.shape[0], target.shape[1] // r
         previous = torch.cat([target.new_zeros(b, 1, n_mels), target[:, r - 1 :: r][:, : u - 1]], dim=1)
         x = self.decoder_position(self.decoder_prenet(previous))
-        hidden = self.decoder(x, lengths_to_mask(steps, u), memory, memory_mask)
+        hidden, attention = self._decode(x, lengths_to_mask(steps, u), memory, memory_mask)
         mel_before = self.mel_head(hidden).view(b, u * r, n_mels)
         stop_logits = self.stop_head(hidden).view(b, u * r)
         mel_after = self.postnet(mel_before, mel_lengths)
@@ -286,52 +258,49 @@ class TTSModel(nn.Module):
             target,
             mel_lengths,
             steps * r,
-            self.attention_weights(),
+            attention,
             token_lengths,
         )
 
     def new_cache(self) -> DecoderCache:
         return DecoderCache.empty(len(self.decoder.layers))
 
-    def output_heads(self, hidden: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """hidden: (B, 1, D) newest step -> frames (B, r, n_mels), stop logits (B, r), attention (B, S)."""
-        b, r = hidden.shape[0], self.config.reduction_factor
-        attention = self.attention_weights()[:, :, -1].mean(1)
-        return self.mel_head(hidden).view(b, r, -1), self.stop_head(hidden).view(b, r), attention
+    def prenet(self, frames: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        """frames: (B, U, n_mels) normalised previous frames (zeros: the "go" frame) -> (B, U, D)."""
+        return self.decoder_prenet(frames, generator)
 
-    @torch.no_grad()
-    def infer(
+    def decode_step(
         self,
-        tokens: torch.Tensor,
-        token_lengths: torch.Tensor,
-        max_length_ratio: float = 10.0,
-        min_length_ratio: float = 0.0,
-        stop_threshold: float = 0.5,
-        use_cache: bool = True,
-        generator: torch.Generator | None = None,
-    ) -> Synthesis:
-        """Synthesize a batch autoregressively; each sentence stops on its own and leaves the batch.
+        inputs: torch.Tensor,
+        memory: torch.Tensor,
+        memory_mask: torch.Tensor,
+        cache: DecoderCache | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The next r frames after the positions in ``cache`` (the counterpart of ``ASRModel.decode``).
 
         Args:
-            tokens: (B, S) text ids; token_lengths: (B,).
-            max_length_ratio: at most ``ceil(ratio * token_length)`` frames per sentence.
-            min_length_ratio: stop tokens are ignored before ``floor(ratio * token_length)`` frames.
-            stop_threshold: a sentence ends at the first frame whose stop probability exceeds this.
-            use_cache: decode incrementally with the KV cache (True) or recompute every step from
-                the whole prefix (False; slower, for testing).
-            generator: random source of the prenet dropout (when it is active at inference).
+            inputs: (B, U, D) prenet outputs (:meth:`prenet`) of the new positions: the newest one with
+                a cache, the whole prefix without. The caller keeps them, so recomputing from scratch
+                sees the same prenet dropout as cached decoding.
+            memory: (B, S, D) encoder output; memory_mask: (B, S).
+            cache: decoding state, updated in place; None recomputes every position.
 
         Returns:
-            :class:`Synthesis` with log-mels (B, T, n_mels), lengths (B,), alignments (B, U, S).
+            frames (B, r, n_mels) normalised, stop logits (B, r), attention (B, S) of the last position
+            averaged over the alignment layers and heads.
         """
-        memory, memory_mask = self.encode(tokens, token_lengths)
-        max_frames = torch.ceil(token_lengths * max_length_ratio).long().clamp(min=1)
-        min_frames = torch.floor(token_lengths * min_length_ratio).long()
-        state = BatchedSynthesis(self, memory, memory_mask, min_frames, max_frames, use_cache, generator)
-        step = 0
-        while state.active.numel():
-            state.step(step, stop_threshold)
-            step += 1
-        mels, lengths, alignments = state.result()
-        mels = self.postnet(mels, lengths)
-        return Synthesis(self.denormalize(mels, lengths), lengths, alignments)
+        offset = cache.length if cache is not None else 0
+        hidden, attention = self._decode(
+            self.decoder_position(inputs, offset), None, memory, memory_mask, cache
+        )
+        b, r = hidden.shape[0], self.config.reduction_factor
+        last = hidden[:, -1:]
+        return (
+            self.mel_head(last).view(b, r, -1),
+            self.stop_head(last).view(b, r),
+            attention[:, :, -1].mean(1),
+        )
+
+    def finish(self, mels: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """Decoder frames (B, T, n_mels), normalised -> log-mels after the postnet, zero beyond lengths."""
+        return self.denormalize(self.postnet(mels, lengths), lengths)

@@ -68,7 +68,11 @@ class KVCache:
 
 
 class MultiHeadAttention(nn.Module):
-    """Multi-head attention for self- and cross-attention.
+    """Multi-head attention with one entry point per use, each returning its results as values.
+
+    :meth:`self_attention` (optionally with a growing cache), :meth:`packed_self_attention` (valid
+    frames only) and :meth:`cross_attention` (optionally returning the probabilities). There is no
+    ``forward``: each caller names the computation it wants.
 
     Args:
         d_model: model dimension D.
@@ -85,80 +89,110 @@ class MultiHeadAttention(nn.Module):
         self.key = make_linear(d_model, d_model, linear_norm)
         self.value = make_linear(d_model, d_model, linear_norm)
         self.out = make_linear(d_model, d_model, linear_norm)
-        # When True, forward also stores the attention probabilities (B, H, U, S) in ``self.weights``
-        # (guided-attention loss, alignment plots); it then takes the explicit, slower path.
-        self.record_weights = False
-        self.weights: torch.Tensor | None = None
 
-    def _split(self, x: torch.Tensor) -> torch.Tensor:
-        b, t, d = x.shape
-        return x.view(b, t, self.num_heads, d // self.num_heads).transpose(1, 2)
-
-    def forward(
-        self,
-        query: torch.Tensor,
-        source: torch.Tensor | None = None,
-        attn_mask: torch.Tensor | None = None,
-        cache: KVCache | None = None,
-        static_source: bool = False,
-        packing: Packing | None = None,
+    def self_attention(
+        self, x: torch.Tensor, attn_mask: torch.Tensor | None = None, cache: KVCache | None = None
     ) -> torch.Tensor:
-        """Attend from ``query`` to ``source`` (itself when None).
+        """Attend from ``x`` to itself and, with a ``cache``, to the keys/values of earlier steps.
 
         Args:
-            query: (B, U, D); with a ``source`` of G rows, B = G × R and query rows ``g·R .. g·R+R-1``
-                attend to source row g (the R beams of one utterance share its memory, which is then
-                stored and attended once per utterance rather than once per beam).
-            source: (G, S, D) keys/values input; None for self-attention.
-            attn_mask: bool, broadcastable to (G, H, U, S_total), True where attention is allowed.
-            cache: keys/values of earlier steps (self-attention) or of the memory (cross-attention).
-            static_source: the source is fixed across steps (cross-attention): project it once into
-                the cache and reuse it.
-            packing: self-attention over packed frames (no source, mask or cache): ``query`` is
-                (1, N, D), the valid frames of a padded batch; each utterance attends to itself.
+            x: (B, U, D) inputs of the new positions.
+            attn_mask: bool, broadcastable to (B, H, U, S) with S = ``cache.length`` + U, True where
+                attention is allowed; None allows everything.
+            cache: keys/values of earlier positions; this call's are appended to it.
 
         Returns:
-            (B, U, D), or (1, N, D) with ``packing``.
+            (B, U, D).
         """
-        if packing is not None:
-            return self._packed_self_attention(query, packing)
-        if source is None:  # self-attention: queries, keys and values in one matmul
-            q, key, value = self._project(query, self.query, self.key, self.value)
-            if cache is not None:
-                key, value = cache.append(key, value)
-        else:
-            q = self._split(self.query(query))
-            if cache is not None and static_source and cache.key is not None:
-                key, value = cache.key, cache.value
-            else:
-                key, value = self._project(source, self.key, self.value)
-                if cache is not None:
-                    key, value = cache.append(key, value)
-        b, h, u, dh = q.shape
-        groups = key.shape[0]
-        if groups != b:  # fold the R rows sharing a source row into its query axis: (G, H, R·U, Dh)
-            if b % groups:
-                raise ValueError(f"query batch {b} is not a multiple of the source batch {groups}")
-            q = q.view(groups, b // groups, h, u, dh).transpose(1, 2).reshape(groups, h, -1, dh)
-        dropout = self.dropout if self.training else 0.0
-        if self.record_weights:
-            y = self._explicit_attention(q, key, value, attn_mask, dropout)
-        else:
-            y = F.scaled_dot_product_attention(q, key, value, attn_mask=attn_mask, dropout_p=dropout)
-        if groups != b:
-            y = y.view(groups, h, b // groups, u, dh).transpose(1, 2)
-        return self.out(y.transpose(-3, -2).reshape(b, u, h * dh))
+        q, key, value = self._project(x, self.query, self.key, self.value)  # one matmul for all three
+        if cache is not None:
+            key, value = cache.append(key, value)
+        return self._attend(q, key, value, attn_mask)[0]
 
-    def _packed_self_attention(self, x: torch.Tensor, packing: Packing) -> torch.Tensor:
-        """(1, N, D) -> (1, N, D): attention per utterance span, as variable-length attention kernels
-        do: no work on padding, and no copy into the padded layout and back."""
-        if self.record_weights:
-            raise ValueError("record_weights needs the padded layout; do not pack this stack")
+    def packed_self_attention(self, x: torch.Tensor, packing: Packing) -> torch.Tensor:
+        """Self-attention over packed frames: each utterance attends to its own span.
+
+        Works as variable-length attention kernels do: no work on padding, and no copy into the padded
+        layout and back.
+
+        Args:
+            x: (1, N, D), the valid frames of a padded batch (:meth:`Packing.pack`).
+            packing: the spans of the utterances in ``x``.
+
+        Returns:
+            (1, N, D).
+        """
         q, key, value = self._project(x, self.query, self.key, self.value)
         dropout = self.dropout if self.training else 0.0
         spans = (part.split(packing.lengths, dim=2) for part in (q, key, value))  # split: cheap backward
         y = torch.cat([F.scaled_dot_product_attention(*qkv, dropout_p=dropout) for qkv in zip(*spans)], dim=2)
         return self.out(y.transpose(1, 2).reshape(x.shape))
+
+    def cross_attention(
+        self,
+        x: torch.Tensor,
+        memory: torch.Tensor,
+        attn_mask: torch.Tensor | None,
+        cache: KVCache | None = None,
+        need_weights: bool = False,
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Attend from ``x`` to ``memory``.
+
+        Args:
+            x: (B, U, D) queries. With a ``memory`` of G rows, B = G × R and query rows
+                ``g·R .. g·R+R-1`` attend to memory row g (the R beams of one utterance share its
+                memory, which is then projected, stored and attended once per utterance, not per beam).
+            memory: (G, S, D) encoder output.
+            attn_mask: bool, broadcastable to (G, H, R·U, S), e.g. (G, 1, 1, S) valid memory frames;
+                True where attention is allowed.
+            cache: the memory's keys/values: filled by the first call, then reused as they are (the
+                memory is fixed across decoding steps).
+            need_weights: also return the attention probabilities; takes the explicit, slower path
+                (guided-attention loss, alignment plots).
+
+        Returns:
+            (B, U, D), and the probabilities (B, H, U, S) (0 where ``attn_mask`` is False) or None.
+        """
+        q = self._split(self.query(x))
+        if cache is not None and cache.key is not None:
+            key, value = cache.key, cache.value
+        else:
+            key, value = self._project(memory, self.key, self.value)  # keys and values in one matmul
+            if cache is not None:
+                key, value = cache.append(key, value)
+        return self._attend(q, key, value, attn_mask, need_weights)
+
+    def _attend(
+        self,
+        q: torch.Tensor,
+        key: torch.Tensor,
+        value: torch.Tensor,
+        attn_mask: torch.Tensor | None,
+        need_weights: bool = False,
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """q (B, H, U, Dh) over key/value (G, H, S, Dh), B = G × R -> (B, U, D), weights (B, H, U, S)."""
+        b, h, u, dh = q.shape
+        groups = key.shape[0]
+        if groups != b:  # fold the R rows sharing a memory row into its query axis: (G, H, R·U, Dh)
+            if b % groups:
+                raise ValueError(f"query batch {b} is not a multiple of the memory batch {groups}")
+            q = q.view(groups, b // groups, h, u, dh).transpose(1, 2).reshape(groups, h, -1, dh)
+        dropout = self.dropout if self.training else 0.0
+        weights = None
+        if need_weights:
+            weights = _probabilities(q, key, attn_mask)
+            y = dropout_fn(weights, dropout, self.training) @ value
+        else:
+            y = F.scaled_dot_product_attention(q, key, value, attn_mask=attn_mask, dropout_p=dropout)
+        if groups != b:
+            y = _unfold(y, b)
+            weights = None if weights is None else _unfold(weights, b)
+        return self.out(y.transpose(1, 2).reshape(b, u, h * dh)), weights
+
+    def _split(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, T, D) -> (B, H, T, Dh)."""
+        b, t, d = x.shape
+        return x.view(b, t, self.num_heads, d // self.num_heads).transpose(1, 2)
 
     def _project(self, x: torch.Tensor, *layers: nn.Module) -> list[torch.Tensor]:
         """``x`` through several projections as one matmul (a wider matmul runs at a higher rate), each
@@ -167,9 +201,18 @@ class MultiHeadAttention(nn.Module):
         bias = torch.cat([layer.bias for layer in layers])
         return [self._split(part) for part in F.linear(x, weight, bias).chunk(len(layers), -1)]
 
-    def _explicit_attention(self, q, key, value, attn_mask, dropout: float) -> torch.Tensor:
-        scores = q @ key.transpose(-2, -1) / math.sqrt(q.shape[-1])
-        if attn_mask is not None:
-            scores = scores.masked_fill(~attn_mask, float("-inf"))
-        self.weights = scores.softmax(-1)
-        return dropout_fn(self.weights, dropout, self.training) @ value
+
+def _probabilities(q: torch.Tensor, key: torch.Tensor, attn_mask: torch.Tensor | None) -> torch.Tensor:
+    """Softmax of the scaled scores, as ``scaled_dot_product_attention`` computes them inside:
+    (..., U, Dh) queries over (..., S, Dh) keys -> (..., U, S), 0 where ``attn_mask`` is False."""
+    scores = q @ key.transpose(-2, -1) / math.sqrt(q.shape[-1])
+    if attn_mask is not None:
+        scores = scores.masked_fill(~attn_mask, float("-inf"))
+    return scores.softmax(-1)
+
+
+def _unfold(x: torch.Tensor, batch: int) -> torch.Tensor:
+    """Undo the folding of R query rows per memory row: (G, H, R·U, X) -> (B, H, U, X), B = G × R."""
+    groups, h, folded, last = x.shape
+    rows = batch // groups
+    return x.view(groups, h, rows, folded // rows, last).transpose(1, 2).reshape(batch, h, -1, last)

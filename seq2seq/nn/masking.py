@@ -23,11 +23,6 @@ def lengths_to_mask(lengths: torch.Tensor, max_len: int | None = None) -> torch.
     return positions.unsqueeze(0) < lengths.unsqueeze(1)
 
 
-def causal_mask(size: int, device: torch.device | None = None) -> torch.Tensor:
-    """(T, T) bool mask, True where query t may attend to key s (s <= t)."""
-    return torch.ones(size, size, dtype=torch.bool, device=device).tril()
-
-
 def packs_padding(x: torch.Tensor) -> bool:
     """Whether position-wise work on ``x`` skips padded frames: on CPU, where it saves their FLOPs. On
     GPUs the data-dependent shape (a device sync, a graph break under ``torch.compile``) costs more."""

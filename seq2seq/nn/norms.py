@@ -17,15 +17,11 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
 
+from seq2seq.core.config import check_choice
+
 NormKind = Literal["layer", "batch", "rms", "power", "group", "instance", "batch_renorm", "none"]
 NORM_KINDS: tuple[str, ...] = get_args(NormKind)
 BATCH_STATISTIC_NORMS = ("batch", "power", "batch_renorm", "instance")
-
-
-def check_choice(name: str, value: object, choices: tuple) -> None:
-    """Raise a one-line ``ValueError`` naming the field and its valid choices."""
-    if value not in choices:
-        raise ValueError(f"{name}={value!r} is not valid; choose one of {', '.join(map(str, choices))}")
 
 
 @dataclass(frozen=True)
@@ -162,19 +158,6 @@ def _global_moments(
     mean = stats[:dim] / count.clamp(min=1.0)
     var = (stats[dim : 2 * dim] / count.clamp(min=1.0) - mean * mean).clamp(min=0.0)
     return mean, var, count
-
-
-def masked_moments(x: torch.Tensor, weights: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Mean and (biased) variance over valid frames of all processes.
-
-    Args:
-        x: (B, T, D) float32.
-        weights: (B, T, 1), 1 on valid frames.
-
-    Returns:
-        mean (D,), var (D,), count (scalar, 0 when no frame is valid): global over processes.
-    """
-    return _global_moments(x, weights.squeeze(-1) > 0)
 
 
 class _RunningStatsNorm(nn.Module):

@@ -6,17 +6,20 @@ Placement is decided in exactly one place, :class:`Residual`. Stacks take alread
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Literal, get_args
 
 import torch
 from torch import nn
 
+from seq2seq.core.config import check_choice
 from seq2seq.nn.attention import KVCache, MultiHeadAttention
 from seq2seq.nn.dropout import Dropout, relu_dropout
 from seq2seq.nn.linear import LINEAR_NORMS, LinearNorm, make_linear
 from seq2seq.nn.masking import Packing, packs_padding
-from seq2seq.nn.norms import NormConfig, build_norm, check_choice
+from seq2seq.nn.norms import NormConfig, build_norm
 
 Placement = Literal["pre", "post"]
 Activation = Literal["relu", "gelu", "swish"]
@@ -52,8 +55,6 @@ class TransformerConfig:
     linear_norm: LinearNorm = "none"
 
     def __post_init__(self) -> None:
-        if isinstance(self.norm, dict):  # filled from YAML/JSON
-            object.__setattr__(self, "norm", NormConfig(**self.norm))
         if self.num_layers < 0:
             raise ValueError(f"num_layers={self.num_layers} must be >= 0")
         for name in ("d_model", "num_heads", "ffn_dim"):
@@ -82,6 +83,8 @@ class Residual(nn.Module):
                    └──────────────────────────┘
 
     In pre-norm the residual path carries the un-normalized ``x``; the stack applies a final norm.
+    ``sublayer`` is held for its parameters; the caller passes what to run on it as ``branch`` (an
+    attention sublayer has several entry points, each with its own inputs).
     """
 
     def __init__(self, sublayer: nn.Module, norm: nn.Module, placement: Placement, dropout: float):
@@ -89,11 +92,23 @@ class Residual(nn.Module):
         self.sublayer, self.norm, self.placement = sublayer, norm, placement
         self.dropout = Dropout(dropout)
 
-    def forward(self, x: torch.Tensor, mask: torch.Tensor | None, *args, **kwargs) -> torch.Tensor:
-        """x: (B, T, D); mask: (B, T) valid frames (for batch-statistic norms) -> (B, T, D)."""
+    def forward(
+        self, x: torch.Tensor, mask: torch.Tensor | None, branch: Callable[[torch.Tensor], torch.Tensor]
+    ) -> torch.Tensor:
+        """Run ``branch`` with the residual connection and the norm.
+
+        Args:
+            x: (B, T, D).
+            mask: (B, T) valid frames, for batch-statistic norms; None when all are valid.
+            branch: the sublayer's computation (B, T, D) -> (B, T, D), its other inputs bound, e.g.
+                ``partial(residual.sublayer.self_attention, attn_mask=m)``.
+
+        Returns:
+            (B, T, D).
+        """
         if self.placement == "pre":
-            return x + self.dropout(self.sublayer(self.norm(x, mask), *args, **kwargs))
-        return self.norm(x + self.dropout(self.sublayer(x, *args, **kwargs)), mask)
+            return x + self.dropout(branch(self.norm(x, mask)))
+        return self.norm(x + self.dropout(branch(x)), mask)
 
 
 class FeedForward(nn.Module):
@@ -125,6 +140,11 @@ class FeedForward(nn.Module):
         return self.down(self.dropout(self.activation(h)))
 
 
+def _feed_forward(block: Residual, x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+    """A feed-forward residual block; the mask goes to the norm and to the sublayer (which packs)."""
+    return block(x, mask, partial(block.sublayer, mask=mask))
+
+
 def _residual(sublayer: nn.Module, config: TransformerConfig) -> Residual:
     return Residual(sublayer, build_norm(config.norm, config.d_model), config.placement, config.dropout)
 
@@ -154,8 +174,13 @@ class EncoderLayer(nn.Module):
         packing: Packing | None = None,
     ) -> torch.Tensor:
         """x: (B, T, D) with ``mask`` (B, T), or (1, N, D) valid frames with ``packing`` and no masks."""
-        x = self.self_attn(x, mask, None, attn_mask, packing=packing)
-        return self.feed_forward(x, mask, mask)  # the norm's mask, then the feed-forward's (packing)
+        attention = self.self_attn.sublayer
+        if packing is None:
+            branch = partial(attention.self_attention, attn_mask=attn_mask)
+        else:
+            branch = partial(attention.packed_self_attention, packing=packing)
+        x = self.self_attn(x, mask, branch)
+        return _feed_forward(self.feed_forward, x, mask)
 
 
 class Encoder(nn.Module):
@@ -187,8 +212,7 @@ class Encoder(nn.Module):
         return packing.unpack(self.final_norm(x, None))
 
     def _packs(self, x: torch.Tensor, mask: torch.Tensor) -> bool:
-        recording = any(layer.self_attn.sublayer.record_weights for layer in self.layers)
-        if not (self.packable and packs_padding(x)) or recording:
+        if not (self.packable and packs_padding(x)):
             return False
         return bool(mask.any()) and not bool(mask.all())  # some padding, and something besides it
 
@@ -222,10 +246,33 @@ class DecoderLayer(nn.Module):
         self.cross_attn = _residual(_attention(config), config)
         self.feed_forward = _residual(FeedForward(config), config)
 
-    def forward(self, x, mask, self_mask, memory, memory_mask, self_cache=None, cross_cache=None):
-        x = self.self_attn(x, mask, None, self_mask, self_cache)
-        x = self.cross_attn(x, mask, memory, memory_mask, cross_cache, static_source=True)
-        return self.feed_forward(x, mask, mask)  # the norm's mask, then the feed-forward's (packing)
+    def forward(
+        self,
+        x: torch.Tensor,
+        mask: torch.Tensor | None,
+        self_mask: torch.Tensor,
+        memory: torch.Tensor,
+        memory_mask: torch.Tensor,
+        caches: tuple[KVCache, KVCache] | None = None,
+        need_weights: bool = False,
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """x: (B, U, D) -> (B, U, D), and the cross-attention probabilities (B, H, U, S) or None.
+
+        ``self_mask`` and ``memory_mask`` are attention masks (see :class:`MultiHeadAttention`);
+        ``caches`` holds this layer's self- and cross-attention keys/values.
+        """
+        self_cache, cross_cache = caches if caches is not None else (None, None)
+        branch = partial(self.self_attn.sublayer.self_attention, attn_mask=self_mask, cache=self_cache)
+        x = self.self_attn(x, mask, branch)
+        attention, weights = self.cross_attn.sublayer, None
+
+        def cross(h: torch.Tensor) -> torch.Tensor:  # the residual takes a tensor; keep the weights
+            nonlocal weights
+            y, weights = attention.cross_attention(h, memory, memory_mask, cross_cache, need_weights)
+            return y
+
+        x = self.cross_attn(x, mask, cross)
+        return _feed_forward(self.feed_forward, x, mask), weights
 
 
 class Decoder(nn.Module):
@@ -244,25 +291,47 @@ class Decoder(nn.Module):
         memory_mask: torch.Tensor,
         cache: DecoderCache | None = None,
     ) -> torch.Tensor:
-        """Decode positions ``cache.length ..`` given everything before them.
-
-        Args:
-            x: (B, U, D) embedded inputs of the new positions.
-            mask: (B, U) valid positions, or None when all are valid (incremental decoding).
-            memory: (B, S, D) encoder output.
-            memory_mask: (B, S) valid memory frames.
-            cache: state of earlier positions; updated in place. None recomputes from scratch.
+        """Decode positions ``cache.length ..`` given everything before them: :meth:`attend` without
+        attention probabilities.
 
         Returns:
             (B, U, D).
         """
+        return self.attend(x, mask, memory, memory_mask, cache)[0]
+
+    def attend(
+        self,
+        x: torch.Tensor,
+        mask: torch.Tensor | None,
+        memory: torch.Tensor,
+        memory_mask: torch.Tensor,
+        cache: DecoderCache | None = None,
+        attention_layers: Sequence[int] = (),
+    ) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """Decode positions ``cache.length ..``, and return the cross-attention of some layers.
+
+        Args:
+            x: (B, U, D) embedded inputs of the new positions.
+            mask: (B, U) valid positions, or None when all are valid (incremental decoding).
+            memory: (G, S, D) encoder output; G = B, or B = G × R when R beams share each row.
+            memory_mask: (G, S) valid memory frames.
+            cache: state of earlier positions; updated in place. None recomputes from scratch.
+            attention_layers: indices of the layers whose cross-attention probabilities to return
+                (negative ones count from the end); they take the explicit, slower attention path.
+
+        Returns:
+            (B, U, D), and per listed layer, in order, probabilities (B, H, U, S): 0 on padded
+            memory frames, summing to 1 over the valid ones.
+        """
+        wanted = [range(len(self.layers))[i] for i in attention_layers]  # IndexError when out of range
         past = cache.length if cache is not None else 0
         self_mask = self_attention_mask(x.shape[1], past, mask, x.device)
         cross_mask = memory_mask[:, None, None, :]
+        weights: dict[int, torch.Tensor | None] = {}
         for i, layer in enumerate(self.layers):
-            caches = (cache.self_attn[i], cache.cross_attn[i]) if cache is not None else (None, None)
-            x = layer(x, mask, self_mask, memory, cross_mask, *caches)
-        return self.final_norm(x, mask)
+            caches = (cache.self_attn[i], cache.cross_attn[i]) if cache is not None else None
+            x, weights[i] = layer(x, mask, self_mask, memory, cross_mask, caches, need_weights=i in wanted)
+        return self.final_norm(x, mask), [weights[i] for i in wanted]
 
 
 def self_attention_mask(length: int, past: int, mask: torch.Tensor | None, device) -> torch.Tensor:

@@ -8,11 +8,11 @@ import torch
 import torch.nn.functional as F
 from torchmetrics.text import CharErrorRate, WordErrorRate
 
-from seq2seq.audio import SpecAugment
+from seq2seq.core.audio import SpecAugment
+from seq2seq.core.text import BLANK_ID, EOS_ID, PAD_ID, SOS_ID, Tokenizer
 from seq2seq.decoding.greedy import ctc_greedy
 from seq2seq.experiments import ASRExperimentConfig
 from seq2seq.models.asr import ASRModel
-from seq2seq.text import BLANK_ID, EOS_ID, PAD_ID, SOS_ID, Tokenizer
 from seq2seq.training.task import Seq2SeqTask
 
 log = logging.getLogger(__name__)
@@ -30,21 +30,22 @@ def decoder_io(tokens: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tenso
 class ASRTask(Seq2SeqTask):
     """Trains an :class:`ASRModel` with ``ctc_weight * CTC + (1 - ctc_weight) * attention``."""
 
-    task_name = "asr"
-
     def __init__(self, config: ASRExperimentConfig, tokenizer: Tokenizer, tokenizer_dir: str):
         super().__init__(config, tokenizer, tokenizer_dir)
         self.model = ASRModel(config.model)
         self.spec_augment = SpecAugment(config.spec_augment)
         self.wer, self.cer = WordErrorRate(), CharErrorRate()
 
+    def forward_batch(self, batch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The model's teacher-forced pass over a batch (SpecAugment in training mode only)."""
+        features = self.spec_augment(batch.features, batch.feature_lengths)
+        inputs, _ = decoder_io(batch.tokens, batch.token_lengths)
+        return self.model(features, batch.feature_lengths, inputs, batch.token_lengths + 1)
+
     def forward_losses(self, batch) -> tuple[dict[str, torch.Tensor], torch.Tensor, torch.Tensor]:
         """Loss terms, CTC log-probabilities (B, S, V) and their lengths (SpecAugment in training only)."""
-        features = self.spec_augment(batch.features, batch.feature_lengths)
-        inputs, targets = decoder_io(batch.tokens, batch.token_lengths)
-        ctc_log_probs, memory_lengths, logits = self.model(
-            features, batch.feature_lengths, inputs, batch.token_lengths + 1
-        )
+        ctc_log_probs, memory_lengths, logits = self.forward_batch(batch)
+        _, targets = decoder_io(batch.tokens, batch.token_lengths)
         ctc = F.ctc_loss(
             ctc_log_probs.transpose(0, 1),
             batch.tokens,

@@ -13,7 +13,8 @@ from typing import Any
 import lightning as L
 from torch.utils.data import DataLoader
 
-from seq2seq.audio import GlobalCMVN
+from seq2seq.core.audio import GlobalCMVN
+from seq2seq.core.text import Tokenizer
 from seq2seq.data.config import DataConfig
 from seq2seq.data.datasets import (
     ASRDataset,
@@ -25,7 +26,6 @@ from seq2seq.data.datasets import (
 )
 from seq2seq.data.manifest import Utterance, read_manifest
 from seq2seq.data.sampler import BucketBatchSampler
-from seq2seq.text import Tokenizer
 
 logger = logging.getLogger(__name__)
 

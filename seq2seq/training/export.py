@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import logging
 import re
+from itertools import islice
 from pathlib import Path
 
 import torch
 from torch import nn
 
+from seq2seq.core.package import PackageError, save_package
+from seq2seq.core.text import load_tokenizer
 from seq2seq.nn.norms import batch_statistic_norms
-from seq2seq.package import PackageError, build_model, save_package
-from seq2seq.text import load_tokenizer
 from seq2seq.training.checkpointing import CheckpointError, load_checkpoint_file
 from seq2seq.training.trainer import checkpoint_dir
 
@@ -88,56 +89,46 @@ def recompute_norm_statistics(model: nn.Module, batches, forward) -> int:
     return count
 
 
-def export_run(
-    checkpoint: str | Path,
-    out_dir: str | Path,
-    average: int = 1,
-    trust: bool = False,
-    stats_batches: int = 50,
-    select: str = "best",
-) -> Path:
-    """Export a checkpoint, or the average of a run folder's ``average`` best (or last) checkpoints."""
+def read_checkpoints(
+    checkpoint: str | Path, average: int = 1, trust: bool = False, select: str = "best"
+) -> tuple[list[Path], list[dict], dict]:
+    """The chosen checkpoint files, their contents and the run's metadata (task, config, tokenizer)."""
     checkpoint = Path(checkpoint)
     paths = choose_checkpoints(checkpoint, average, select) if checkpoint.is_dir() else [checkpoint]
     loaded = [load_checkpoint_file(p, weights_only=not trust) for p in paths]
     meta = loaded[-1].get("seq2seq")
     if not isinstance(meta, dict) or "config" not in meta:
         raise CheckpointError(f"{paths[-1]}: not a seq2seq training checkpoint (no 'seq2seq' entry)")
-    from seq2seq.config import experiment_classes, from_dict
+    return paths, loaded, meta
 
-    task = meta["task"]
-    experiment = from_dict(experiment_classes()[task], meta["config"])
-    state = average_state_dicts([model_state(c) for c in loaded])
-    model = build_model(task, experiment)
-    model.load_state_dict(state)
-    if len(paths) > 1 and batch_statistic_norms(model):
-        used = recompute_norm_statistics(model, *_training_batches(task, experiment, meta, stats_batches))
-        log.info("re-estimated norm statistics on %d training batches", used)
+
+def export_run(
+    paths: list[Path],
+    loaded: list[dict],
+    meta: dict,
+    experiment,
+    module_class: type,
+    datamodule_class: type,
+    out_dir: str | Path,
+    stats_batches: int = 50,
+) -> Path:
+    """Average the checkpoints' weights, re-estimate norm statistics, write the package.
+
+    The statistics pass runs the task's own LightningModule (``forward_batch``) over its own data
+    module, so export never re-implements a task's forward pass.
+    """
     tokenizer_dir = Path(meta["tokenizer_dir"])
     if not (tokenizer_dir / "tokenizer.json").is_file():  # never copy an arbitrary folder into a package
         raise PackageError(f"{tokenizer_dir}: the run's tokenizer folder is missing (no tokenizer.json)")
-    log.info("exporting %s from %s", task, ", ".join(p.name for p in paths))
-    return save_package(out_dir, task, meta["config"], model.state_dict(), tokenizer_dir)
-
-
-def _training_batches(task: str, experiment, meta: dict, limit: int):
-    """(batches, forward) over the first ``limit`` training batches of the run's data."""
-    from itertools import islice
-
-    from seq2seq.training.run import build_datamodule
-
-    datamodule = build_datamodule(task, experiment, load_tokenizer(meta["tokenizer_dir"]))
-    datamodule.setup("fit")
-    batches = islice(iter(datamodule.train_dataloader()), limit)
-    if task == "asr":
-        from seq2seq.training.asr_module import decoder_io
-
-        def forward(model, batch):
-            inputs, _ = decoder_io(batch.tokens, batch.token_lengths)
-            model(batch.features, batch.feature_lengths, inputs, batch.token_lengths + 1)
-    else:
-
-        def forward(model, batch):
-            model(batch.tokens, batch.token_lengths, batch.mels, batch.mel_lengths)
-
-    return batches, forward
+    tokenizer = load_tokenizer(tokenizer_dir)
+    module = module_class(experiment, tokenizer, str(tokenizer_dir)).eval()  # no SpecAugment
+    model = module.model
+    model.load_state_dict(average_state_dicts([model_state(c) for c in loaded]))
+    if len(paths) > 1 and batch_statistic_norms(model):
+        datamodule = datamodule_class(experiment.data, tokenizer)
+        datamodule.setup("fit")
+        batches = islice(iter(datamodule.train_dataloader()), stats_batches)
+        used = recompute_norm_statistics(model, batches, lambda _, batch: module.forward_batch(batch))
+        log.info("re-estimated norm statistics on %d training batches", used)
+    log.info("exporting %s from %s", experiment.task, ", ".join(p.name for p in paths))
+    return save_package(out_dir, experiment.task, meta["config"], model.state_dict(), tokenizer_dir)

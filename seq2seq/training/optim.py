@@ -7,7 +7,7 @@ import logging
 import torch
 from torch import nn
 
-from seq2seq.config import OptimConfig
+from seq2seq.experiments import OptimConfig
 from seq2seq.training.schedules import schedule_factor
 
 log = logging.getLogger(__name__)

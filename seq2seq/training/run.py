@@ -1,4 +1,8 @@
-"""One training run: tokenizer, data, feature statistics, model, Trainer; resumes when interrupted."""
+"""One training run: tokenizer, data, feature statistics, model, Trainer; resumes when interrupted.
+
+The task's LightningModule and DataModule come in as arguments (from :mod:`seq2seq.tasks`), so nothing
+here compares task names.
+"""
 
 from __future__ import annotations
 
@@ -11,9 +15,9 @@ from typing import Any
 import lightning as L
 import yaml
 
-from seq2seq.config import to_dict
+from seq2seq.core.config import ConfigError, to_dict
+from seq2seq.core.text import Tokenizer, load_tokenizer, train_tokenizer
 from seq2seq.data.manifest import read_manifest
-from seq2seq.text import Tokenizer, load_tokenizer, train_tokenizer
 from seq2seq.training.trainer import build_trainer, last_checkpoint
 
 log = logging.getLogger(__name__)
@@ -25,8 +29,9 @@ def prepare_tokenizer(experiment: Any, out_dir: Path) -> tuple[Tokenizer, Path]:
     if (directory / "tokenizer.json").is_file():
         return load_tokenizer(directory), directory
     spec = experiment.tokenizer
+    utterances, _ = read_manifest(experiment.data.train_manifest)
     tokenizer = train_tokenizer(
-        experiment.data.train_manifest,
+        [u.text for u in utterances],
         directory,
         kind=spec.kind,
         vocab_size=spec.vocab_size,
@@ -35,13 +40,6 @@ def prepare_tokenizer(experiment: Any, out_dir: Path) -> tuple[Tokenizer, Path]:
     )
     log.info("trained a %s tokenizer with %d symbols -> %s", spec.kind, tokenizer.vocab_size, directory)
     return tokenizer, directory
-
-
-def build_datamodule(task: str, experiment: Any, tokenizer: Tokenizer) -> L.LightningDataModule:
-    from seq2seq.training.datamodules import ASRDataModule, TTSDataModule
-
-    module = ASRDataModule if task == "asr" else TTSDataModule
-    return module(experiment.data, tokenizer)
 
 
 def report_unknown_characters(experiment: Any, tokenizer: Tokenizer) -> None:
@@ -57,8 +55,13 @@ def report_unknown_characters(experiment: Any, tokenizer: Tokenizer) -> None:
         log.warning("dev set: %d characters outside the vocabulary (%s)", sum(unknown.values()), shown)
 
 
-def train(experiment: Any, callbacks: list[L.Callback] | None = None) -> Path:
-    """Train ``experiment`` (an ASR or TTS experiment config) under ``experiment.out_dir``.
+def fit(
+    experiment: Any,
+    module_class: type[L.LightningModule],
+    datamodule_class: type[L.LightningDataModule],
+    callbacks: list[L.Callback] | None = None,
+) -> Path:
+    """Train ``experiment`` under ``experiment.out_dir`` with its task's module and data module.
 
     Raises:
         ConfigError: a manifest named by the config does not exist (checked before anything is written).
@@ -75,8 +78,8 @@ def train(experiment: Any, callbacks: list[L.Callback] | None = None) -> Path:
     experiment = dataclasses.replace(
         experiment, model=dataclasses.replace(experiment.model, vocab_size=tokenizer.vocab_size)
     )
-    datamodule = build_datamodule(experiment.task, experiment, tokenizer)
-    task = build_task(experiment, tokenizer, tokenizer_dir)
+    datamodule = datamodule_class(experiment.data, tokenizer)
+    task = module_class(experiment, tokenizer, tokenizer_dir)
     resume = last_checkpoint(out_dir)
     if resume is None:
         datamodule.prepare_data()
@@ -97,22 +100,7 @@ def train(experiment: Any, callbacks: list[L.Callback] | None = None) -> Path:
 
 def check_manifests(experiment: Any) -> None:
     """Fail before any work when the training or validation manifest does not exist."""
-    from seq2seq.config import ConfigError
-
     for name in ("train_manifest", "dev_manifest"):
         path = getattr(experiment.data, name)
         if path and not Path(path).is_file():
             raise ConfigError(f"data.{name}={path}: no such manifest file")
-
-
-def build_task(experiment: Any, tokenizer: Tokenizer, tokenizer_dir: Path) -> L.LightningModule:
-    match experiment.task:
-        case "asr":
-            from seq2seq.training.asr_module import ASRTask
-
-            return ASRTask(experiment, tokenizer, tokenizer_dir)
-        case "tts":
-            from seq2seq.training.tts_module import TTSTask
-
-            return TTSTask(experiment, tokenizer, tokenizer_dir)
-    raise ValueError(f"task={experiment.task!r} is not valid; choose one of asr, tts")

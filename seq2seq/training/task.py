@@ -7,8 +7,8 @@ from typing import Any
 import lightning as L
 import torch
 
-from seq2seq.config import to_dict
-from seq2seq.text import Tokenizer
+from seq2seq.core.config import to_dict
+from seq2seq.core.text import Tokenizer
 from seq2seq.training.optim import BadBatchGuard, build_optimizer
 
 
@@ -21,13 +21,15 @@ class Seq2SeqTask(L.LightningModule):
         tokenizer_dir: folder the tokenizer was saved in.
     """
 
-    task_name = ""
-
     def __init__(self, config: Any, tokenizer: Tokenizer, tokenizer_dir: str):
         super().__init__()
         self.config = config
         self.tokenizer, self.tokenizer_dir = tokenizer, str(tokenizer_dir)
         self.guard = BadBatchGuard(config.trainer.max_bad_batches)
+
+    def forward_batch(self, batch) -> Any:
+        """The model's teacher-forced pass over a batch (export re-estimates norm statistics with it)."""
+        raise NotImplementedError
 
     def losses(self, batch) -> dict[str, torch.Tensor]:
         """The named loss terms of a batch; ``"loss"`` is what is optimised."""
@@ -61,7 +63,7 @@ class Seq2SeqTask(L.LightningModule):
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         # Plain data only, so inference can read checkpoints with weights_only=True.
         checkpoint["seq2seq"] = {
-            "task": self.task_name,
+            "task": self.config.task,
             "config": to_dict(self.config),
             "tokenizer_dir": self.tokenizer_dir,
         }

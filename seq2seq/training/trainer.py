@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import lightning as L
 from lightning.pytorch.callbacks import Callback, LearningRateMonitor, ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 
-from seq2seq.config import TrainerConfig
+from seq2seq.experiments import TrainerConfig
 from seq2seq.training.checkpointing import AtomicCheckpointIO
+from seq2seq.training.progress import PlainProgress, progress_interval
 
 
 class SaveLastOnExit(Callback):
@@ -36,13 +38,26 @@ def build_trainer(
     config: TrainerConfig,
     out_dir: str | Path,
     callbacks: list[Callback] | None = None,
-    enable_progress_bar: bool = True,
+    interactive: bool | None = None,
 ) -> L.Trainer:
     """A Trainer that logs to TensorBoard and CSV under ``out_dir`` and checkpoints atomically.
 
     ``checkpoints/last.ckpt`` is refreshed every ``checkpoint_every_steps`` (resume point); the
     ``keep_best`` checkpoints by validation loss are kept for averaging.
+
+    Args:
+        config: what the Trainer is told.
+        out_dir: the run's folder (logs, checkpoints).
+        callbacks: extra callbacks, after ours.
+        interactive: show Lightning's progress bar (default: whether stderr is a terminal). Otherwise
+            :class:`PlainProgress` prints a line every ``log_every_steps`` or a multiple of it (at most
+            about 200 a run), because a bar redirected to a file writes a line per redraw.
     """
+    if interactive is None:
+        interactive = sys.stderr.isatty()
+    progress = (
+        [] if interactive else [PlainProgress(progress_interval(config.log_every_steps, config.max_steps))]
+    )
     out_dir = Path(out_dir)
     ckpt_dir = checkpoint_dir(out_dir)
     periodic = ModelCheckpoint(
@@ -95,9 +110,10 @@ def build_trainer(
             recent,
             LearningRateMonitor("step"),
             SaveLastOnExit(ckpt_dir),
+            *progress,
             *(callbacks or []),
         ],
         plugins=[AtomicCheckpointIO()],
-        enable_progress_bar=enable_progress_bar,
+        enable_progress_bar=interactive,
         use_distributed_sampler=False,  # our bucketing sampler shards by rank itself
     )

@@ -10,10 +10,10 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from seq2seq.core.text import Tokenizer
 from seq2seq.experiments import TTSExperimentConfig, TTSLossConfig
 from seq2seq.models.tts import TTSModel, TTSOutput
 from seq2seq.nn.masking import lengths_to_mask
-from seq2seq.text import Tokenizer
 from seq2seq.training.task import Seq2SeqTask
 
 
@@ -96,12 +96,13 @@ def tts_losses(out: TTSOutput, config: TTSLossConfig) -> dict[str, torch.Tensor]
 class TTSTask(Seq2SeqTask):
     """Trains a :class:`TTSModel` with teacher forcing."""
 
-    task_name = "tts"
-
     def __init__(self, config: TTSExperimentConfig, tokenizer: Tokenizer, tokenizer_dir: str):
         super().__init__(config, tokenizer, tokenizer_dir)
         self.model = TTSModel(config.model)
 
+    def forward_batch(self, batch) -> TTSOutput:
+        """The model's teacher-forced pass over a batch."""
+        return self.model(batch.tokens, batch.token_lengths, batch.mels, batch.mel_lengths)
+
     def losses(self, batch) -> dict[str, torch.Tensor]:
-        out = self.model(batch.tokens, batch.token_lengths, batch.mels, batch.mel_lengths)
-        return tts_losses(out, self.config.loss)
+        return tts_losses(self.forward_batch(batch), self.config.loss)

@@ -7,10 +7,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from seq2seq.core.text import PAD_ID
 from seq2seq.models.asr import ASRModel, ASRModelConfig
 from seq2seq.nn.masking import lengths_to_mask
 from seq2seq.nn.transformer import TransformerConfig
-from seq2seq.text import PAD_ID
 
 
 def _loss(model, features, frames, tokens, token_lengths):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from seq2seq.core.config import from_dict
 from seq2seq.nn.frontends import Conv2dSubsampling
 from seq2seq.nn.linear import LINEAR_NORMS
 from seq2seq.nn.norms import NORM_KINDS, NormConfig, build_norm
@@ -22,7 +23,7 @@ CASES = {
     "negative attention dropout": (lambda: TransformerConfig(attention_dropout=-0.1), ["attention_dropout"]),
     "unknown norm kind": (lambda: NormConfig(kind="batchnorm"), ["norm.kind", *NORM_KINDS]),
     "unknown norm kind from YAML": (
-        lambda: TransformerConfig(norm={"kind": "weight"}),
+        lambda: from_dict(TransformerConfig, {"norm": {"kind": "weight"}}),
         ["norm.kind", *NORM_KINDS],
     ),
     "unknown placement": (lambda: TransformerConfig(placement="sandwich"), ["placement", "pre", "post"]),
@@ -36,7 +37,7 @@ CASES = {
         ["groups", "5", "24"],
     ),
     "group norm groups from YAML": (
-        lambda: TransformerConfig(d_model=32, norm={"kind": "group", "groups": 6}),
+        lambda: from_dict(TransformerConfig, {"d_model": 32, "norm": {"kind": "group", "groups": 6}}),
         ["groups", "6", "32"],
     ),
     "group norm built directly": (
@@ -64,7 +65,8 @@ def test_invalid_config_raises_one_line_value_error(case):
 
 
 def test_valid_configs_build():
-    config = TransformerConfig(d_model=24, num_heads=4, norm={"kind": "group", "groups": 6}, num_layers=0)
+    data = {"d_model": 24, "num_heads": 4, "norm": {"kind": "group", "groups": 6}, "num_layers": 0}
+    config = from_dict(TransformerConfig, data)
     assert isinstance(config.norm, NormConfig) and config.norm.groups == 6
     for kind in NORM_KINDS:
         build_norm(NormConfig(kind=kind, groups=4), 16)

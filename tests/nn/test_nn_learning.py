@@ -82,6 +82,7 @@ def train(kind: str, placement: str, steps: int, lr: float) -> float:
     return token_accuracy(model, torch.Generator().manual_seed(123))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind,placement", [("layer", "pre"), ("layer", "post"), ("batch", "pre")])
 def test_stack_learns_to_reverse(kind, placement):
     accuracy = train(kind, placement, steps=200, lr=5e-3)

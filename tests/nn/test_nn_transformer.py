@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from seq2seq.nn.masking import causal_mask, lengths_to_mask
+from seq2seq.nn.masking import lengths_to_mask
 from seq2seq.nn.norms import LayerNorm, NoNorm, NormConfig
 from seq2seq.nn.transformer import Decoder, Encoder, Residual, TransformerConfig, self_attention_mask
 
@@ -27,14 +27,16 @@ class AddOne(nn.Module):
 def test_pre_norm_keeps_the_raw_input_on_the_residual_path():
     x = torch.randn(2, 3, 4)
     norm = AddOne()
-    y = Residual(Double(), norm, "pre", dropout=0.0)(x, torch.ones(2, 3, dtype=torch.bool))
+    block = Residual(Double(), norm, "pre", dropout=0.0)
+    y = block(x, torch.ones(2, 3, dtype=torch.bool), block.sublayer)
     torch.testing.assert_close(y, x + 2 * (x + 1))  # x + f(norm(x)), not norm(x) + f(norm(x))
     assert norm.mask is not None and norm.mask.all()
 
 
 def test_post_norm_normalizes_the_residual_sum():
     x = torch.randn(2, 3, 4)
-    y = Residual(Double(), AddOne(), "post", dropout=0.0)(x, None)
+    block = Residual(Double(), AddOne(), "post", dropout=0.0)
+    y = block(x, None, block.sublayer)
     torch.testing.assert_close(y, (x + 2 * x) + 1)  # norm(x + f(x))
 
 
@@ -61,7 +63,7 @@ def test_self_attention_mask_is_causal_and_masks_padding():
     mask = lengths_to_mask(torch.tensor([3, 1]), 3)
     allowed = self_attention_mask(3, 0, mask, None)
     assert allowed.shape == (2, 1, 3, 3)
-    assert torch.equal(allowed[0, 0], causal_mask(3))
+    assert torch.equal(allowed[0, 0], torch.ones(3, 3, dtype=torch.bool).tril())
     assert allowed[1, 0, :, 1:].sum() == 0 and allowed[1, 0, :, 0].all()
     incremental = self_attention_mask(1, 4, None, None)
     assert incremental.shape == (1, 1, 1, 5) and incremental.all()

@@ -30,7 +30,7 @@ def probe_utterance(
     Returns:
         The utterance, or None when the file cannot be used.
     """
-    from seq2seq.audio import AudioError, audio_info  # torch-heavy; only needed while preparing
+    from seq2seq.core.audio import AudioError, audio_info  # torch-heavy; only needed while preparing
 
     try:
         info = audio_info(audio_path)

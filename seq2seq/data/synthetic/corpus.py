@@ -23,9 +23,9 @@ from pathlib import Path
 import numpy as np
 import soundfile
 
+from seq2seq.core.espeak import ENGLISH_LANGUAGES, ESPEAK_SAMPLE_RATE, Voice
 from seq2seq.data.manifest import Utterance, write_manifest
 from seq2seq.data.synthetic.sentences import generate_sentences
-from seq2seq.espeak import ENGLISH_LANGUAGES, ESPEAK_SAMPLE_RATE, Voice
 
 # Voice variants (timbres) per ASR split; dev and test variants never occur in train, so the test set
 # measures generalisation to unseen voices. Accents (languages) are shared by all splits.
@@ -67,7 +67,7 @@ def _resample(wave: np.ndarray, orig_rate: int, new_rate: int) -> np.ndarray:
 
 def _synthesize_job(job: tuple[str, Voice, str, int]) -> int:
     """Speak one sentence and write it as 16-bit wav; runs in a worker process. Returns samples written."""
-    from seq2seq.espeak import synthesize
+    from seq2seq.core.espeak import synthesize
 
     text, voice, path, sample_rate = job
     wave = _trim(_resample(synthesize(text, voice), ESPEAK_SAMPLE_RATE, sample_rate), sample_rate)

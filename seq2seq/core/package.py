@@ -3,11 +3,12 @@
 A package is a folder::
 
     model.safetensors   weights and buffers (feature statistics included)
-    config.json         {"task": "asr" | "tts", "format": 1, "experiment": {...}}
+    config.json         {"task": "asr" | "tts", "format": 1, "experiment": {...}}  (FORMAT_VERSION)
     tokenizer/          the tokenizer's JSON (and sentencepiece model)
 
 It is written into a temporary sibling folder and swapped into place (one atomic exchange on Linux),
 so a kill mid-write leaves the previous package intact. A folder that is not a package is never replaced.
+This module knows the files, not the tasks: :func:`seq2seq.tasks.load_model_package` builds the model.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from seq2seq.text import Tokenizer, load_tokenizer
+from seq2seq.core.text import Tokenizer, load_tokenizer
 
 FORMAT_VERSION = 1
 WEIGHTS, CONFIG, TOKENIZER = "model.safetensors", "config.json", "tokenizer"
@@ -45,19 +46,6 @@ class ModelPackage:
     model: nn.Module
     tokenizer: Tokenizer
     path: Path
-
-
-def build_model(task: str, experiment: Any) -> nn.Module:
-    match task:
-        case "asr":
-            from seq2seq.models.asr import ASRModel
-
-            return ASRModel(experiment.model)
-        case "tts":
-            from seq2seq.models.tts import TTSModel
-
-            return TTSModel(experiment.model)
-    raise PackageError(f"task={task!r} is not valid; choose one of asr, tts")
 
 
 def save_package(
@@ -118,10 +106,8 @@ def _replace_dir(new: Path, target: Path) -> None:
         os.replace(new, target)
 
 
-def read_package_config(directory: str | Path) -> tuple[str, Any]:
-    """The task and typed experiment config of a package, validated."""
-    from seq2seq.config import ConfigError, experiment_classes, from_dict
-
+def read_package_config(directory: str | Path) -> tuple[str, dict]:
+    """The task name and the plain experiment data of a package, after checking its format version."""
     directory = Path(directory)
     if not (directory / CONFIG).is_file():
         raise PackageError(f"{directory}: not a model package (no {CONFIG}); make one with `seq2seq export`")
@@ -129,31 +115,35 @@ def read_package_config(directory: str | Path) -> tuple[str, Any]:
         meta = json.loads((directory / CONFIG).read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as error:
         raise PackageError(f"{directory / CONFIG}: not valid JSON ({error})") from None
-    task, classes = meta.get("task"), experiment_classes()
-    if task not in classes:
+    if not isinstance(meta, dict) or not isinstance(meta.get("experiment"), dict):
+        raise PackageError(f"{directory / CONFIG}: no 'experiment' mapping; not a seq2seq model package")
+    version = meta.get("format")
+    if version != FORMAT_VERSION:
         raise PackageError(
-            f"{directory / CONFIG}: task={task!r} is not valid; choose one of {', '.join(classes)}"
+            f"{directory / CONFIG}: package format {version!r}, this seq2seq reads format {FORMAT_VERSION}; "
+            "export the package again with this version"
         )
-    try:
-        return task, from_dict(classes[task], meta.get("experiment"))
-    except ConfigError as error:
-        raise PackageError(f"{directory / CONFIG}: {error}") from None
+    return meta.get("task"), meta["experiment"]
 
 
-def load_package(directory: str | Path, device: str | torch.device = "cpu") -> ModelPackage:
-    """Load a package for inference: safetensors weights, JSON config, tokenizer files."""
-    directory = Path(directory)
-    task, experiment = read_package_config(directory)
+def read_weights(directory: str | Path, device: str | torch.device = "cpu") -> dict[str, torch.Tensor]:
+    """The package's tensors (safetensors: nothing is unpickled)."""
+    path = Path(directory) / WEIGHTS
     try:
-        state = load_file(str(directory / WEIGHTS), device=str(device))
+        return load_file(str(path), device=str(device))
     except (SafetensorError, FileNotFoundError, OSError) as error:
-        raise PackageError(f"{directory / WEIGHTS}: cannot read weights ({error})") from None
-    model = build_model(task, experiment)
-    missing, unexpected = model.load_state_dict(state, strict=False)
+        raise PackageError(f"{path}: cannot read weights ({error})") from None
+
+
+def load_weights_into(model: nn.Module, directory: str | Path, device: str | torch.device = "cpu") -> None:
+    """Load the package's weights into ``model``; a one-line error when they do not match its config."""
+    missing, unexpected = model.load_state_dict(read_weights(directory, device), strict=False)
     if missing or unexpected:
         raise PackageError(
-            f"{directory / WEIGHTS}: weights do not match the config "
+            f"{Path(directory) / WEIGHTS}: weights do not match the config "
             f"(missing {missing[:3]}, unexpected {unexpected[:3]})"
         )
-    tokenizer = load_tokenizer(directory / TOKENIZER)
-    return ModelPackage(task, experiment, model.to(device).eval(), tokenizer, directory)
+
+
+def read_package_tokenizer(directory: str | Path) -> Tokenizer:
+    return load_tokenizer(Path(directory) / TOKENIZER)

@@ -31,10 +31,11 @@ import numpy as np
 import torch
 from torchmetrics.functional.text import char_error_rate
 
-from seq2seq.audio import LogMel, mel_to_audio, read_audio
+from seq2seq.core.audio import LogMel, mel_to_audio, read_audio
+from seq2seq.core.package import ModelPackage
 from seq2seq.data.manifest import read_manifest
-from seq2seq.package import ModelPackage, load_package
-from seq2seq.synthesis import load_tts_package, synthesize_texts
+from seq2seq.inference.synthesize import Synthesizer
+from seq2seq.inference.transcribe import Transcriber
 
 MCD_SCALE = 10.0 / math.log(10.0) * math.sqrt(2.0)
 
@@ -107,9 +108,8 @@ def teacher_forced_l1(package: ModelPackage, tokens: list[torch.Tensor], mels: l
 
 def transcribe(asr: ModelPackage, waves: list[torch.Tensor]) -> list[str]:
     """Greedy transcripts of waveforms at the ASR model's sample rate."""
-    from seq2seq.inference.transcriber import Transcriber
-
-    logmel, transcriber = LogMel(asr.config.data.features), Transcriber(asr, beam_size=1, ctc_weight=0.0)
+    logmel = LogMel(asr.config.data.features)
+    transcriber = Transcriber(asr).with_decoding(beam_size=1, ctc_weight=0.0, nbest=1)
     texts = []
     for wave in waves:
         features = logmel.single(wave)[None]
@@ -118,9 +118,9 @@ def transcribe(asr: ModelPackage, waves: list[torch.Tensor]) -> list[str]:
 
 
 def evaluate_tts(
-    model_dir: str | Path,
+    synthesizer: Synthesizer,
     manifest: str | Path,
-    asr_model_dir: str | Path | None = None,
+    asr: Transcriber | None = None,
     limit: int | None = None,
     batch_size: int = 16,
     out: str | Path | None = None,
@@ -128,14 +128,14 @@ def evaluate_tts(
     """Evaluate a TTS package on a manifest's sentences against their recordings.
 
     Args:
-        model_dir: TTS model package.
+        synthesizer: a loaded TTS package.
         manifest: held-out manifest (text and reference audio).
-        asr_model_dir: ASR package for the round-trip CER (None: skipped).
+        asr: an ASR package for the round-trip CER (None: skipped); it decodes greedily.
         limit: evaluate only the first ``limit`` sentences.
         batch_size: sentences synthesized together.
         out: JSON Lines file of per-sentence results (MCD, lengths, what the ASR heard and its CER).
     """
-    package = load_tts_package(model_dir)
+    package = synthesizer.package
     features = package.config.data.features
     utterances = read_manifest(manifest)[0][:limit]
     texts = [u.text for u in utterances]
@@ -143,15 +143,14 @@ def evaluate_tts(
     references = [LogMel(features).single(w) for w in waves]
     tokens = [torch.tensor(package.tokenizer.encode(t), dtype=torch.long) for t in texts]
     start = time.perf_counter()
-    items = synthesize_texts(package, texts, batch_size=batch_size)
+    items = synthesizer.synthesize(texts, batch_size=batch_size)
     elapsed = time.perf_counter() - start
     pairs = [mcd_and_l1(s.mel.numpy(), r.numpy()) for s, r in zip(items, references)]
     synthesized_frames = sum(s.mel.shape[0] for s in items)
     cers, heard, truth = (None, None, None), [None] * len(items), texts
-    if asr_model_dir is not None:
-        asr = load_package(asr_model_dir)
-        truth = [asr.tokenizer.normalizer(text) for text in texts]  # what a perfect transcript reads
-        cers, heard = round_trip_cer(asr, package, items, references, waves, truth)
+    if asr is not None:
+        truth = [asr.package.tokenizer.normalizer(text) for text in texts]  # what a perfect transcript reads
+        cers, heard = round_trip_cer(asr.package, package, items, references, waves, truth)
     if out is not None:
         rows = [
             {

@@ -6,6 +6,7 @@ features and masks that are True on valid frames.
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -68,15 +69,18 @@ def audio_info(path: str | Path) -> soundfile._SoundFileInfo:
         AudioError: the file is missing, empty, not audio, or shorter than its header says.
     """
     path = Path(path)
-    if not path.is_file():
-        raise AudioError(path, "no such file")
     try:
+        if not path.is_file():
+            raise AudioError(path, "no such file")
+        # libsndfile opens the file itself and reports a refused open as "system error".
+        if not os.access(path, os.R_OK):
+            raise AudioError(path, "permission denied")
         if path.stat().st_size == 0:
             raise AudioError(path, "file is empty")
         info = soundfile.info(str(path))
     except (soundfile.LibsndfileError, RuntimeError, TypeError) as error:
         raise AudioError(path, _describe_soundfile_error(error)) from None
-    except PermissionError:
+    except PermissionError:  # a folder on the way that cannot be entered
         raise AudioError(path, "permission denied") from None
     _check_truncated(path, info)
     return info

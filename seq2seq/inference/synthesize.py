@@ -17,9 +17,11 @@ import numpy as np
 import soundfile
 import torch
 
-from seq2seq.audio import mel_to_audio
-from seq2seq.package import ModelPackage, PackageError, load_package
-from seq2seq.safety import output_path, safe_name
+from seq2seq.core.audio import mel_to_audio
+from seq2seq.core.package import ModelPackage, PackageError
+from seq2seq.core.safety import output_path, safe_name
+from seq2seq.core.text import PAD_ID
+from seq2seq.decoding.tts import synthesize
 
 log = logging.getLogger(__name__)
 
@@ -39,14 +41,6 @@ class Synthesized:
     text: str
     mel: torch.Tensor
     alignment: torch.Tensor
-
-
-def load_tts_package(model_dir: str | Path, device: str = "cpu") -> ModelPackage:
-    """Load a TTS package; a one-line :class:`PackageError` if it is an ASR package."""
-    package = load_package(model_dir, device)
-    if package.task != "tts":
-        raise PackageError(f"{model_dir}: a {package.task} package, not a TTS one")
-    return package
 
 
 def read_texts(texts: list[str], text_file: str | Path | None = None) -> list[str]:
@@ -99,8 +93,9 @@ def synthesize_texts(
         if any(len(i) == 0 for i in ids):
             raise ValueError("a sentence has no characters the model can speak")
         lengths = torch.tensor([len(i) for i in ids], device=device)
-        tokens = torch.nn.utils.rnn.pad_sequence(ids, batch_first=True, padding_value=1).to(device)
-        out = model.infer(
+        tokens = torch.nn.utils.rnn.pad_sequence(ids, batch_first=True, padding_value=PAD_ID).to(device)
+        out = synthesize(
+            model,
             tokens,
             lengths,
             settings.max_length_ratio,
@@ -150,47 +145,57 @@ def write_outputs(item: Synthesized, out_dir: Path, package: ModelPackage) -> di
     }
 
 
-def synthesize(
-    model_dir: str | Path,
-    texts: list[str],
-    out_dir: str | Path,
-    text_file: str | Path | None = None,
-    batch_size: int = 16,
-    seed: int | None = 0,
-    device: str = "cpu",
-) -> int:
-    """The ``seq2seq synthesize`` command: speak every sentence the model can represent.
+class Synthesizer:
+    """Speaks text with a TTS package; ``seq2seq.load_package`` returns one for TTS packages.
 
-    Sentences with characters outside the vocabulary are reported (one line each, naming the
-    characters) and skipped rather than spoken with those characters dropped.
-
-    Returns:
-        0 when every sentence was synthesized, 1 when some were skipped or none were given.
+    Args:
+        package: a loaded TTS model package.
     """
-    package = load_tts_package(model_dir, device)
-    sentences = read_texts(texts, text_file)
-    problems = unrepresentable(package, sentences)
-    for line in problems.values():
-        log.error("%s", line)
-    keep = [i for i in range(len(sentences)) if i not in problems]
-    if not keep:
-        log.error("nothing to synthesize")
-        return 1
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    start = time.perf_counter()
-    names = [f"{i + 1:04d}" for i in keep]
-    items = synthesize_texts(package, [sentences[i] for i in keep], names, batch_size, seed)
-    entries = [write_outputs(item, out_dir, package) for item in items]
-    elapsed, audio_seconds = time.perf_counter() - start, sum(e["seconds"] for e in entries)
-    with open(out_dir / "synthesized.jsonl", "w", encoding="utf-8") as index:
-        index.writelines(json.dumps(entry, ensure_ascii=False) + "\n" for entry in entries)
-    log.info(
-        "%d sentences, %.1f s of audio in %.1f s (RTF %.2f incl. Griffin-Lim) -> %s",
-        len(entries),
-        audio_seconds,
-        elapsed,
-        elapsed / max(audio_seconds, 1e-9),
-        out_dir,
-    )
-    return 1 if problems else 0
+
+    def __init__(self, package: ModelPackage):
+        if package.task != "tts":
+            raise PackageError(f"{package.path}: a {package.task} package, not a TTS one")
+        self.package = package
+
+    def synthesize(
+        self, texts: list[str], names: list[str] | None = None, batch_size: int = 16, seed: int | None = 0
+    ) -> list[Synthesized]:
+        """Log-mels and alignments of ``texts`` (see :func:`synthesize_texts`)."""
+        return synthesize_texts(self.package, texts, names, batch_size, seed)
+
+    def write(
+        self, sentences: list[str], out_dir: str | Path, batch_size: int = 16, seed: int | None = 0
+    ) -> int:
+        """Speak every sentence the model can represent into ``out_dir`` (four files each, and an index).
+
+        Sentences with characters outside the vocabulary are reported (one line each, naming the
+        characters) and skipped rather than spoken with those characters dropped.
+
+        Returns:
+            0 when every sentence was synthesized, 1 when some were skipped or none were given.
+        """
+        problems = unrepresentable(self.package, sentences)
+        for line in problems.values():
+            log.error("%s", line)
+        keep = [i for i in range(len(sentences)) if i not in problems]
+        if not keep:
+            log.error("nothing to synthesize")
+            return 1
+        out_dir = Path(out_dir)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        start = time.perf_counter()
+        names = [f"{i + 1:04d}" for i in keep]
+        items = self.synthesize([sentences[i] for i in keep], names, batch_size, seed)
+        entries = [write_outputs(item, out_dir, self.package) for item in items]
+        elapsed, audio_seconds = time.perf_counter() - start, sum(e["seconds"] for e in entries)
+        with open(out_dir / "synthesized.jsonl", "w", encoding="utf-8") as index:
+            index.writelines(json.dumps(entry, ensure_ascii=False) + "\n" for entry in entries)
+        log.info(
+            "%d sentences, %.1f s of audio in %.1f s (RTF %.2f incl. Griffin-Lim) -> %s",
+            len(entries),
+            audio_seconds,
+            elapsed,
+            elapsed / max(audio_seconds, 1e-9),
+            out_dir,
+        )
+        return 1 if problems else 0

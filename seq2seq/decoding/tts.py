@@ -1,4 +1,4 @@
-"""The autoregressive loop of :meth:`TTSModel.infer`: a batch of sentences, each stopping on its own.
+"""Autoregressive TTS synthesis: a batch of sentences, each stopping on its own.
 
 Rows leave the running batch (and the KV cache) as soon as their sentence ends, so a batch of mixed
 lengths costs little more than its longest sentence.
@@ -6,12 +6,61 @@ lengths costs little more than its longest sentence.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import NamedTuple
 
 import torch
 
-if TYPE_CHECKING:
-    from seq2seq.models.tts import TTSModel
+from seq2seq.models.tts import TTSModel
+
+
+class Synthesis(NamedTuple):
+    """Result of :func:`synthesize`.
+
+    Attributes:
+        mels: (B, T, n_mels) log-mels, zero beyond ``mel_lengths``.
+        mel_lengths: (B,) frames of each sentence.
+        alignments: (B, U, S) cross-attention averaged over the alignment layers and heads, per decoder
+            step U (zero after a sentence stopped) and text position S.
+    """
+
+    mels: torch.Tensor
+    mel_lengths: torch.Tensor
+    alignments: torch.Tensor
+
+
+@torch.no_grad()
+def synthesize(
+    model: TTSModel,
+    tokens: torch.Tensor,
+    token_lengths: torch.Tensor,
+    max_length_ratio: float = 10.0,
+    min_length_ratio: float = 0.0,
+    stop_threshold: float = 0.5,
+    use_cache: bool = True,
+    generator: torch.Generator | None = None,
+) -> Synthesis:
+    """Synthesize a batch autoregressively; each sentence stops on its own and leaves the batch.
+
+    Args:
+        model: a TTS model (in eval mode for inference).
+        tokens: (B, S) text ids; token_lengths: (B,).
+        max_length_ratio: at most ``ceil(ratio * token_length)`` frames per sentence.
+        min_length_ratio: stop tokens are ignored before ``floor(ratio * token_length)`` frames.
+        stop_threshold: a sentence ends at the first frame whose stop probability exceeds this.
+        use_cache: decode incrementally with the KV cache (True) or recompute every step from the
+            whole prefix (False; slower, for testing).
+        generator: random source of the prenet dropout (when it is active at inference).
+    """
+    memory, memory_mask = model.encode(tokens, token_lengths)
+    max_frames = torch.ceil(token_lengths * max_length_ratio).long().clamp(min=1)
+    min_frames = torch.floor(token_lengths * min_length_ratio).long()
+    state = BatchedSynthesis(model, memory, memory_mask, min_frames, max_frames, use_cache, generator)
+    step = 0
+    while state.active.numel():
+        state.step(step, stop_threshold)
+        step += 1
+    mels, lengths, alignments = state.result()
+    return Synthesis(model.finish(mels, lengths), lengths, alignments)
 
 
 class BatchedSynthesis:
@@ -55,17 +104,10 @@ class BatchedSynthesis:
             self._keep((~finished).nonzero().squeeze(1))
 
     def _run(self, k: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        model = self.model
-        x = model.decoder_prenet(self.previous[:, None], self.generator)
-        if self.cache is not None:
-            hidden = model.decoder(
-                model.decoder_position(x, k), None, self.memory, self.memory_mask, self.cache
-            )
-        else:
-            self.prefix = torch.cat([self.prefix, x], dim=1)
-            x = model.decoder_position(self.prefix)
-            hidden = model.decoder(x, None, self.memory, self.memory_mask)[:, -1:]
-        return model.output_heads(hidden)
+        x = self.model.prenet(self.previous[:, None], self.generator)
+        if self.cache is None:
+            self.prefix = x = torch.cat([self.prefix, x], dim=1)
+        return self.model.decode_step(x, self.memory, self.memory_mask, self.cache)
 
     def _ends(self, k: int, stop_logits: torch.Tensor, threshold: float) -> torch.Tensor:
         """(B_active,) length of each sentence that ends in this step's r frames, else 0."""

@@ -28,7 +28,6 @@ SOS_ID = 2
 EOS_ID = 3
 UNK_ID = 4
 NUM_RESERVED = 5
-RESERVED_SYMBOLS = ("<blank>", "<pad>", "<sos>", "<eos>", "<unk>")
 
 SPACE = "▁"  # visible space symbol, the same one sentencepiece uses
 CONFIG_FILE = "tokenizer.json"
@@ -241,7 +240,7 @@ class PhonemeTokenizer(CharTokenizer):
 
 
 def _phonemize(text: str, language: str) -> str:
-    from seq2seq.espeak import phonemize  # loads libespeak-ng only when phonemes are used
+    from seq2seq.core.espeak import phonemize  # loads libespeak-ng only when phonemes are used
 
     return phonemize(text, language) if text else ""
 
@@ -334,17 +333,17 @@ def load_tokenizer(directory: str | Path) -> Tokenizer:
 
 
 def train_tokenizer(
-    manifest_path: str | Path,
+    texts: Sequence[str],
     out_dir: str | Path,
     kind: TokenizerKind = "char",
     vocab_size: int = 256,
     normalizer: TextNormalizerConfig = TextNormalizerConfig(),
     language: str = "en-us",
 ) -> Tokenizer:
-    """Build a tokenizer from a manifest's transcripts and save it to ``out_dir``.
+    """Build a tokenizer from training texts and save it to ``out_dir``.
 
     Args:
-        manifest_path: JSON Lines manifest whose ``text`` fields are the training text.
+        texts: the training text, one transcript or sentence each.
         out_dir: folder that receives ``tokenizer.json`` (and ``tokenizer.model``).
         kind: ``char``, ``phoneme`` (eSpeak NG IPA), ``unigram`` or ``bpe``.
         vocab_size: upper bound on ids including the 5 reserved ones (sentencepiece only).
@@ -354,10 +353,7 @@ def train_tokenizer(
     Returns:
         The trained tokenizer.
     """
-    from seq2seq.data.manifest import read_manifest
-
-    utterances, _problems = read_manifest(manifest_path)
-    texts = [u.text for u in utterances]
+    texts = list(texts)
     norm = TextNormalizer(normalizer)
     match kind:
         case "char":

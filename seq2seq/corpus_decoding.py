@@ -1,4 +1,10 @@
-"""Batch transcription through Lightning's predict loop, which places work on GPUs when present."""
+"""Corpus-scale decoding through Lightning's predict loop, which places the work on GPUs when present.
+
+It sits above both :mod:`seq2seq.inference` (the decoding itself) and :mod:`seq2seq.training` (the
+Lightning shell), so neither imports the other. A single file never comes here: the CLI decodes small
+jobs with the plain loop of :class:`~seq2seq.inference.transcribe.Transcriber`, without importing
+Lightning.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +14,7 @@ import warnings
 import lightning as L
 import torch
 
-from seq2seq.inference.transcriber import Transcriber
+from seq2seq.inference.transcribe import Transcriber
 
 
 class TranscriptionPredictor(L.LightningModule):
@@ -31,19 +37,23 @@ class TranscriptionPredictor(L.LightningModule):
         return [(segment, None if segment.error else next(texts)) for segment in segments]
 
 
-def run_predict(transcriber: Transcriber, loader: torch.utils.data.DataLoader, accelerator: str = "auto"):
-    """All ``(segment, text)`` pairs of ``loader`` in order."""
-    quiet_lightning()
-    trainer = L.Trainer(
-        accelerator=accelerator,
-        devices=1,
-        logger=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        enable_checkpointing=False,
-    )
-    outputs = trainer.predict(TranscriptionPredictor(transcriber), dataloaders=loader)
-    return [pair for batch in outputs for pair in batch]
+def lightning_decoder(accelerator: str = "auto"):
+    """A ``decode`` function for :meth:`Transcriber.transcribe_sources` that runs Lightning predict."""
+
+    def decode(transcriber: Transcriber, loader: torch.utils.data.DataLoader):
+        quiet_lightning()
+        trainer = L.Trainer(
+            accelerator=accelerator,
+            devices=1,
+            logger=False,
+            enable_progress_bar=False,
+            enable_model_summary=False,
+            enable_checkpointing=False,
+        )
+        outputs = trainer.predict(TranscriptionPredictor(transcriber), dataloaders=loader)
+        return [pair for batch in outputs for pair in batch]
+
+    return decode
 
 
 def quiet_lightning() -> None:

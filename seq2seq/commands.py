@@ -1,0 +1,99 @@
+"""What the ``transcribe`` and ``evaluate`` commands print and write: one result, or one error line,
+per file; a summary line; per-utterance JSON Lines."""
+
+from __future__ import annotations
+
+import json
+import sys
+from dataclasses import asdict
+from pathlib import Path
+
+from seq2seq.data.manifest import read_manifest
+from seq2seq.inference.audio_inputs import find_audio
+from seq2seq.inference.synthesize import Synthesizer
+from seq2seq.inference.transcribe import SegmentDecoder, Transcriber
+
+
+def _decoder(lightning: bool) -> SegmentDecoder | None:
+    if not lightning:
+        return None  # the plain loop: Lightning is not even imported
+    from seq2seq.corpus_decoding import lightning_decoder
+
+    return lightning_decoder()
+
+
+def write_lines(lines: list[str], output: str | None) -> None:
+    text = "".join(line + "\n" for line in lines)
+    if output:
+        Path(output).parent.mkdir(parents=True, exist_ok=True)
+        Path(output).write_text(text, encoding="utf-8")
+    else:
+        sys.stdout.write(text)
+
+
+def transcribe_files(
+    transcriber: Transcriber,
+    inputs: list[str],
+    manifest: str | None,
+    batch_size: int,
+    output_format: str,
+    output: str | None,
+    window_seconds: float,
+    lightning: bool = False,
+) -> int:
+    """Returns 0 when every file was transcribed, 1 when some failed (each failure is reported)."""
+    sources = [(path, 0.0, None) for path in find_audio(inputs)]
+    if manifest:
+        utterances, problems = read_manifest(manifest)
+        for problem in problems:
+            print(f"error: {problem}", file=sys.stderr)
+        sources += [(u.audio_filepath, u.offset, u.duration if u.offset else None) for u in utterances]
+    if not sources:
+        raise ValueError("nothing to transcribe: give audio files, folders or --manifest")
+    results = transcriber.transcribe_sources(sources, batch_size, window_seconds, decode=_decoder(lightning))
+    lines, failed = [], 0
+    for (path, _, _), (text, error) in zip(sources, results):
+        if error:
+            failed += 1
+            print(f"error: {error}", file=sys.stderr)
+        elif output_format == "jsonl":
+            lines.append(json.dumps({"audio_filepath": path, "text": text}, ensure_ascii=False))
+        else:
+            lines.append(f"{path}\t{text}")
+    write_lines(lines, output)
+    if failed:
+        print(
+            f"{failed} of {len(sources)} files failed; {len(sources) - failed} transcribed", file=sys.stderr
+        )
+    return 1 if failed else 0
+
+
+def evaluate_transcriber(
+    transcriber: Transcriber, manifest: str, out: str, batch_size: int, lightning: bool = False
+) -> int:
+    """Decode a manifest, print WER/CER and the real-time factor, write per-utterance results."""
+    from seq2seq.evaluation.asr import evaluate_asr  # torchmetrics: only when scoring
+
+    result = evaluate_asr(transcriber, manifest, batch_size, decode=_decoder(lightning))
+    write_lines([json.dumps(r, ensure_ascii=False) for r in result.rows], out)
+    print(
+        f"utterances {result.decoded}/{result.utterances}  WER {100 * result.wer:.2f}%  "
+        f"CER {100 * result.cer:.2f}%  RTF {result.rtf:.3f}  (beam {transcriber.config.beam_size}, "
+        f"ctc_weight {transcriber.config.ctc_weight})  -> {out}"
+    )
+    return 0 if result.decoded == result.utterances else 1
+
+
+def evaluate_synthesizer(
+    synthesizer: Synthesizer,
+    manifest: str,
+    asr: Transcriber | None,
+    limit: int | None,
+    batch_size: int,
+    out: str,
+) -> int:
+    """Print the TTS metrics as JSON and write per-sentence results."""
+    from seq2seq.evaluation.tts import evaluate_tts
+
+    print(json.dumps(asdict(evaluate_tts(synthesizer, manifest, asr, limit, batch_size, out)), indent=2))
+    return 0

@@ -1,0 +1,1 @@
+"""Scoring a package on a manifest: ASR (WER/CER) and TTS (mel distances, round-trip CER)."""
