@@ -26,17 +26,18 @@ SHORT_FLAGS = {"config": "-c"}
 # Commands
 
 
-def train(*overrides: Override, config: str) -> int:
+def train(*overrides: Override, config: str, init_from: str | None = None) -> int:
     """Train a recipe; rerunning the same command resumes from its last checkpoint.
 
     Args:
         overrides: field overrides such as --trainer.max_steps=100 --model.encoder.norm.kind=batch.
         config: recipe YAML (configs/asr/*.yaml or configs/tts/*.yaml).
+        init_from: model package to fine-tune: the run starts from its weights, statistics and tokenizer.
     """
     from seq2seq.experiments import load_experiment
     from seq2seq.tasks import train as run_training
 
-    run_training(load_experiment(config, list(overrides)))
+    run_training(load_experiment(config, list(overrides)), init_from=init_from)
     return 0
 
 
@@ -193,6 +194,7 @@ def _prepare_commands() -> dict[str, Callable]:
         "librispeech": prepare.librispeech,
         "ljspeech": prepare.ljspeech,
         "commonvoice": prepare.commonvoice,
+        "fsdd": prepare.fsdd,
     }
 
 
@@ -205,7 +207,7 @@ def _tokenizer_command() -> dict[str, Callable]:
 # A name maps to a command, or to (help, group of commands) for commands with their own subcommands.
 COMMANDS: dict[str, Callable | tuple[str, Callable[[], dict[str, Callable]]]] = {
     "prepare": (
-        "corpus manifests: synthetic (eSpeak NG), librispeech, ljspeech, commonvoice",
+        "corpus manifests: synthetic (eSpeak NG), librispeech, ljspeech, commonvoice, fsdd",
         _prepare_commands,
     ),
     "tokenizer": ("", _tokenizer_command),

@@ -10,6 +10,11 @@ from seq2seq.experiments import PACKAGED_CONFIGS as CONFIGS
 from seq2seq.experiments import load_experiment
 
 log = logging.getLogger(__name__)
+TEST_SETS = (
+    ("test", "(a) unseen voices, training sentence patterns"),
+    ("test_patterns", "(b) unseen voices, the same domains phrased by held-out patterns"),
+    ("test_open", "(c) unseen voices, open-vocabulary sentences with held-out patterns and words"),
+)
 
 
 def _experiment(name: str, data_dir: Path, run_dir: Path, minutes: float, manifests: tuple[str, str, str]):
@@ -72,10 +77,14 @@ def run_demo(out: Path, minutes: float, tts_minutes: float) -> int:
     trained = _train_and_export(asr, out / "asr_model", average=3)
     print(f"[demo] ASR trained in {trained:.1f} min -> {out / 'asr_model'}")
     transcriber = load_package(out / "asr_model")  # decodes with the recipe's saved settings
-    print("[demo] held-out voices (test set):")
-    evaluate_transcriber(
-        transcriber, str(manifests["test"]), out=str(out / "asr_model" / "eval-test.jsonl"), batch_size=16
-    )
+    for split, what in TEST_SETS:
+        print(f"[demo] {what} ({split}):")
+        evaluate_transcriber(
+            transcriber,
+            str(manifests[split]),
+            out=str(out / "asr_model" / f"eval-{split}.jsonl"),
+            batch_size=16,
+        )
     sample = sorted((data_dir / "wavs" / "test").glob("*.wav"))[0]
     print(f"[demo] transcribing {sample}:")
     transcribe_files(

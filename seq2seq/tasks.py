@@ -128,12 +128,17 @@ def load_package(directory: str | Path, device: str | torch.device = "cpu") -> A
     return TASKS[package.task].inference(package)
 
 
-def train(experiment: ExperimentConfig, callbacks: list[L.Callback] | None = None) -> Path:
-    """Train an experiment with its task's Lightning parts; rerunning resumes (see ``training.run``)."""
+def train(
+    experiment: ExperimentConfig,
+    callbacks: list[L.Callback] | None = None,
+    init_from: str | Path | None = None,
+) -> Path:
+    """Train an experiment with its task's Lightning parts; rerunning resumes (see ``training.run``).
+    ``init_from``: a model package to start from (its weights, statistics and tokenizer)."""
     from seq2seq.training.run import fit
 
     parts = task_of(experiment).training()
-    return fit(experiment, parts.module, parts.datamodule, callbacks)
+    return fit(experiment, parts.module, parts.datamodule, callbacks, init_from)
 
 
 def export(

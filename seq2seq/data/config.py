@@ -1,10 +1,97 @@
-"""``DataConfig``: which manifests to read and how to batch and featurise them (no Lightning here)."""
+"""``DataConfig``: which manifests to read, how to batch, featurise and augment them (no Lightning)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
+from typing import Literal
 
 from seq2seq.core.audio import FeatureConfig
+from seq2seq.core.config import check_choice
+
+NoiseColor = Literal["white", "pink", "brown"]
+NOISE_COLORS: tuple[NoiseColor, ...] = ("white", "pink", "brown")
+
+
+def _check_range(name: str, value: tuple[float, ...], low: float | None = None) -> None:
+    """A ``(low, high)`` pair with ``low <= high`` (and ``low`` at least ``low`` when given)."""
+    if len(value) != 2 or value[0] > value[1]:
+        raise ValueError(f"AugmentConfig.{name} must be a [low, high] pair with low <= high, got {value}")
+    if low is not None and value[0] < low:
+        raise ValueError(f"AugmentConfig.{name} must be >= {low}, got {value}")
+
+
+@dataclass(frozen=True)
+class AugmentConfig:
+    """On-the-fly waveform augmentation of the training split (``seq2seq.data.augment``); off by default.
+
+    Each step runs with its own probability ``p_*``, in this order: speed, reverberation, coloured noise,
+    babble, telephone band, gain. Every draw is seeded by ``DataConfig.seed``, the utterance index and the
+    epoch, so a resumed run sees the same audio as an uninterrupted one. Any ``p_* > 0`` makes the training
+    split compute its features on the fly (the feature cache is bypassed there; dev and test still use it).
+
+    Attributes:
+        p_speed: probability of speed perturbation (Kaldi-style resampling: duration and pitch change).
+        speed_factors: factors drawn uniformly; 1.1 is 10 % faster (1/1.1 of the frames).
+        p_reverb: probability of convolving with a synthetic room impulse response.
+        rt60: range of the RIR's reverberation time in seconds (60 dB energy decay).
+        reverb_drr_db: range of the direct-to-reverberant energy ratio in dB (higher = drier).
+        p_noise: probability of adding generated coloured noise.
+        noise_colors: colours drawn uniformly (white, pink 1/f, brown 1/f^2 power).
+        noise_snr_db: SNR range of coloured noise in dB.
+        p_babble: probability of adding babble: a mix of other training utterances (other speakers).
+        babble_speakers: how many other utterances are mixed into the babble.
+        babble_snr_db: SNR range of babble in dB.
+        p_telephone: probability of band-limiting through ``telephone_rate`` and back.
+        telephone_rate: the narrow-band rate in Hz (8000 keeps 0-4 kHz).
+        p_gain: probability of a random gain.
+        gain_db: gain range in dB (no clipping: features are log-Mel of float audio).
+    """
+
+    p_speed: float = 0.0
+    speed_factors: tuple[float, ...] = (0.9, 1.0, 1.1)
+    p_reverb: float = 0.0
+    rt60: tuple[float, float] = (0.2, 0.8)
+    reverb_drr_db: tuple[float, float] = (0.0, 10.0)
+    p_noise: float = 0.0
+    noise_colors: tuple[NoiseColor, ...] = NOISE_COLORS
+    noise_snr_db: tuple[float, float] = (5.0, 20.0)
+    p_babble: float = 0.0
+    babble_speakers: int = 3
+    babble_snr_db: tuple[float, float] = (10.0, 20.0)
+    p_telephone: float = 0.0
+    telephone_rate: int = 8000
+    p_gain: float = 0.0
+    gain_db: tuple[float, float] = (-6.0, 6.0)
+
+    def __post_init__(self) -> None:
+        for name in self.probabilities():
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ValueError(f"AugmentConfig.{name} must be in [0, 1], got {getattr(self, name)}")
+        if not self.speed_factors or any(not 0.0 < f <= 4.0 for f in self.speed_factors):
+            raise ValueError(f"AugmentConfig.speed_factors must be in (0, 4], got {self.speed_factors}")
+        _check_range("rt60", self.rt60, low=0.01)
+        _check_range("reverb_drr_db", self.reverb_drr_db)
+        _check_range("noise_snr_db", self.noise_snr_db)
+        _check_range("babble_snr_db", self.babble_snr_db)
+        _check_range("gain_db", self.gain_db)
+        if not self.noise_colors:
+            raise ValueError("AugmentConfig.noise_colors must name at least one colour")
+        for color in self.noise_colors:
+            check_choice("AugmentConfig.noise_colors", color, NOISE_COLORS)
+        if self.babble_speakers < 1:
+            raise ValueError(f"AugmentConfig.babble_speakers must be >= 1, got {self.babble_speakers}")
+        if self.telephone_rate <= 0:
+            raise ValueError(f"AugmentConfig.telephone_rate must be > 0, got {self.telephone_rate}")
+
+    @classmethod
+    def probabilities(cls) -> tuple[str, ...]:
+        """Names of the ``p_*`` fields."""
+        return tuple(f.name for f in fields(cls) if f.name.startswith("p_"))
+
+    @property
+    def active(self) -> bool:
+        """Whether any step can run (some ``p_* > 0``)."""
+        return any(getattr(self, name) > 0 for name in self.probabilities())
 
 
 @dataclass(frozen=True)
@@ -22,8 +109,9 @@ class DataConfig:
         num_workers: DataLoader worker processes.
         cache_features: keep log-Mel features after computing them once.
         cache_dir: folder for the on-disk feature cache; None keeps the cache in memory.
-        seed: seed of batch composition and order.
+        seed: seed of batch composition and order, and of waveform augmentation.
         features: log-Mel settings (sample rate, bands, hop).
+        augment: waveform augmentation of the training split (off by default).
     """
 
     train_manifest: str = "data/synthetic/train.jsonl"
@@ -37,6 +125,7 @@ class DataConfig:
     cache_dir: str | None = None
     seed: int = 0
     features: FeatureConfig = field(default_factory=FeatureConfig)
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
 
     def __post_init__(self) -> None:
         if self.max_frames <= 0:
@@ -49,3 +138,8 @@ class DataConfig:
             raise ValueError(f"DataConfig.num_workers must be >= 0, got {self.num_workers}")
         if not self.train_manifest:
             raise ValueError("DataConfig.train_manifest must name a manifest file")
+        if self.augment.p_telephone > 0 and self.augment.telephone_rate >= self.features.sample_rate:
+            raise ValueError(
+                f"DataConfig.augment.telephone_rate must be below features.sample_rate "
+                f"({self.features.sample_rate}), got {self.augment.telephone_rate}"
+            )

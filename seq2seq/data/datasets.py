@@ -3,6 +3,11 @@
 Features are log-Mel *before* CMVN (the model owns its statistics). Computing them is the costly part of
 loading, so ``FeatureStore`` can keep them in memory or in one safetensors file on disk: after the first
 pass (or a ``build`` with worker processes) epochs only read.
+
+A training set given an active ``AugmentConfig`` reads audio and computes features every time instead:
+waveform augmentation (``seq2seq.data.augment``) cannot be applied to cached log-Mels, so its feature
+cache is bypassed (dev and test sets, built without augmentation, keep theirs). Its items are then looked
+up as ``dataset[(index, epoch)]``, so the epoch seeds the augmentation even in persistent workers.
 """
 
 from __future__ import annotations
@@ -24,6 +29,8 @@ from torch.utils.data import DataLoader, Dataset
 
 from seq2seq.core.audio import AudioError, FeatureConfig, LogMel, num_frames, read_audio
 from seq2seq.core.text import PAD_ID, Tokenizer
+from seq2seq.data.augment import WaveAugment
+from seq2seq.data.config import AugmentConfig
 from seq2seq.data.manifest import Utterance
 
 # Cached features are float16: log-Mel values span about [-14, 12], where float16 steps are <= 0.008,
@@ -82,14 +89,21 @@ class FeatureStore:
         # Worker processes reopen the (memory-mapped) file themselves; open handles do not pickle.
         return {**self.__dict__, "_file": None, "_cached_keys": set()}
 
-    def compute(self, index: int) -> torch.Tensor:
-        """Features of utterance ``index`` from its audio: (T, n_mels) float32."""
+    def wave(self, index: int) -> torch.Tensor:
+        """Waveform of utterance ``index`` at the feature sample rate: (N,) float32."""
+        u = self.utterances[index]
+        return read_audio(u.audio_filepath, self.config.sample_rate, u.offset, u.duration)
+
+    def featurize(self, wave: torch.Tensor) -> torch.Tensor:
+        """Features of a waveform: (N,) -> (T, n_mels) float32."""
         if self._logmel is None:
             self._logmel = LogMel(self.config)
-        u = self.utterances[index]
-        wave = read_audio(u.audio_filepath, self.config.sample_rate, u.offset, u.duration)
         with torch.no_grad():
             return self._logmel.single(wave)
+
+    def compute(self, index: int) -> torch.Tensor:
+        """Features of utterance ``index`` from its audio: (T, n_mels) float32."""
+        return self.featurize(self.wave(index))
 
     def __getitem__(self, index: int) -> torch.Tensor:
         """Features of utterance ``index``: (T, n_mels) float32, from the cache when possible."""
@@ -160,7 +174,14 @@ class ASRDataset(Dataset):
         cache_dir: where to keep them on disk (memory when None).
         skip_unreadable: an utterance whose audio cannot be read becomes None (reported in one warning
             line, dropped by the collate functions) instead of raising ``AudioError``; for training.
+        augment: waveform augmentation; give it for the training split only. When active (some
+            ``p_* > 0``) features are computed on the fly (``cache_features`` is ignored) and
+            ``num_frames`` allows for the slowest speed factor, so batches stay within their frame budget.
+        seed: seeds the augmentation, with the utterance index and the epoch of ``dataset[(index, epoch)]``
+            (a plain ``dataset[index]`` is epoch 0).
     """
+
+    augmentable = True  # whether waveform augmentation makes sense for this dataset's features
 
     def __init__(
         self,
@@ -170,33 +191,75 @@ class ASRDataset(Dataset):
         cache_features: bool = False,
         cache_dir: str | Path | None = None,
         skip_unreadable: bool = False,
+        augment: AugmentConfig | None = None,
+        seed: int = 0,
     ) -> None:
         self.utterances = list(utterances)
         self.skip_unreadable = skip_unreadable
         feature_config = feature_config or FeatureConfig()
-        self.features = FeatureStore(self.utterances, feature_config, cache_features, cache_dir)
+        augmenting = augment is not None and augment.active
+        if augmenting and not self.augmentable:
+            raise ValueError(
+                f"data.augment: {type(self).__name__} features are targets and are never augmented; "
+                "set every p_* to 0"
+            )
+        if augmenting and cache_features:
+            logger.info("data.augment is on: training features are computed on the fly (cache bypassed)")
+        # Waveform steps cannot be applied to cached log-Mels, so an augmented set caches nothing.
+        self.features = FeatureStore(
+            self.utterances, feature_config, cache_features and not augmenting, cache_dir
+        )
+        self.augment = (
+            WaveAugment(
+                augment,
+                feature_config.sample_rate,
+                seed,
+                read=self.features.wave,
+                speakers=[u.speaker for u in self.utterances],
+            )
+            if augmenting and augment is not None
+            else None
+        )
         self.tokens = [torch.tensor(tokenizer.encode(u.text), dtype=torch.long) for u in self.utterances]
-        self.num_frames = [frames_from_duration(u.duration, feature_config) for u in self.utterances]
+        # Upper bounds of the frames items can have, for the sampler's budget (speed 0.9 lengthens).
+        stretch = 1.0 if self.augment is None else self.augment.max_stretch
+        durations = [u.duration * stretch for u in self.utterances]
+        self.num_frames = [frames_from_duration(d, feature_config) for d in durations]
 
     def __len__(self) -> int:
         return len(self.utterances)
 
-    def _features(self, index: int) -> torch.Tensor | None:
-        return load_features(self.features, index) if self.skip_unreadable else self.features[index]
+    def _features(self, index: int, epoch: int) -> torch.Tensor | None:
+        if self.augment is None:
+            return load_features(self.features, index) if self.skip_unreadable else self.features[index]
+        try:
+            return self.features.featurize(self.augment(self.features.wave(index), index, epoch))
+        except AudioError as error:
+            if not self.skip_unreadable:
+                raise
+            logger.warning("%s (utterance '%s' skipped)", error, self.utterances[index].id)
+            return None
 
-    def __getitem__(self, index: int) -> dict[str, Any] | None:
-        """The item; None when its audio cannot be read and ``skip_unreadable`` (collate drops it)."""
-        features = self._features(index)
+    def __getitem__(self, key: int | tuple[int, int]) -> dict[str, Any] | None:
+        """Item ``index`` or ``(index, epoch)``; None when its audio is unreadable and ``skip_unreadable``."""
+        index, epoch = key if isinstance(key, tuple) else (key, 0)
+        features = self._features(index, epoch)
         if features is None:
             return None
         return {"id": self.utterances[index].id, "features": features, "tokens": self.tokens[index]}
 
 
 class TTSDataset(ASRDataset):
-    """Utterances as ``{"id", "tokens" (L,), "mels" (T, n_mels)}``: the ASR pair seen from the other side."""
+    """Utterances as ``{"id", "tokens" (L,), "mels" (T, n_mels)}``: the ASR pair seen from the other side.
 
-    def __getitem__(self, index: int) -> dict[str, Any] | None:
-        mels = self._features(index)
+    The mels are the model's targets, so an active ``augment`` is refused (a ``ValueError``).
+    """
+
+    augmentable = False
+
+    def __getitem__(self, key: int | tuple[int, int]) -> dict[str, Any] | None:
+        index, epoch = key if isinstance(key, tuple) else (key, 0)
+        mels = self._features(index, epoch)
         if mels is None:
             return None
         return {"id": self.utterances[index].id, "tokens": self.tokens[index], "mels": mels}

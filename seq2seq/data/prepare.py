@@ -25,7 +25,7 @@ def _summarise(paths: dict[str, Path]) -> dict[str, Path]:
 def synthetic(
     out_dir: str,
     seed: int = 0,
-    num_train: int = 3000,
+    num_train: int = 8000,
     num_dev: int = 200,
     num_test: int = 200,
     num_tts: int = 1500,
@@ -38,8 +38,9 @@ def synthetic(
         out_dir: folder for audio, manifests and corpus.json.
         seed: seed for sentences, voices, rates and pitches (same seed, same corpus).
         num_train: ASR training utterances.
-        num_dev: ASR dev utterances (voice variants unseen in training).
-        num_test: ASR test utterances (voice variants unseen in training and dev).
+        num_dev: ASR dev utterances (held-out patterns and words; voices unseen in training).
+        num_test: utterances of each test split: test (training patterns), test_patterns (the domains
+            phrased by held-out patterns), test_open (held-out open-vocabulary sentences).
         num_tts: TTS utterances in total (5% each for tts_dev and tts_test).
         sample_rate: audio sample rate in Hz.
         num_workers: synthesis processes.
@@ -86,6 +87,35 @@ def commonvoice(source_dir: str, out_dir: str) -> dict[str, Path]:
     from seq2seq.data.corpora.commonvoice import prepare_commonvoice
 
     return _summarise(prepare_commonvoice(source_dir, out_dir))
+
+
+def fsdd(
+    source_dir: str,
+    out_dir: str,
+    test_speaker: str = "theo",
+    dev_speaker: str = "nicolas",
+    connected_train: int = 3000,
+    connected_held_out: int = 300,
+    seed: int = 0,
+) -> dict[str, Path]:
+    """Free Spoken Digit Dataset: isolated and connected-digit manifests, whole speakers held out.
+
+    Args:
+        source_dir: the FSDD folder (holding recordings/) or the recordings folder itself.
+        out_dir: folder for the manifests and the connected-digit WAV files.
+        test_speaker: speaker of the test split (never in training or dev).
+        dev_speaker: speaker of the dev split.
+        connected_train: connected-digit strings (3-7 digits) made from the training speakers.
+        connected_held_out: connected-digit strings in each of dev and test.
+        seed: seed of the strings and pauses.
+    """
+    from seq2seq.data.corpora.fsdd import prepare_fsdd
+
+    return _summarise(
+        prepare_fsdd(
+            source_dir, out_dir, test_speaker, dev_speaker, connected_train, connected_held_out, seed
+        )
+    )
 
 
 def tokenizer(

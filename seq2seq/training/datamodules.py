@@ -34,7 +34,8 @@ class _FollowTrainerEpoch:
     """Batch sampler wrapper that selects the trainer's current epoch whenever a new pass starts.
 
     Lightning only calls ``set_epoch`` on ``batch_sampler.sampler``, and the DataLoader is built once, so
-    the epoch is looked up here, at the start of every pass.
+    the epoch is looked up here, at the start of every pass. Batches are lists of ``(index, epoch)``: the
+    epoch travels with each index to the dataset (even in persistent workers) and seeds its augmentation.
     """
 
     def __init__(
@@ -44,10 +45,11 @@ class _FollowTrainerEpoch:
         self._epoch = epoch
         self._on_start = on_start
 
-    def __iter__(self) -> Iterator[list[int]]:
-        self.sampler.set_epoch(self._epoch())
+    def __iter__(self) -> Iterator[list[tuple[int, int]]]:
+        epoch = self._epoch()
+        self.sampler.set_epoch(epoch)
         self._on_start(self.sampler.resume_position)
-        return iter(self.sampler)
+        return ([(index, epoch) for index in batch] for batch in self.sampler)
 
     def __len__(self) -> int:
         return len(self.sampler)
@@ -86,6 +88,8 @@ class _SpeechDataModule(L.LightningDataModule):
                 self.config.cache_features,
                 self.config.cache_dir,
                 skip_unreadable=True,  # one broken file costs its utterance, not the run
+                augment=self.config.augment if split == "train" else None,  # never dev or test
+                seed=self.config.seed,
             )
         return self.datasets[split]
 

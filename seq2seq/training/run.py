@@ -18,6 +18,7 @@ import yaml
 from seq2seq.core.config import ConfigError, to_dict
 from seq2seq.core.text import Tokenizer, load_tokenizer, train_tokenizer
 from seq2seq.data.manifest import read_manifest
+from seq2seq.training.initialization import load_initial_weights, package_tokenizer
 from seq2seq.training.trainer import build_trainer, last_checkpoint
 
 log = logging.getLogger(__name__)
@@ -60,8 +61,12 @@ def fit(
     module_class: type[L.LightningModule],
     datamodule_class: type[L.LightningDataModule],
     callbacks: list[L.Callback] | None = None,
+    init_from: str | Path | None = None,
 ) -> Path:
     """Train ``experiment`` under ``experiment.out_dir`` with its task's module and data module.
+
+    ``init_from`` names a model package whose tokenizer, weights and feature statistics the run starts
+    from (fine-tuning); a resumed run continues from its checkpoint instead.
 
     Raises:
         ConfigError: a manifest named by the config does not exist (checked before anything is written).
@@ -73,6 +78,9 @@ def fit(
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "config.yaml").write_text(yaml.safe_dump(to_dict(experiment), sort_keys=False))
     L.seed_everything(experiment.seed, workers=True, verbose=False)
+    resume = last_checkpoint(out_dir)
+    if init_from is not None and resume is None:
+        package_tokenizer(Path(init_from), out_dir / "tokenizer")
     tokenizer, tokenizer_dir = prepare_tokenizer(experiment, out_dir)
     report_unknown_characters(experiment, tokenizer)
     experiment = dataclasses.replace(
@@ -80,8 +88,11 @@ def fit(
     )
     datamodule = datamodule_class(experiment.data, tokenizer)
     task = module_class(experiment, tokenizer, tokenizer_dir)
-    resume = last_checkpoint(out_dir)
-    if resume is None:
+    if resume is None and init_from is not None:
+        datamodule.prepare_data()
+        count = load_initial_weights(task.model, Path(init_from), experiment.task)
+        log.info("initialised %d tensors (and the feature statistics) from %s", count, init_from)
+    elif resume is None:
         datamodule.prepare_data()
         stats = datamodule.feature_statistics(max_utterances=2000)
         task.model.set_feature_stats(stats)

@@ -2,9 +2,13 @@
 
 Layout written under ``out_dir``::
 
-    train.jsonl dev.jsonl test.jsonl              ASR: many voices; dev/test voice variants unseen in train
+    train.jsonl                                   ASR training: training patterns and words, most voices
+    dev.jsonl                                     held-out patterns, some held-out words, unseen voices
+    test.jsonl                                    (a) training patterns and words, unseen voices
+    test_patterns.jsonl                           (b) the domains phrased by held-out patterns, unseen voices
+    test_open.jsonl                               (c) held-out open-vocabulary sentences, unseen voices
     tts_train.jsonl tts_dev.jsonl tts_test.jsonl  TTS: one voice (en-us default, fixed rate/pitch)
-    corpus.json                                   settings and the voices of every split
+    corpus.json                                   settings, voices, vocabulary and OOV rate of every split
     wavs/<split>/<id>.wav                         16-bit PCM at ``sample_rate`` (16 kHz by default)
 
 Both tasks use 16 kHz audio so that a single ``FeatureConfig`` (16 kHz, 80 Mel bands) serves ASR and TTS.
@@ -25,15 +29,25 @@ import soundfile
 
 from seq2seq.core.espeak import ENGLISH_LANGUAGES, ESPEAK_SAMPLE_RATE, Voice
 from seq2seq.data.manifest import Utterance, write_manifest
-from seq2seq.data.synthetic.sentences import generate_sentences
+from seq2seq.data.synthetic.lexicon import stable_hash
+from seq2seq.data.synthetic.sentences import generate_sentences, oov_rate, vocabulary
 
-# Voice variants (timbres) per ASR split; dev and test variants never occur in train, so the test set
-# measures generalisation to unseen voices. Accents (languages) are shared by all splits.
-TRAIN_VARIANTS = ("", "m1", "m2", "m3", "m5", "m7", "f1", "f2", "f5", "klatt", "klatt3")
-DEV_VARIANTS = ("m4", "f3")
-TEST_VARIANTS = ("m6", "m8", "f4")
-RATE_RANGE = (140, 210)  # words per minute
-PITCH_RANGE = (30, 70)
+# Every voice variant (timbre) eSpeak NG ships; a fixed sixth of them, by a hash of the name, never speaks
+# in training, and those are split between dev and the test sets, so every test measures unseen voices.
+# Accents (languages) are shared by all splits.
+HELD_OUT_VARIANTS = ("m6", "m8", "f4", "m4", "f3")  # the first round's held-out voices stay held out
+RATE_RANGE = (120, 230)  # words per minute
+PITCH_RANGE = (20, 80)
+DOMAIN_TESTS = ("digits", "times", "alarms", "dates", "devices", "amounts")
+# What each ASR split's text is: (training patterns?, domains or None for all, share of held-out words).
+TEXT_SOURCES = {
+    "train": (True, None, 0.0),
+    "dev": (False, None, 0.3),
+    "test": (True, None, 0.0),
+    "test_patterns": (False, DOMAIN_TESTS, 0.0),
+    "test_open": (False, ("open",), 0.3),
+    "tts_test": (False, ("open",), 0.3),  # the TTS round trip is measured on open-vocabulary sentences
+}
 TTS_VOICE = Voice(language="en-us", variant="", rate=165, pitch=50, pitch_range=50)
 
 BLOCK_SIZE = 50  # utterances synthesised per fresh process (see _run_jobs)
@@ -75,6 +89,24 @@ def _synthesize_job(job: tuple[str, Voice, str, int]) -> int:
     return int(wave.shape[0])
 
 
+def voice_variants() -> tuple[str, ...]:
+    """Every voice variant of the installed eSpeak NG data ("" is the language's default voice)."""
+    import espeakng_loader
+
+    folder = Path(espeakng_loader.get_data_path()) / "voices" / "!v"
+    return ("", *sorted(p.name for p in folder.iterdir() if p.is_file()))
+
+
+def split_variants() -> dict[str, tuple[str, ...]]:
+    """Voice variants per ASR split: training voices, and held-out ones alternating between dev and tests."""
+    variants = voice_variants()
+    held_out = sorted(
+        {v for v in variants if v in HELD_OUT_VARIANTS or (v and stable_hash(v) % 6 == 0)}, key=stable_hash
+    )
+    train = tuple(v for v in variants if v not in held_out)
+    return {"train": train, "dev": tuple(held_out[0::2]), "test": tuple(held_out[1::2])}
+
+
 def _asr_voices(variants: tuple[str, ...], count: int, rng: random.Random) -> list[Voice]:
     return [
         Voice(
@@ -88,32 +120,52 @@ def _asr_voices(variants: tuple[str, ...], count: int, rng: random.Random) -> li
     ]
 
 
-def _unique_sentences(count: int, seed: int) -> list[str]:
-    """``count`` distinct sentences, so no test sentence is also a training sentence."""
-    unique: dict[str, None] = {}
-    batch = 0
-    while len(unique) < count:
-        for sentence in generate_sentences(count, seed=seed * 1000 + batch):
-            unique.setdefault(sentence)
-        batch += 1
-    return list(unique)[:count]
+def _split_texts(seed: int, counts: dict[str, int]) -> dict[str, list[str]]:
+    """Distinct sentences per split; no sentence occurs in two splits."""
+    taken: set[str] = set()
+    texts = {}
+    for index, (split, count) in enumerate(counts.items()):
+        patterns, domains, share = TEXT_SOURCES.get(split, (True, None, 0.0))  # TTS: training text
+        chosen: list[str] = []
+        batch = 0
+        while len(chosen) < count:
+            for sentence in generate_sentences(2 * count + 10, seed * 1000 + 100 * index + batch, patterns,
+                                               domains, share):  # fmt: skip
+                if sentence not in taken and len(chosen) < count:
+                    taken.add(sentence)
+                    chosen.append(sentence)
+            batch += 1
+        texts[split] = chosen
+    return texts
 
 
 def _plan(seed: int, counts: dict[str, int]) -> dict[str, list[tuple[str, Voice]]]:
     """Sentence and voice of every utterance of every split, from the seed alone."""
     rng = random.Random(seed)
-    sentences = iter(_unique_sentences(sum(counts.values()), seed))
-    variants = {"train": TRAIN_VARIANTS, "dev": DEV_VARIANTS, "test": TEST_VARIANTS}
+    texts = _split_texts(seed, counts)
+    variants = split_variants()
     plan = {}
     for split, count in counts.items():
-        texts = [next(sentences) for _ in range(count)]
-        voices = [TTS_VOICE] * count if split.startswith("tts") else _asr_voices(variants[split], count, rng)
-        plan[split] = list(zip(texts, voices))
+        if split.startswith("tts"):
+            voices = [TTS_VOICE] * count
+        else:
+            side = split if split in ("train", "dev") else "test"
+            voices = _asr_voices(variants[side], count, rng)
+        plan[split] = list(zip(texts[split], voices))
     return plan
 
 
+TEXT_VERSION = 2  # bump when the sentence generator changes, so an older corpus is not reused
+
+
 def _settings(seed: int, counts: dict[str, int], sample_rate: int) -> dict:
-    return {"seed": seed, "counts": counts, "sample_rate": sample_rate, "tts_voice": asdict(TTS_VOICE)}
+    return {
+        "seed": seed,
+        "counts": counts,
+        "sample_rate": sample_rate,
+        "tts_voice": asdict(TTS_VOICE),
+        "text_version": TEXT_VERSION,
+    }
 
 
 def _load_if_prepared(out_dir: Path, settings: dict) -> dict[str, Path] | None:
@@ -131,7 +183,7 @@ def _load_if_prepared(out_dir: Path, settings: dict) -> dict[str, Path] | None:
 def prepare_synthetic(
     out_dir: str | Path,
     seed: int = 0,
-    num_train: int = 3000,
+    num_train: int = 8000,
     num_dev: int = 200,
     num_test: int = 200,
     num_tts: int = 1500,
@@ -145,7 +197,8 @@ def prepare_synthetic(
         seed: seed for sentences, voices, rates and pitches.
         num_train: ASR training utterances.
         num_dev: ASR development utterances (unseen voice variants).
-        num_test: ASR test utterances (unseen voice variants, different from dev).
+        num_test: utterances of each ASR test split (``test``, ``test_patterns``, ``test_open``; voice
+            variants unseen in training and in dev).
         num_tts: TTS utterances in total; 5% each go to tts_dev and tts_test.
         sample_rate: audio sample rate in Hz.
         num_workers: synthesis processes.
@@ -159,6 +212,8 @@ def prepare_synthetic(
         "train": num_train,
         "dev": num_dev,
         "test": num_test,
+        "test_patterns": num_test,
+        "test_open": num_test,
         "tts_train": num_tts - 2 * tts_held_out,
         "tts_dev": tts_held_out,
         "tts_test": tts_held_out,
@@ -207,9 +262,16 @@ def _run_jobs(jobs: list[tuple[str, Voice, str, int]], num_workers: int) -> list
 
 
 def _describe(settings: dict, manifests: dict, plan: dict, seconds: float) -> dict:
+    """Per split: size, voices, distinct words and the OOV rate against the training text."""
+    known = vocabulary([text for text, _ in plan.get("train", [])])
     splits = {}
     for split, utterances in manifests.items():
-        voices = sorted({voice.name for _, voice in plan[split]})
-        hours = sum(u.duration for u in utterances) / 3600
-        splits[split] = {"utterances": len(utterances), "hours": round(hours, 4), "voices": voices}
+        texts = [text for text, _ in plan[split]]
+        splits[split] = {
+            "utterances": len(utterances),
+            "hours": round(sum(u.duration for u in utterances) / 3600, 4),
+            "words": len(vocabulary(texts)),
+            "oov_rate": round(oov_rate(texts, known), 4),
+            "voices": sorted({voice.name for _, voice in plan[split]}),
+        }
     return {"settings": settings, "splits": splits, "build_seconds": round(seconds, 1)}
