@@ -259,7 +259,8 @@ FAMILIES: tuple[Family, ...] = (
         "open",
         False,
         lambda r, s: (
-            f"i think the {s.word(r)} is {_c('more', 'less')(r)} {s.word(r, 'adjective')} than the {s.word(r)}"
+            f"i think the {s.word(r)} is {_c('more', 'less')(r)} {s.word(r, 'adjective')} "
+            f"than the {s.word(r)}"
         ),
     ),
     Family(
@@ -295,7 +296,8 @@ FAMILIES: tuple[Family, ...] = (
         "open",
         False,
         lambda r, s: (
-            f"if the {s.word(r)} is {s.word(r, 'adjective')} we will {r.choice(BASE_VERBS)} it {r.choice(TIME_WORDS)}"
+            f"if the {s.word(r)} is {s.word(r, 'adjective')} we will {r.choice(BASE_VERBS)} it "
+            f"{r.choice(TIME_WORDS)}"
         ),
     ),
     Family(

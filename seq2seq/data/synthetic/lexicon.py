@@ -19,186 +19,33 @@ import random
 import re
 from dataclasses import dataclass
 
+
+def _words(text: str) -> frozenset[str]:
+    return frozenset(text.split())
+
+
 VOCABULARY_SIZE = 40000
 HELD_OUT_SHARE = 8  # one word in 8 is held out of training text
 _WORD = re.compile(r"[a-z]+(?:'[a-z]+)?")
 
 # Closed classes and words the grammars use literally: never held out, never drawn as content words.
-FUNCTION_WORDS = frozenset(
-    [
-        "a",
-        "an",
-        "the",
-        "and",
-        "or",
-        "but",
-        "if",
-        "of",
-        "to",
-        "in",
-        "on",
-        "at",
-        "by",
-        "for",
-        "with",
-        "from",
-        "into",
-        "onto",
-        "about",
-        "over",
-        "under",
-        "after",
-        "before",
-        "since",
-        "until",
-        "while",
-        "as",
-        "than",
-        "that",
-        "this",
-        "these",
-        "those",
-        "there",
-        "here",
-        "what",
-        "which",
-        "who",
-        "whom",
-        "whose",
-        "where",
-        "when",
-        "why",
-        "how",
-        "i",
-        "me",
-        "my",
-        "mine",
-        "you",
-        "your",
-        "yours",
-        "he",
-        "him",
-        "his",
-        "she",
-        "her",
-        "hers",
-        "it",
-        "its",
-        "we",
-        "us",
-        "our",
-        "they",
-        "them",
-        "their",
-        "is",
-        "are",
-        "was",
-        "were",
-        "be",
-        "been",
-        "being",
-        "am",
-        "do",
-        "does",
-        "did",
-        "done",
-        "have",
-        "has",
-        "had",
-        "having",
-        "will",
-        "would",
-        "shall",
-        "should",
-        "can",
-        "could",
-        "may",
-        "might",
-        "must",
-        "not",
-        "no",
-        "yes",
-        "so",
-        "too",
-        "very",
-        "just",
-        "also",
-        "only",
-        "then",
-        "now",
-        "still",
-        "even",
-        "ever",
-        "never",
-        "always",
-        "often",
-        "all",
-        "any",
-        "some",
-        "each",
-        "every",
-        "both",
-        "either",
-        "neither",
-        "none",
-        "one",
-        "two",
-        "three",
-        "four",
-        "five",
-        "six",
-        "seven",
-        "eight",
-        "nine",
-        "ten",
-        "oh",
-        "please",
-        "let",
-        "let's",
-        "don't",
-        "can't",
-        "won't",
-        "isn't",
-        "aren't",
-        "wasn't",
-        "didn't",
-        "i'm",
-        "you're",
-        "it's",
-        "that's",
-        "there's",
-    ]
+FUNCTION_WORDS = _words(
+    "a an the and or but if of to in on at by for with from into onto about over under after before since "
+    "until while as than that this these those there here what which who whom whose where when why how i "
+    "me my mine you your yours he him his she her hers it its we us our they them their is are was were "
+    "be been being am do does did done have has had having will would shall should can could may might "
+    "must not no yes so too very just also only then now still even ever never always often all any some "
+    "each every both either neither none one two three four five six seven eight nine ten oh please let "
+    "let's don't can't won't isn't aren't wasn't didn't i'm you're it's that's there's"
 )
 
 
 # Slurs and profanity are left out of the text the toolkit generates (wordfreq ranks some of them high):
 # words starting with these stems, and these exact words (stems like "rape" would also remove "grape").
 _OFFENSIVE_PREFIXES = ("fuck", "shit", "cunt", "bitch", "nigg", "whore", "porn", "wank", "twat", "slut")
-_OFFENSIVE_WORDS = frozenset(
-    [
-        "piss",
-        "pissed",
-        "pissing",
-        "dick",
-        "dicks",
-        "cock",
-        "cocks",
-        "pussy",
-        "fag",
-        "fags",
-        "faggot",
-        "retard",
-        "retarded",
-        "rape",
-        "raped",
-        "rapist",
-        "bastard",
-        "bastards",
-        "nazi",
-        "nazis",
-        "spic",
-        "kike",
-    ]
+_OFFENSIVE_WORDS = _words(
+    "piss pissed pissing dick dicks cock cocks pussy fag fags faggot retard retarded rape raped rapist "
+    "bastard bastards nazi nazis spic kike"
 )
 
 
