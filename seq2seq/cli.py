@@ -3,8 +3,9 @@
 The signature says how each argument is given: parameters without a default are positional,
 ``*name`` takes any number of positional values, keyword-only parameters without a default are
 required options, and a ``*overrides: Override`` parameter takes the rest of the line as
-``--section.field=value`` config overrides. Implementations are imported inside each command so that
-``seq2seq --help`` is instant and inference never imports Lightning.
+``--section.field=value`` config overrides. Every value is checked (``CHECKS``) before its command
+starts, and any refusal is one ``error:`` line, exit status 2. Implementations are imported inside each
+command so that ``seq2seq --help`` is instant and inference never imports Lightning.
 """
 
 from __future__ import annotations
@@ -17,7 +18,9 @@ import sys
 import typing
 from collections.abc import Callable
 from pathlib import Path
-from typing import Literal, NewType
+from typing import Literal, NewType, NoReturn
+
+from seq2seq.cli_checks import check_options, is_option
 
 Override = NewType("Override", str)  # one ``--section.field=value`` config override
 SHORT_FLAGS = {"config": "-c"}
@@ -160,8 +163,11 @@ def synthesize(
     from seq2seq.inference.synthesize import Synthesizer, read_texts
     from seq2seq.tasks import load_model_package
 
+    sentences, problems = read_texts(list(texts), text_file)
+    for problem in problems:  # a line that cannot be read is left out; the others are spoken
+        print(f"error: {problem}", file=sys.stderr)
     synthesizer = Synthesizer(load_model_package(model, device))
-    return synthesizer.write(read_texts(list(texts), text_file), out, batch_size=batch_size)
+    return max(synthesizer.write(sentences, out, batch_size=batch_size), 1 if problems else 0)
 
 
 def demo(out: str = "runs/demo", minutes: float = 9.5, tts_minutes: float = 4.0) -> int:
@@ -260,7 +266,7 @@ def _add_parameter(parser: argparse.ArgumentParser, param: inspect.Parameter, hi
     kwargs["help"] = help_text.replace("%", "%%")
     if param.kind is param.VAR_POSITIONAL:
         parser.add_argument(param.name, nargs="*", **kwargs)
-    elif param.default is param.empty and param.kind is not param.KEYWORD_ONLY:
+    elif not is_option(param):
         parser.add_argument(param.name, **kwargs)
     else:
         flags = [f"--{param.name.replace('_', '-')}"] + (
@@ -288,8 +294,15 @@ def takes_overrides(function: Callable) -> bool:
     )
 
 
+class Parser(argparse.ArgumentParser):
+    """Usage errors are one line too: ``error: ...`` and exit status 2 (subcommand parsers inherit it)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"error: {message} (see `{self.prog} --help`)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="seq2seq", description="Transformer ASR and TTS toolkit.")
+    parser = Parser(prog="seq2seq", description="Transformer ASR and TTS toolkit.")
     parser.add_argument("-v", "--verbose", action="store_true", help="print tracebacks and debug logs")
     subparsers = parser.add_subparsers(dest="command", required=True)
     for name, entry in COMMANDS.items():
@@ -335,6 +348,7 @@ def main(argv: list[str] | None = None) -> None:
         k: v for k, v in vars(args).items() if k not in ("command", "verbose", "subcommand", "function")
     }
     try:
+        check_options(args.function, values)
         result = call(args.function, values, rest)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

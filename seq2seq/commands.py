@@ -4,7 +4,10 @@ per file; a summary line; per-utterance JSON Lines."""
 from __future__ import annotations
 
 import json
+import os
+import secrets
 import sys
+from collections.abc import Iterable
 from dataclasses import asdict
 from pathlib import Path
 
@@ -22,13 +25,30 @@ def _decoder(lightning: bool) -> SegmentDecoder | None:
     return lightning_decoder()
 
 
-def write_lines(lines: list[str], output: str | None) -> None:
-    text = "".join(line + "\n" for line in lines)
-    if output:
-        Path(output).parent.mkdir(parents=True, exist_ok=True)
-        Path(output).write_text(text, encoding="utf-8")
-    else:
-        sys.stdout.write(text)
+def write_lines(lines: Iterable[str], output: str | None) -> None:
+    """Write ``lines`` to standard output, or to ``output`` all or nothing.
+
+    The file is written as a temporary file in the same folder, flushed to disk and renamed over
+    ``output`` only when every line is in it: a run stopped half-way (an error, Ctrl-C, a kill) leaves
+    the previous ``output`` as it was, or none, and never a half-written line.
+    """
+    if not output:
+        sys.stdout.writelines(line + "\n" for line in lines)
+        return
+    path = Path(output)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
+    try:
+        # os.open with mode 0o666 keeps the umask's permissions (mkstemp would make the file private).
+        with open(
+            os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666), "w", encoding="utf-8"
+        ) as out:
+            out.writelines(line + "\n" for line in lines)
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(temporary, path)
+    finally:
+        temporary.unlink(missing_ok=True)
 
 
 def transcribe_files(

@@ -5,10 +5,12 @@
 
 Relative audio paths are relative to the manifest's folder, so a corpus folder can be moved as a whole.
 Reading never stops at a bad line: good lines load and each bad one becomes a one-line problem report.
+Lines are decoded one at a time, so one line that is not UTF-8 costs that line only.
 """
 
 from __future__ import annotations
 
+import codecs
 import json
 import os
 import tempfile
@@ -56,6 +58,20 @@ class Utterance:
             object.__setattr__(self, "id", f"{stem}_{self.offset:.2f}" if self.offset > 0 else stem)
 
 
+def decode_line(raw: bytes) -> str:
+    """One line of a UTF-8 text file read as bytes, without its line break (and a leading BOM).
+
+    Raises:
+        ValueError: the line is not UTF-8, e.g. ``"not UTF-8 (byte 0xff at column 41)"`` (columns count
+            bytes from 1).
+    """
+    raw = raw.rstrip(b"\r\n").removeprefix(codecs.BOM_UTF8)
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise ValueError(f"not UTF-8 (byte 0x{raw[error.start]:02x} at column {error.start + 1})") from None
+
+
 def _parse_line(line: str, base: Path) -> Utterance:
     """Utterance from one JSON line; raises ValueError with a short reason."""
     try:
@@ -99,12 +115,12 @@ def read_manifest(path: str | Path) -> tuple[list[Utterance], list[str]]:
     utterances: list[Utterance] = []
     problems: list[str] = []
     first_line: dict[str, int] = {}
-    with path.open(encoding="utf-8") as lines:
-        for number, line in enumerate(lines, start=1):
-            if not line.strip():
+    with path.open("rb") as lines:
+        for number, raw in enumerate(lines, start=1):
+            if not raw.strip():
                 continue
             try:
-                utterance = _parse_line(line, base)
+                utterance = _parse_line(decode_line(raw), base)
             except ValueError as error:
                 problems.append(f"{path}:{number}: {error}")
                 continue

@@ -52,8 +52,7 @@ def synthesize(
         generator: random source of the prenet dropout (when it is active at inference).
     """
     memory, memory_mask = model.encode(tokens, token_lengths)
-    max_frames = torch.ceil(token_lengths * max_length_ratio).long().clamp(min=1)
-    min_frames = torch.floor(token_lengths * min_length_ratio).long()
+    min_frames, max_frames = frame_limits(token_lengths, max_length_ratio, min_length_ratio)
     state = BatchedSynthesis(model, memory, memory_mask, min_frames, max_frames, use_cache, generator)
     step = 0
     while state.active.numel():
@@ -61,6 +60,15 @@ def synthesize(
         step += 1
     mels, lengths, alignments = state.result()
     return Synthesis(model.finish(mels, lengths), lengths, alignments)
+
+
+def frame_limits(
+    token_lengths: torch.Tensor, max_length_ratio: float, min_length_ratio: float = 0.0
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(B,) fewest and most frames of each sentence: ``floor(min_ratio * S)`` and ``ceil(max_ratio * S)``
+    (at least 1). A sentence that ends at its most frames had no stop token: its end may be cut off."""
+    max_frames = torch.ceil(token_lengths * max_length_ratio).long().clamp(min=1)
+    return torch.floor(token_lengths * min_length_ratio).long(), max_frames
 
 
 class BatchedSynthesis:

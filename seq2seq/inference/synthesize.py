@@ -3,15 +3,21 @@
 For every sentence ``<name>`` it writes ``<name>.npy`` (log-mel, (T, n_mels) float32), ``<name>.pt``
 (the same, a plain tensor), ``<name>.png`` (spectrogram and attention alignment) and ``<name>.wav``
 (Griffin-Lim), plus ``synthesized.jsonl`` listing name, text, frames and seconds per sentence.
+
+Long text is spoken piece by piece: each input is split into sentences, long sentences at their clauses,
+the pieces are synthesized as one batch and joined with short pauses into one output per input.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import math
+import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import soundfile
@@ -21,9 +27,16 @@ from seq2seq.core.audio import mel_to_audio
 from seq2seq.core.package import ModelPackage, PackageError
 from seq2seq.core.safety import output_path, safe_name
 from seq2seq.core.text import PAD_ID
-from seq2seq.decoding.tts import synthesize
+from seq2seq.data.manifest import decode_line
+from seq2seq.decoding.tts import frame_limits, synthesize
 
 log = logging.getLogger(__name__)
+
+MAX_PIECE_WORDS = 20  # sentences longer than this are split at their clauses: attention drifts on long input
+SENTENCE_PAUSE_SECONDS = 0.3  # silence between two sentences of one text
+CLAUSE_PAUSE_SECONDS = 0.15  # silence where a long sentence was split at a comma or semicolon
+_SENTENCE_END = re.compile(r"(?<=[.!?…])\s+|(?<=[。！？])")
+_CLAUSE_END = re.compile(r"((?<=[,;:])\s+|(?<=[，；、]))")  # kept by split(): a capture group
 
 
 @dataclass
@@ -34,7 +47,8 @@ class Synthesized:
         name: file stem of its outputs.
         text: the input sentence.
         mel: (T, n_mels) log-mel.
-        alignment: (U, S) cross-attention of decoder steps over text positions.
+        alignment: (U, S) cross-attention of decoder steps over text positions; for a text spoken in
+            several pieces, each piece's block on the diagonal (pause steps are zero).
     """
 
     name: str
@@ -43,13 +57,69 @@ class Synthesized:
     alignment: torch.Tensor
 
 
-def read_texts(texts: list[str], text_file: str | Path | None = None) -> list[str]:
-    """Sentences from the arguments, then one per non-empty line of ``text_file``."""
-    sentences = [t for t in texts if t.strip()]
+def read_texts(texts: list[str], text_file: str | Path | None = None) -> tuple[list[str], list[str]]:
+    """Sentences from the arguments, then one per non-empty line of ``text_file``.
+
+    Returns:
+        sentences: the texts, then the good lines of the file, in order.
+        problems: one line per line that is not UTF-8, e.g. ``"lines.txt:3: not UTF-8 (byte 0xff at
+            column 7)"``; the other lines are read.
+    """
+    sentences, problems = [t for t in texts if t.strip()], []
     if text_file is not None:
-        lines = Path(text_file).read_text(encoding="utf-8").splitlines()
-        sentences += [line.strip() for line in lines if line.strip()]
-    return sentences
+        with Path(text_file).open("rb") as lines:
+            for number, raw in enumerate(lines, start=1):
+                try:
+                    line = decode_line(raw).strip()
+                except ValueError as error:
+                    problems.append(f"{text_file}:{number}: {error}")
+                    continue
+                if line:
+                    sentences.append(line)
+    return sentences, problems
+
+
+def split_text(text: str, max_words: int = MAX_PIECE_WORDS) -> list[tuple[str, float]]:
+    """Pieces of ``text`` short enough to speak well, each with the seconds of silence that follow it.
+
+    Sentences end at ``. ! ? …`` before a space (and at ``。！？``). A sentence of more than ``max_words``
+    words is split at its clause boundaries (``, ; :`` before a space, ``，；、``), clauses grouped into
+    pieces of at most ``max_words`` words; a clause longer than that is split evenly between words.
+    The last piece is followed by no pause; a text with no words is one piece, itself.
+    """
+    pieces: list[tuple[str, float]] = []
+    for sentence in _SENTENCE_END.split(text.strip()):
+        clauses = _clause_pieces(sentence, max_words)
+        pieces += [(c, CLAUSE_PAUSE_SECONDS) for c in clauses[:-1]]
+        pieces += [(c, SENTENCE_PAUSE_SECONDS) for c in clauses[-1:]]
+    if not pieces:
+        return [(text, 0.0)]
+    return pieces[:-1] + [(pieces[-1][0], 0.0)]
+
+
+def _clause_pieces(sentence: str, max_words: int) -> list[str]:
+    if len(sentence.split()) <= max_words:
+        return [sentence.strip()] if sentence.strip() else []
+    parts = _CLAUSE_END.split(sentence)  # clause, separator, clause, ..., clause
+    clauses = ["".join(parts[i : i + 2]) for i in range(0, len(parts), 2)]
+    pieces, words = [], 0
+    for chunk in (chunk for clause in clauses for chunk in _even_chunks(clause, max_words)):
+        count = len(chunk.split())
+        if pieces and words + count <= max_words:
+            pieces[-1], words = pieces[-1] + chunk, words + count
+        else:
+            pieces.append(chunk)
+            words = count
+    return [piece.strip() for piece in pieces if piece.strip()]
+
+
+def _even_chunks(clause: str, max_words: int) -> list[str]:
+    """``clause`` itself, or when it has more than ``max_words`` words, near-equal runs of its words."""
+    words = clause.split()
+    if len(words) <= max_words:
+        return [clause]
+    size = math.ceil(len(words) / math.ceil(len(words) / max_words))
+    return [" ".join(words[i : i + size]) + " " for i in range(0, len(words), size)]
 
 
 def unrepresentable(package: ModelPackage, texts: list[str]) -> dict[int, str]:
@@ -73,42 +143,124 @@ def synthesize_texts(
     batch_size: int = 16,
     seed: int | None = 0,
 ) -> list[Synthesized]:
-    """Synthesize ``texts`` in batches with the package's inference settings.
+    """Synthesize ``texts`` in batches with the package's inference settings, one result per text.
+
+    Each text is split into pieces (:func:`split_text`); the pieces of all texts are synthesized in
+    batches and joined per text with pauses of silence (the log floor the features are made with). A
+    piece that reaches the maximum length (``max_length_ratio`` frames per token: no stop token) is
+    logged as an error naming its sentence and piece, never cut off silently.
 
     Args:
         package: a loaded TTS package.
         texts: sentences; none may be empty after tokenization.
         names: output names (default ``0001``, ``0002``, ...).
-        batch_size: sentences synthesized together.
+        batch_size: pieces synthesized together.
         seed: seed of the decoder prenet dropout (None: unseeded, a different rendition each call).
     """
-    model, settings = package.model, package.config.inference
     names = names or [f"{i + 1:04d}" for i in range(len(texts))]
-    device = next(model.parameters()).device
+    device = next(package.model.parameters()).device
     generator = None if seed is None else torch.Generator(device).manual_seed(seed)
-    results = []
-    for start in range(0, len(texts), batch_size):
-        chunk = texts[start : start + batch_size]
-        ids = [torch.tensor(package.tokenizer.encode(t), dtype=torch.long) for t in chunk]
-        if any(len(i) == 0 for i in ids):
-            raise ValueError("a sentence has no characters the model can speak")
-        lengths = torch.tensor([len(i) for i in ids], device=device)
-        tokens = torch.nn.utils.rnn.pad_sequence(ids, batch_first=True, padding_value=PAD_ID).to(device)
-        out = synthesize(
-            model,
-            tokens,
-            lengths,
-            settings.max_length_ratio,
-            settings.min_length_ratio,
-            settings.stop_threshold,
-            generator=generator,
-        )
-        r = model.config.reduction_factor
-        for b, text in enumerate(chunk):
-            frames, steps = int(out.mel_lengths[b]), -(-int(out.mel_lengths[b]) // r)
-            alignment = out.alignments[b, :steps, : int(lengths[b])].cpu()
-            results.append(Synthesized(names[start + b], text, out.mels[b, :frames].cpu(), alignment))
+    plans = [_plan(package, text) for text in texts]
+    pieces = [piece for plan in plans for piece in plan]
+    spoken = [
+        result
+        for start in range(0, len(pieces), batch_size)
+        for result in _synthesize_batch(package, pieces[start : start + batch_size], generator)
+    ]
+    results, offset = [], 0
+    for name, text, plan in zip(names, texts, plans):
+        parts, offset = spoken[offset : offset + len(plan)], offset + len(plan)
+        _report_unstopped(package, f"sentence {name} {text[:40]!r}", plan, parts)
+        results.append(Synthesized(name, text, *_join(package, plan, parts)))
     return results
+
+
+class Piece(NamedTuple):
+    """A sentence or clause of one input text, synthesized on its own."""
+
+    text: str
+    ids: torch.Tensor  # (S,) token ids
+    pause: float  # seconds of silence after it in the joined output
+
+
+class Spoken(NamedTuple):
+    """One synthesized piece."""
+
+    mel: torch.Tensor  # (T, n_mels) log-mel
+    alignment: torch.Tensor  # (U, S)
+    stopped: bool  # False: it reached the maximum length without a stop token
+
+
+def _plan(package: ModelPackage, text: str) -> list[Piece]:
+    """The pieces of ``text`` that have tokens; the last one is followed by no pause."""
+    encoded = [
+        Piece(p, torch.tensor(package.tokenizer.encode(p), dtype=torch.long), s) for p, s in split_text(text)
+    ]
+    kept = [piece for piece in encoded if len(piece.ids)]
+    if not kept:
+        raise ValueError(f"{text[:40]!r}: a sentence has no characters the model can speak")
+    return kept[:-1] + [kept[-1]._replace(pause=0.0)]
+
+
+def _synthesize_batch(
+    package: ModelPackage, pieces: list[Piece], generator: torch.Generator | None
+) -> list[Spoken]:
+    model, settings = package.model, package.config.inference
+    device = next(model.parameters()).device
+    lengths = torch.tensor([len(p.ids) for p in pieces], device=device)
+    tokens = torch.nn.utils.rnn.pad_sequence([p.ids for p in pieces], batch_first=True, padding_value=PAD_ID)
+    ratios = (settings.max_length_ratio, settings.min_length_ratio)
+    out = synthesize(model, tokens.to(device), lengths, *ratios, settings.stop_threshold, generator=generator)
+    _, max_frames = frame_limits(lengths, *ratios)
+    r, results = model.config.reduction_factor, []
+    for b in range(len(pieces)):
+        frames = int(out.mel_lengths[b])
+        alignment = out.alignments[b, : -(-frames // r), : int(lengths[b])].cpu()
+        results.append(Spoken(out.mels[b, :frames].cpu(), alignment, frames < int(max_frames[b])))
+    return results
+
+
+def _report_unstopped(package: ModelPackage, sentence: str, plan: list[Piece], parts: list[Spoken]) -> None:
+    """One error line per piece that reached the maximum length: its end may be missing."""
+    ratio = package.config.inference.max_length_ratio
+    for index, (piece, spoken) in enumerate(zip(plan, parts)):
+        if spoken.stopped:
+            continue
+        where = f", piece {index + 1} of {len(plan)} {piece.text[:40]!r}" if len(plan) > 1 else ""
+        log.error(
+            "%s%s: no stop token within %d frames (max_length_ratio %g x %d tokens); its end may be cut off",
+            sentence,
+            where,
+            spoken.mel.shape[0],
+            ratio,
+            len(piece.ids),
+        )
+
+
+def _join(package: ModelPackage, plan: list[Piece], parts: list[Spoken]) -> tuple[torch.Tensor, torch.Tensor]:
+    """One mel (T, n_mels) of the pieces with their pauses between, and their alignments on the diagonal
+    of one (U, S) matrix (pause steps attend nowhere)."""
+    if len(parts) == 1:
+        return parts[0].mel, parts[0].alignment
+    features, r = package.config.data.features, package.model.config.reduction_factor
+    silence = math.log(features.log_floor)  # what LogMel gives for digital silence
+    mels, alignments = [], []
+    for piece, spoken in zip(plan, parts):
+        frames = r * round(piece.pause * features.frame_rate / r)
+        mels += [spoken.mel, spoken.mel.new_full((frames, spoken.mel.shape[1]), silence)]
+        alignments += [spoken.alignment, spoken.alignment.new_zeros(frames // r, 0)]
+    return torch.cat(mels), torch.block_diag(*alignments)
+
+
+def _drawable(text: str) -> str:
+    """``text`` as matplotlib's default font can draw it: characters it lacks (CJK, emoji, controls)
+    become U+FFFD and ``$`` is escaped (no mathtext), so a title in any script draws without warnings."""
+    from matplotlib import font_manager
+
+    charmap = font_manager.get_font(font_manager.findfont(font_manager.FontProperties())).get_charmap()
+    missing = "\ufffd" if 0xFFFD in charmap else "?"
+    drawn = (" " if c.isspace() else c if ord(c) in charmap else missing for c in text)
+    return "".join(drawn).replace("$", r"\$")
 
 
 def plot(item: Synthesized, path: Path) -> None:
@@ -120,7 +272,7 @@ def plot(item: Synthesized, path: Path) -> None:
     FigureCanvasAgg(figure)
     top, bottom = figure.subplots(2, 1)
     image = top.imshow(item.mel.T.numpy(), origin="lower", aspect="auto", interpolation="none")
-    top.set(title=item.text[:80], xlabel="frame", ylabel="mel band")
+    top.set(title=_drawable(item.text[:80]), xlabel="frame", ylabel="mel band")
     figure.colorbar(image, ax=top, label="log power")
     bottom.imshow(item.alignment.T.numpy(), origin="lower", aspect="auto", interpolation="none", vmin=0)
     bottom.set(xlabel="decoder step", ylabel="text position", title="cross-attention alignment")

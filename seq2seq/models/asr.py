@@ -1,4 +1,5 @@
-"""Speech-to-text Transformer: conv subsampling, encoder with a CTC head, attention decoder.
+"""Speech-to-text Transformer: conv subsampling, encoder (Transformer or Conformer) with a CTC head,
+attention decoder.
 
 Entry points: :meth:`ASRModel.encode`, :meth:`ASRModel.decode` (incremental with an explicit cache),
 :meth:`ASRModel.ctc_log_probs` and the teacher-forced :meth:`ASRModel.forward`.
@@ -7,16 +8,21 @@ Entry points: :meth:`ASRModel.encode`, :meth:`ASRModel.decode` (incremental with
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Literal, get_args
 
 import torch
 from torch import nn
 
 from seq2seq.core.audio import GlobalCMVN
+from seq2seq.core.config import check_choice
+from seq2seq.nn.conformer import ConformerConfig, ConformerEncoder
 from seq2seq.nn.frontends import SUBSAMPLING_LAYERS, Conv2dSubsampling
 from seq2seq.nn.masking import lengths_to_mask
 from seq2seq.nn.norms import NormConfig
 from seq2seq.nn.positional import PositionalEncoding
 from seq2seq.nn.transformer import Decoder, DecoderCache, Encoder, TransformerConfig
+
+EncoderKind = Literal["transformer", "conformer"]
 
 
 @dataclass(frozen=True)
@@ -29,11 +35,14 @@ class ASRModelConfig:
         subsampling: time reduction of the conv front-end (4, 6 or 8).
         conv_channels: channels of the subsampling convs.
         frontend_norm: norm after each subsampling conv (``none`` as in ESPnet by default).
-        encoder: the encoder stack.
+        encoder: the encoder stack (for a Conformer: layers, D, heads, FFN, dropout, module norms).
         decoder: the decoder stack (same ``d_model`` as the encoder).
         scale_encoder_input: multiply the front-end output by ``sqrt(d_model)`` before adding positions
             (ESPnet does); off, the unit-scale front-end output is not allowed to drown the residual
             stream, which makes small models learn much faster.
+        encoder_kind: ``transformer`` (self-attention and feed-forward layers) or ``conformer``
+            (Gulati et al. 2020: a convolution module and macaron feed-forward halves in every layer).
+        conformer: the Conformer's convolution module and positions (used by ``conformer`` only).
     """
 
     vocab_size: int = 64
@@ -44,6 +53,8 @@ class ASRModelConfig:
     encoder: TransformerConfig = field(default_factory=lambda: TransformerConfig(num_layers=12))
     decoder: TransformerConfig = field(default_factory=TransformerConfig)
     scale_encoder_input: bool = True
+    encoder_kind: EncoderKind = "transformer"
+    conformer: ConformerConfig = field(default_factory=ConformerConfig)
 
     def __post_init__(self) -> None:
         if self.subsampling not in SUBSAMPLING_LAYERS:
@@ -54,6 +65,10 @@ class ASRModelConfig:
             raise ValueError(
                 f"encoder.d_model={self.encoder.d_model} must equal decoder.d_model={self.decoder.d_model}"
             )
+        check_choice("encoder_kind", self.encoder_kind, get_args(EncoderKind))
+        groups, d_model = self.conformer.conv_norm.groups, self.encoder.d_model
+        if self.encoder_kind == "conformer" and self.conformer.conv_norm.kind == "group" and d_model % groups:
+            raise ValueError(f"conformer.conv_norm.groups={groups} must divide encoder.d_model={d_model}")
 
 
 class ASRModel(nn.Module):
@@ -68,10 +83,17 @@ class ASRModel(nn.Module):
         self.frontend = Conv2dSubsampling(
             config.input_dim, d_model, config.subsampling, config.conv_channels, config.frontend_norm
         )
+        conformer = config.encoder_kind == "conformer"
         self.encoder_position = PositionalEncoding(
-            d_model, config.encoder.dropout, scale_input=config.scale_encoder_input
+            d_model,
+            config.encoder.dropout,
+            scale_input=config.scale_encoder_input,
+            absolute=not conformer or config.conformer.positions == "absolute",
         )
-        self.encoder = Encoder(config.encoder)
+        if conformer:
+            self.encoder = ConformerEncoder(config.encoder, config.conformer)
+        else:
+            self.encoder = Encoder(config.encoder)
         self.ctc_head = nn.Linear(d_model, config.vocab_size)
         self.embedding = nn.Embedding(config.vocab_size, d_model)
         # std D^-1/2, so that the sqrt(D) scale of the positional encoding gives unit-scale inputs

@@ -15,9 +15,14 @@ def sinusoid_table(length: int, dim: int) -> torch.Tensor:
 
     An odd ``dim`` has one more sine than cosine channel.
     """
-    position = torch.arange(length, dtype=torch.float32).unsqueeze(1)
+    return _sinusoids(torch.arange(length, dtype=torch.float32), dim)
+
+
+def _sinusoids(positions: torch.Tensor, dim: int) -> torch.Tensor:
+    """(len(positions), dim) sinusoids of (possibly negative) float positions."""
+    position = positions.unsqueeze(1)
     frequency = torch.exp(torch.arange(0, dim, 2, dtype=torch.float32) * (-math.log(10000.0) / dim))
-    table = torch.zeros(length, dim)
+    table = torch.zeros(len(positions), dim)
     table[:, 0::2] = torch.sin(position * frequency)
     table[:, 1::2] = torch.cos(position * frequency[: dim // 2])
     return table
@@ -32,11 +37,21 @@ class PositionalEncoding(nn.Module):
         max_len: initial table length; it grows on demand.
         scale_input: multiply ``x`` by ``sqrt(D)`` (right for embeddings initialised with std
             ``D ** -0.5``; inputs already of unit scale are better left as they are).
+        absolute: add the table; False leaves positions to the stack (relative-position attention,
+            :class:`RelativePositionalEncoding`) and keeps only the input scale and dropout.
     """
 
-    def __init__(self, dim: int, dropout: float = 0.0, max_len: int = 2048, scale_input: bool = True):
+    def __init__(
+        self,
+        dim: int,
+        dropout: float = 0.0,
+        max_len: int = 2048,
+        scale_input: bool = True,
+        absolute: bool = True,
+    ):
         super().__init__()
         self.dim = dim
+        self.absolute = absolute
         self.input_scale = math.sqrt(dim) if scale_input else 1.0
         self.dropout = Dropout(dropout)
         self.register_buffer("table", sinusoid_table(max_len, dim), persistent=False)
@@ -48,6 +63,8 @@ class PositionalEncoding(nn.Module):
 
     def forward(self, x: torch.Tensor, offset: int = 0) -> torch.Tensor:
         """x: (B, T, D), positions ``offset .. offset+T-1`` -> (B, T, D)."""
+        if not self.absolute:
+            return self.dropout(x * self.input_scale)
         pe = self.encoding(x.shape[1], offset, x.device).to(x.dtype)
         return self.dropout(x * self.input_scale + pe)
 
@@ -66,3 +83,29 @@ class ScaledPositionalEncoding(PositionalEncoding):
     def forward(self, x: torch.Tensor, offset: int = 0) -> torch.Tensor:
         pe = self.encoding(x.shape[1], offset, x.device).to(x.dtype)
         return self.dropout(x + self.alpha * pe)
+
+
+class RelativePositionalEncoding(nn.Module):
+    """Sinusoids of the relative positions ``L-1, ..., 1, 0, -1, ..., 1-L`` for relative-position
+    attention (Transformer-XL; ESPnet's "latest" ``RelPositionalEncoding``). No parameters.
+
+    Args:
+        dim: model dimension D.
+        max_len: initial largest L; the table grows on demand.
+    """
+
+    def __init__(self, dim: int, max_len: int = 1024):
+        super().__init__()
+        self.dim = dim
+        self.register_buffer("table", self._table(max_len), persistent=False)
+
+    def _table(self, length: int) -> torch.Tensor:
+        return _sinusoids(torch.arange(length - 1, -length, -1, dtype=torch.float32), self.dim)
+
+    def forward(self, length: int, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+        """(2 L - 1, D): row ``r`` encodes the distance ``i - j = L - 1 - r`` (query i, key j)."""
+        longest = (self.table.shape[0] + 1) // 2
+        if length > longest:
+            self.table = self._table(2 * length).to(self.table.device)
+            longest = 2 * length
+        return self.table[longest - length : longest + length - 1].to(dtype)
