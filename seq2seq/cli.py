@@ -170,7 +170,7 @@ def synthesize(
     return max(synthesizer.write(sentences, out, batch_size=batch_size), 1 if problems else 0)
 
 
-def demo(out: str = "runs/demo", minutes: float = 9.5, tts_minutes: float = 4.0) -> int:
+def demo(out: str = "runs/demo", minutes: float = 9.0, tts_minutes: float = 3.5) -> int:
     """The main job: make the synthetic corpus, train ASR (and TTS), evaluate, transcribe, synthesize.
 
     Args:
