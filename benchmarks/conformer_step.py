@@ -34,14 +34,12 @@ from pathlib import Path
 import torch  # noqa: E402  (after _timing sets OMP_WAIT_POLICY)
 import torchaudio  # noqa: E402
 from _timing import (
-    add_device_arguments,
     interleaved,
     machine,
     matmul_rate,
     median,
     median_ratio,
-    parse_arguments,
-    write_json,
+    timed_main,
 )
 from torch import nn  # noqa: E402
 from torch.utils.flop_counter import FlopCounterMode  # noqa: E402
@@ -232,14 +230,7 @@ def print_table(result: dict) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--layers", type=int, default=12, help="Conformer blocks (12 is the reference)")
-    parser.add_argument("--rounds", type=int, default=5, help="most timed rounds (each times every model)")
-    parser.add_argument("--budget", type=float, default=300.0, help="stop starting rounds after this many s")
-    parser.add_argument("--out", type=Path, default=RESULTS, help="where to write the JSON results")
-    add_device_arguments(parser)
-    args = parse_arguments(parser)
-    result = run(args)
-    print_table(result)
-    write_json(args.out, result)
+    timed_main(parser, run, print_table, rounds=5, budget=300.0, out=RESULTS)
 
 
 if __name__ == "__main__":

@@ -31,15 +31,13 @@ from pathlib import Path
 import torch  # noqa: E402  (after _timing sets OMP_WAIT_POLICY)
 import torch.nn.functional as F  # noqa: E402
 from _timing import (
-    add_device_arguments,
     autocast,
     interleaved,
     machine,
     matmul_rate,
     median,
     median_ratio,
-    parse_arguments,
-    write_json,
+    timed_main,
 )
 from torch import nn  # noqa: E402
 from torch.utils import flop_counter  # noqa: E402
@@ -342,14 +340,7 @@ def print_table(result: dict) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="3+2 layers, batch 4 (well under a minute)")
-    parser.add_argument("--rounds", type=int, default=5, help="most timed rounds (each times both models)")
-    parser.add_argument("--budget", type=float, default=200.0, help="stop starting rounds after this many s")
-    parser.add_argument("--out", type=Path, default=RESULTS, help="where to write the JSON results")
-    add_device_arguments(parser)
-    args = parse_arguments(parser)
-    result = run(args)
-    print_table(result)
-    write_json(args.out, result)
+    timed_main(parser, run, print_table, rounds=5, budget=200.0, out=RESULTS)
 
 
 if __name__ == "__main__":

@@ -13,6 +13,7 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 import torch.nn.functional as F
+from distributed_support import assert_ranks_match_one_process
 
 from seq2seq.core.config import ConfigError, from_dict
 from seq2seq.core.text import BLANK_ID, EOS_ID, PAD_ID, SOS_ID
@@ -270,23 +271,8 @@ def whole_batch(step: int):
 def test_two_processes_match_one_process(tmp_path):
     mp.spawn(worker, args=(2, str(tmp_path / "init"), str(tmp_path)), nprocs=2, join=True)
     ranks = [torch.load(tmp_path / f"rank{r}.pt") for r in range(2)]
-    for kind in BATCH_STATISTIC_NORMS:
-        single = run_steps(kind, [whole_batch(step) for step in range(STEPS)])
-        for step in range(STEPS):
-            where = f"{kind} step {step}"
-            y = torch.cat([ranks[r][kind]["y"][step] for r in range(2)])
-            torch.testing.assert_close(y, single["y"][step], atol=1e-5, rtol=1e-5, msg=f"outputs, {where}")
-            grad = torch.cat([ranks[r][kind]["grad"][step] for r in range(2)])
-            torch.testing.assert_close(grad, single["grad"][step], atol=1e-4, rtol=1e-4, msg=f"grad, {where}")
-            for r in range(2):
-                for name, tolerance in (("buffers", 1e-5), ("param_grad", 1e-4)):
-                    torch.testing.assert_close(
-                        ranks[r][kind][name][step],
-                        single[name][step],
-                        atol=tolerance,
-                        rtol=tolerance,
-                        msg=f"{name}, rank {r}, {where}",
-                    )
+    single = lambda kind: run_steps(kind, [whole_batch(step) for step in range(STEPS)])  # noqa: E731
+    assert_ranks_match_one_process(ranks, single, BATCH_STATISTIC_NORMS, STEPS, grad_atol=1e-4)
 
 
 # ---------------------------------------------------------------------------------------------

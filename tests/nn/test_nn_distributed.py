@@ -9,6 +9,7 @@ import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
+from distributed_support import assert_ranks_match_one_process
 
 from seq2seq.nn.masking import lengths_to_mask
 from seq2seq.nn.norms import BATCH_STATISTIC_NORMS, NormConfig, build_norm
@@ -93,28 +94,5 @@ def whole_batch(step: int):
 def test_two_processes_match_one_process(tmp_path):
     mp.spawn(worker, args=(2, str(tmp_path / "init"), str(tmp_path)), nprocs=2, join=True)
     ranks = [torch.load(tmp_path / f"rank{r}.pt") for r in range(2)]
-    for kind in BATCH_STATISTIC_NORMS:
-        single = run_steps(kind, [whole_batch(step) for step in range(STEPS)])
-        for step in range(STEPS):
-            where = f"{kind} step {step}"
-            y = torch.cat([ranks[r][kind]["y"][step] for r in range(2)])
-            torch.testing.assert_close(y, single["y"][step], atol=1e-5, rtol=1e-5, msg=f"outputs, {where}")
-            grad = torch.cat([ranks[r][kind]["grad"][step] for r in range(2)])
-            torch.testing.assert_close(
-                grad, single["grad"][step], atol=1e-5, rtol=1e-4, msg=f"input gradients, {where}"
-            )
-            for r in range(2):
-                torch.testing.assert_close(
-                    ranks[r][kind]["buffers"][step],
-                    single["buffers"][step],
-                    atol=1e-5,
-                    rtol=1e-5,
-                    msg=f"running statistics, rank {r}, {where}",
-                )
-                torch.testing.assert_close(
-                    ranks[r][kind]["param_grad"][step],
-                    single["param_grad"][step],
-                    atol=1e-4,
-                    rtol=1e-4,
-                    msg=f"parameter gradients, {where}",
-                )
+    single = lambda kind: run_steps(kind, [whole_batch(step) for step in range(STEPS)])  # noqa: E731
+    assert_ranks_match_one_process(ranks, single, BATCH_STATISTIC_NORMS, STEPS, grad_atol=1e-5)
