@@ -153,7 +153,7 @@ def autocast(device: str):
 def timed_main(parser, run: Callable, print_table: Callable, rounds: int, budget: float, out: Path) -> None:
     """The shared command line of the step benchmarks: ``--rounds``, ``--budget``, ``--out`` and the device
     options; runs ``run(args)``, prints its table and writes its JSON."""
-    parser.add_argument("--rounds", type=int, default=rounds, help="most timed rounds (each times all models)")
+    parser.add_argument("--rounds", type=int, default=rounds, help="most timed rounds")
     parser.add_argument("--budget", type=float, default=budget, help="stop starting rounds after this many s")
     parser.add_argument("--out", type=Path, default=out, help="where to write the JSON results")
     add_device_arguments(parser)
