@@ -321,20 +321,16 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def call(function: Callable, values: dict, rest: list[str]):
-    """Call a command with parsed values: var-positional ones spread, the rest by keyword."""
-    positional: list = []
-    keywords: dict = {}
-    for param in inspect.signature(function).parameters.values():
-        if param.kind is param.VAR_POSITIONAL:
-            positional += rest if takes_overrides(function) else list(values.get(param.name) or [])
-        elif param.kind is param.KEYWORD_ONLY:
-            keywords[param.name] = values[param.name]
-        elif param.name in values:
-            positional.append(values[param.name])
-    if any(p.kind is p.VAR_POSITIONAL for p in inspect.signature(function).parameters.values()):
-        return function(*positional, **keywords)
-    names = [p.name for p in inspect.signature(function).parameters.values() if p.name in values]
-    return function(**{n: values[n] for n in names})
+    """Call a command with parsed values: those before a ``*name`` and ``*name`` itself by position, the
+    rest by keyword (parameters the parser does not offer, such as dataclasses, keep their defaults)."""
+    params = list(inspect.signature(function).parameters.values())
+    star = next((i for i, p in enumerate(params) if p.kind is p.VAR_POSITIONAL), None)
+    if star is None:
+        return function(**{p.name: values[p.name] for p in params if p.name in values})
+    spread = rest if takes_overrides(function) else list(values.get(params[star].name) or [])
+    before = [values[p.name] for p in params[:star]]
+    after = {p.name: values[p.name] for p in params[star + 1 :] if p.name in values}
+    return function(*before, *spread, **after)
 
 
 def main(argv: list[str] | None = None) -> None:

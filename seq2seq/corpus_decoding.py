@@ -14,7 +14,7 @@ import warnings
 import lightning as L
 import torch
 
-from seq2seq.inference.transcribe import Transcriber
+from seq2seq.inference.transcribe import Transcriber, decode_segment_batch
 
 
 class TranscriptionPredictor(L.LightningModule):
@@ -32,9 +32,7 @@ class TranscriptionPredictor(L.LightningModule):
         return segments, features.to(device), lengths.to(device)
 
     def predict_step(self, batch, batch_idx: int):
-        segments, features, lengths = batch
-        texts = iter(self.transcriber(features, lengths) if features is not None else [])
-        return [(segment, None if segment.error else next(texts)) for segment in segments]
+        return decode_segment_batch(self.transcriber, batch)
 
 
 def lightning_decoder(accelerator: str = "auto"):

@@ -92,30 +92,17 @@ def task_of(experiment: ExperimentConfig) -> Task:
     return TASKS[experiment.task]
 
 
-def lookup(name: object, where: str = "") -> Task:
-    """The row named ``name``; a one-line error naming the valid tasks otherwise."""
-    if name not in TASKS:
-        prefix = f"{where}: " if where else ""
-        raise ConfigError(f"{prefix}task={name!r} is not valid; choose one of {', '.join(TASKS)}")
-    return TASKS[name]
-
-
-def build_model(experiment: ExperimentConfig) -> nn.Module:
-    return task_of(experiment).model(experiment.model)
-
-
 def load_model_package(directory: str | Path, device: str | torch.device = "cpu") -> ModelPackage:
     """Config, model (eval mode, on ``device``) and tokenizer of a package; nothing is unpickled."""
     directory = Path(directory)
     name, data = read_package_config(directory)
     where = str(directory / "config.json")
     try:
-        task = lookup(name, where)
         experiment = experiment_from_dict({**data, "task": name}, where)
     except ConfigError as error:
         message = str(error)
         raise PackageError(message if message.startswith(where) else f"{where}: {message}") from None
-    model = task.model(experiment.model)
+    model = task_of(experiment).model(experiment.model)
     load_weights_into(model, directory, device)
     tokenizer = read_package_tokenizer(directory)
     return ModelPackage(name, experiment, model.to(device).eval(), tokenizer, directory)

@@ -135,14 +135,30 @@ def read_weights(directory: str | Path, device: str | torch.device = "cpu") -> d
         raise PackageError(f"{path}: cannot read weights ({error})") from None
 
 
+def misfits(model: nn.Module, state: dict[str, torch.Tensor]) -> list[str]:
+    """Why ``state`` cannot be loaded into ``model``, one phrase per tensor (empty: it fits exactly)."""
+    expected = model.state_dict()
+    reasons = [
+        f"{k} {tuple(state[k].shape)} in the package, {tuple(v.shape)} in the model"
+        for k, v in expected.items()
+        if k in state and state[k].shape != v.shape
+    ]
+    reasons += [f"{k} missing from the package" for k in sorted(set(expected) - set(state))]
+    return reasons + [f"{k} not in the model" for k in sorted(set(state) - set(expected))]
+
+
+def load_state_checked(model: nn.Module, state: dict[str, torch.Tensor], where: str, into: str) -> None:
+    """Load ``state`` into ``model``; a one-line PackageError naming up to three misfit tensors."""
+    reasons = misfits(model, state)
+    if reasons:
+        raise PackageError(f"{where}: {len(reasons)} tensors do not fit {into}: {'; '.join(reasons[:3])}")
+    model.load_state_dict(state)
+
+
 def load_weights_into(model: nn.Module, directory: str | Path, device: str | torch.device = "cpu") -> None:
     """Load the package's weights into ``model``; a one-line error when they do not match its config."""
-    missing, unexpected = model.load_state_dict(read_weights(directory, device), strict=False)
-    if missing or unexpected:
-        raise PackageError(
-            f"{Path(directory) / WEIGHTS}: weights do not match the config "
-            f"(missing {missing[:3]}, unexpected {unexpected[:3]})"
-        )
+    where = Path(directory) / WEIGHTS
+    load_state_checked(model, read_weights(directory, device), str(where), "the model its config describes")
 
 
 def read_package_tokenizer(directory: str | Path) -> Tokenizer:

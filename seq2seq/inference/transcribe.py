@@ -108,11 +108,17 @@ class Transcriber:
         return _join_windows(len(sources), (decode or decode_segments)(self, loader))
 
 
+def decode_segment_batch(transcriber: Transcriber, batch) -> list[tuple[Segment, str | None]]:
+    """``(segment, text)`` for one collated batch; failed segments keep their place with None."""
+    segments, features, lengths = batch
+    texts = iter(transcriber(features, lengths) if features is not None else [])
+    return [(segment, None if segment.error else next(texts)) for segment in segments]
+
+
 def decode_segments(transcriber: Transcriber, loader: DataLoader) -> Iterable[tuple[Segment, str | None]]:
-    """``(segment, text)`` for every segment of ``loader``; failed segments come back with None."""
-    for segments, features, lengths in loader:
-        texts = iter(transcriber(features, lengths) if features is not None else [])
-        yield from ((segment, None if segment.error else next(texts)) for segment in segments)
+    """``(segment, text)`` for every segment of ``loader`` (the plain loop)."""
+    for batch in loader:
+        yield from decode_segment_batch(transcriber, batch)
 
 
 def _join_windows(count: int, decoded: Iterable[tuple[Segment, str | None]]) -> list[Result]:

@@ -14,7 +14,13 @@ from pathlib import Path
 
 from torch import nn
 
-from seq2seq.core.package import TOKENIZER, PackageError, read_package_config, read_weights
+from seq2seq.core.package import (
+    TOKENIZER,
+    PackageError,
+    load_state_checked,
+    read_package_config,
+    read_weights,
+)
 from seq2seq.core.text import CONFIG_FILE
 
 
@@ -40,18 +46,5 @@ def load_initial_weights(model: nn.Module, package: Path, task: str) -> int:
     if package_task != task:
         raise PackageError(f"{package}: a {package_task} package cannot initialise a {task} model")
     state = read_weights(package)
-    expected = model.state_dict()
-    missing = sorted(set(expected) - set(state))
-    unexpected = sorted(set(state) - set(expected))
-    mismatched = [
-        f"{k} {tuple(state[k].shape)} in the package, {tuple(v.shape)} in the model"
-        for k, v in expected.items()
-        if k in state and state[k].shape != v.shape
-    ]
-    if missing or unexpected or mismatched:
-        shown = mismatched[:3] + [f"{k} missing from the package" for k in missing[:3]]
-        shown += [f"{k} not in the model" for k in unexpected[:3]]
-        total = len(missing) + len(unexpected) + len(mismatched)
-        raise PackageError(f"{package}: {total} tensors do not fit the run's model: {'; '.join(shown)}")
-    model.load_state_dict(state)
+    load_state_checked(model, state, str(package), "the run's model")
     return len(state)
