@@ -161,3 +161,17 @@ def timed_main(parser, run: Callable, print_table: Callable, rounds: int, budget
     result = run(args)
     print_table(result)
     write_json(args.out, result)
+
+
+def count_flops(model, batches: list, loss: Callable) -> float:
+    """Forward + backward FLOPs of ``loss(model, batch)`` (FlopCounterMode), summed over ``batches``."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    total = 0
+    for batch in batches:
+        counter = FlopCounterMode(display=False)
+        with counter:
+            loss(model, batch).backward()
+        model.zero_grad(set_to_none=True)
+        total += counter.get_total_flops()
+    return float(total)

@@ -34,6 +34,7 @@ from pathlib import Path
 import torch  # noqa: E402  (after _timing sets OMP_WAIT_POLICY)
 import torchaudio  # noqa: E402
 from _timing import (
+    count_flops,
     interleaved,
     machine,
     matmul_rate,
@@ -42,7 +43,6 @@ from _timing import (
     timed_main,
 )
 from torch import nn  # noqa: E402
-from torch.utils.flop_counter import FlopCounterMode  # noqa: E402
 from train_step import _cpu_attention_flops  # noqa: E402, F401  (registers CPU attention FLOP formulas)
 
 from seq2seq.nn.conformer import ConformerConfig, ConformerEncoder  # noqa: E402
@@ -131,17 +131,6 @@ def make_step(model: nn.Module, batch: dict[str, torch.Tensor], forward_model: n
     return step
 
 
-def count_flops(model: nn.Module, batches: list[dict[str, torch.Tensor]]) -> float:
-    total = 0
-    for batch in batches:
-        counter = FlopCounterMode(display=False)
-        with counter:
-            loss_fn(model, batch).backward()
-        model.zero_grad(set_to_none=True)
-        total += counter.get_total_flops()
-    return float(total)
-
-
 def utterances(batch: dict[str, torch.Tensor]) -> list[dict[str, torch.Tensor]]:
     """Each utterance alone, trimmed to its length (for the useful-FLOP count)."""
     out = []
@@ -161,8 +150,8 @@ def run(args: argparse.Namespace) -> dict:
     torch.set_num_threads(args.threads)
     batch = make_batch(device)
     models = {k: build(k, args.layers).to(device).train() for k in KINDS}
-    useful = count_flops(build("ours", args.layers).train(), utterances(make_batch()))
-    executed = {k: count_flops(build(k, args.layers).train(), [make_batch()]) for k in KINDS}
+    useful = count_flops(build("ours", args.layers).train(), utterances(make_batch()), loss_fn)
+    executed = {k: count_flops(build(k, args.layers).train(), [make_batch()], loss_fn) for k in KINDS}
     steps = {k: make_step(m, batch, torch.compile(m) if args.compile else None) for k, m in models.items()}
     for step in steps.values():  # untimed: one-time costs (allocator, AdamW state, compile)
         step()

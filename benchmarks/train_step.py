@@ -32,6 +32,7 @@ import torch  # noqa: E402  (after _timing sets OMP_WAIT_POLICY)
 import torch.nn.functional as F  # noqa: E402
 from _timing import (
     autocast,
+    count_flops,
     interleaved,
     machine,
     matmul_rate,
@@ -41,7 +42,6 @@ from _timing import (
 )
 from torch import nn  # noqa: E402
 from torch.utils import flop_counter  # noqa: E402
-from torch.utils.flop_counter import FlopCounterMode  # noqa: E402
 
 from seq2seq.core.text import BLANK_ID, EOS_ID, PAD_ID, SOS_ID  # noqa: E402
 from seq2seq.models.asr import ASRModel, ASRModelConfig  # noqa: E402
@@ -203,18 +203,6 @@ def make_step(model: nn.Module, batch: dict, device: str = "cpu", forward_model:
     return step
 
 
-def count_flops(model: nn.Module, batches: list[dict]) -> float:
-    """Forward + backward FLOPs (FlopCounterMode) summed over ``batches``."""
-    total = 0
-    for batch in batches:
-        counter = FlopCounterMode(display=False)
-        with counter:
-            loss_fn(model, batch).backward()
-        model.zero_grad(set_to_none=True)
-        total += counter.get_total_flops()
-    return float(total)
-
-
 def peak_rss_mib() -> float:
     """Peak resident memory of this process: ``VmHWM`` (per address space, so not inherited across exec
     the way ``getrusage``'s ``ru_maxrss`` is); ``ru_maxrss`` where /proc is missing."""
@@ -256,8 +244,8 @@ def run(args: argparse.Namespace) -> dict:
     batch = make_batch(b, lo, hi, device)
     kinds = list(KINDS)
     models = {k: build(k, enc, dec).to(device).train() for k in kinds}
-    useful = count_flops(build("ours", enc, dec).train(), utterances(make_batch(b, lo, hi)))
-    executed = {k: count_flops(build(k, enc, dec).train(), [make_batch(b, lo, hi)]) for k in kinds}
+    useful = count_flops(build("ours", enc, dec).train(), utterances(make_batch(b, lo, hi)), loss_fn)
+    executed = {k: count_flops(build(k, enc, dec).train(), [make_batch(b, lo, hi)], loss_fn) for k in kinds}
     steps = {
         k: make_step(m, batch, device, torch.compile(m) if args.compile else None) for k, m in models.items()
     }
