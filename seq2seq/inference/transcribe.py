@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
+from typing import Protocol
 
 import torch
 from torch.utils.data import DataLoader
@@ -28,26 +29,37 @@ Result = tuple[str | None, str | None]  # (transcript, error)
 SegmentDecoder = Callable[["Transcriber", DataLoader], Iterable[tuple[Segment, str | None]]]
 
 
+class Engine(Protocol):
+    """Another backend for the search (e.g. :class:`seq2seq.inference.onnx_engine.OnnxASR`)."""
+
+    def decode(self, features: torch.Tensor, lengths: torch.Tensor, config: DecodingConfig) -> list[list[int]]:
+        """(B, T, F) features, (B,) lengths -> best token ids per utterance."""
+
+
 class Transcriber:
     """Decodes speech with an ASR package; ``seq2seq.load_package`` returns one for ASR packages.
 
     Args:
         package: a loaded ASR model package.
         decoding: search settings; None uses the ones saved in the package.
+        engine: runs the search instead of the package's PyTorch model (the ONNX graphs); None: torch.
     """
 
-    def __init__(self, package: ModelPackage, decoding: DecodingConfig | None = None):
+    def __init__(
+        self, package: ModelPackage, decoding: DecodingConfig | None = None, engine: Engine | None = None
+    ):
         if package.task != "asr":
             raise PackageError(
                 f"{package.path}: a {package.task} package cannot transcribe; use an ASR package"
             )
         self.package = package
         self.config: DecodingConfig = decoding or package.config.decoding
+        self.engine = engine
 
     def with_decoding(self, **changes) -> Transcriber:
         """The same model with some search settings changed (``None`` values keep the package's)."""
         changes = {k: v for k, v in changes.items() if v is not None}
-        return Transcriber(self.package, dataclasses.replace(self.config, **changes))
+        return Transcriber(self.package, dataclasses.replace(self.config, **changes), self.engine)
 
     @property
     def model(self) -> torch.nn.Module:
@@ -62,7 +74,10 @@ class Transcriber:
         """features: (B, T, F) log-Mel; lengths: (B,) -> B transcripts."""
         if not torch.isfinite(features).all():
             raise ValueError("features contain NaN or infinite values; check the audio's sample values")
-        tokens = decode_batch(self.model, features.to(self.device), lengths.to(self.device), self.config)
+        if self.engine is not None:
+            tokens = self.engine.decode(features, lengths, self.config)
+        else:
+            tokens = decode_batch(self.model, features.to(self.device), lengths.to(self.device), self.config)
         return [self.package.tokenizer.decode(t) for t in tokens]
 
     def transcribe(

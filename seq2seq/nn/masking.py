@@ -25,8 +25,10 @@ def lengths_to_mask(lengths: torch.Tensor, max_len: int | None = None) -> torch.
 
 def packs_padding(x: torch.Tensor) -> bool:
     """Whether position-wise work on ``x`` skips padded frames: on CPU, where it saves their FLOPs. On
-    GPUs the data-dependent shape (a device sync, a graph break under ``torch.compile``) costs more."""
-    return x.device.type == "cpu" and not torch.compiler.is_compiling()
+    GPUs the data-dependent shape (a device sync, a graph break under ``torch.compile``) costs more; an
+    ONNX export needs the static padded layout."""
+    exporting = torch.compiler.is_compiling() or torch.onnx.is_in_onnx_export()
+    return x.device.type == "cpu" and not exporting
 
 
 class Packing:

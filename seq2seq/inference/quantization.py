@@ -1,0 +1,67 @@
+"""int8 dynamic quantization of linear layers, for the PyTorch and the onnxruntime engines.
+
+Weights are stored in int8 and activations quantized on the fly per batch: no calibration data, and
+the float package stays the source (a torch int8 package is the fp32 weights plus ``"precision":
+"int8"``; the model is quantized when it is loaded, so nothing quantized is ever pickled).
+"""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+from torch import nn
+
+from seq2seq.inference.onnx_files import OnnxManifest
+from seq2seq.nn.attention import MultiHeadAttention
+
+PRECISIONS = ("fp32", "int8")
+# The attention's query/key/value run as one fused matmul over their concatenated weights
+# (MultiHeadAttention._project), which a quantized module (its weight packed) cannot take part in.
+_FUSED = ("query", "key", "value")
+
+
+def quantizable_linears(model: nn.Module) -> set[str]:
+    """Names of the plain ``nn.Linear`` modules that dynamic quantization may replace."""
+    fused = {
+        f"{name}.{child}" if name else child
+        for name, module in model.named_modules()
+        if isinstance(module, MultiHeadAttention)
+        for child in _FUSED
+    }
+    return {
+        name
+        for name, module in model.named_modules()
+        if type(module) is nn.Linear and name not in fused and not hasattr(module, "parametrizations")
+    }
+
+
+def quantize_torch(model: nn.Module) -> nn.Module:
+    """The model (CPU, eval) with its linear layers int8 (``torch.ao.quantization.quantize_dynamic``).
+
+    torch 2.11 still runs it but marks ``torch.ao.quantization`` deprecated in favour of torchao; the
+    warning is silenced here, and the test suite checks that it still changes the outputs only slightly.
+    """
+    import torch
+    from torch.ao.quantization import default_dynamic_qconfig, quantize_dynamic
+
+    spec = dict.fromkeys(quantizable_linears(model), default_dynamic_qconfig)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return quantize_dynamic(model, spec, dtype=torch.qint8)
+
+
+def quantize_onnx(source: OnnxManifest, directory: str | Path) -> OnnxManifest:
+    """int8 copies of ``source``'s graphs (onnxruntime ``quantize_dynamic``: MatMul weights) in ``directory``."""
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    for name in source.graphs.values():
+        quantize_dynamic(source.directory / name, directory / name, weight_type=QuantType.QInt8)
+    manifest = OnnxManifest(
+        source.task, "int8", source.graphs, source.layers, source.heads, source.head_dim,
+        source.vocab_size, source.extra, directory,
+    )
+    manifest.write(directory)
+    return manifest
