@@ -50,20 +50,38 @@ def export(
     average: int = 1,
     select: Literal["best", "last"] = "best",
     trust_checkpoint: bool = False,
+    onnx: bool = False,
+    quantize: Literal["none", "int8"] = "none",
+    calibration_manifest: str | None = None,
+    quantize_tolerance: float = 0.5,
 ) -> int:
     """Turn a training checkpoint (or a run folder) into a model package for inference.
 
     Args:
-        checkpoint: a .ckpt file, or a run folder (its best or last validated checkpoints are used).
+        checkpoint: a .ckpt file, a run folder (its best or last validated checkpoints), or a package to copy.
         out_dir: package folder to write (safetensors weights, config, tokenizer, statistics).
         average: average N checkpoints of the run folder (batch-norm statistics are re-estimated).
         select: with a run folder: the N with the lowest validation loss, or the N most recent.
         trust_checkpoint: allow unpickling arbitrary objects (only for files you made yourself).
+        onnx: also write ONNX graphs (out_dir/onnx) for `transcribe --engine onnx` (needs seq2seq[onnx]).
+        quantize: int8: quantize the linear layers for both engines, after measuring the CER it costs.
+        calibration_manifest: manifest the int8 CER cost is measured on (required with --quantize int8).
+        quantize_tolerance: refuse int8 when it loses more than this many CER points (absolute).
     """
+    from seq2seq.tasks import Deployment, deploy
     from seq2seq.tasks import export as export_package
 
+    precision = "int8" if quantize == "int8" else "fp32"
+    deployment = Deployment(onnx, precision, calibration_manifest, quantize_tolerance)
+    if onnx:
+        from seq2seq.inference.onnx_engine import onnxruntime_module
+
+        onnxruntime_module()  # a missing onnxruntime is an error before the package is written
     path = export_package(checkpoint, out_dir, average=average, trust=trust_checkpoint, select=select)
     print(f"model package -> {path}")
+    if onnx or precision == "int8":
+        deploy(path, deployment)
+        print(f"{'ONNX graphs ' if onnx else ''}{precision} -> {path}")
     return 0
 
 
@@ -79,6 +97,7 @@ def transcribe(
     window_seconds: float = 30.0,
     device: str = "cpu",
     lightning: bool = False,
+    engine: Literal["torch", "onnx"] = "torch",
 ) -> int:
     """Transcribe audio files, folders or a manifest with a model package.
 
@@ -94,10 +113,11 @@ def transcribe(
         window_seconds: recordings longer than this are split into windows and stitched.
         device: where the plain decoding loop runs (cpu, cuda, cuda:1, ...).
         lightning: decode through Lightning's predict loop instead (it picks the accelerator).
+        engine: torch, or onnx: the package's ONNX graphs on onnxruntime (CPU; `export --onnx`).
     """
     from seq2seq.commands import transcribe_files
 
-    transcriber = _transcriber(model, device, beam_size, ctc_weight)
+    transcriber = _transcriber(model, device, beam_size, ctc_weight, engine, lightning)
     return transcribe_files(
         transcriber, list(inputs), manifest, batch_size, output_format, output, window_seconds, lightning
     )
@@ -114,6 +134,7 @@ def evaluate(
     limit: int | None = None,
     device: str = "cpu",
     lightning: bool = False,
+    engine: Literal["torch", "onnx"] = "torch",
 ) -> int:
     """Score a package on a manifest: ASR prints WER/CER; TTS prints mel L1, MCD and round-trip CER.
 
@@ -128,17 +149,20 @@ def evaluate(
         limit: TTS only: evaluate the first N sentences.
         device: where the plain loop runs (cpu, cuda, ...).
         lightning: ASR only: decode through Lightning's predict loop.
+        engine: torch, or onnx: the package's ONNX graphs on onnxruntime (CPU; `export --onnx`).
     """
     from seq2seq import commands
     from seq2seq.inference.synthesize import Synthesizer
+    from seq2seq.inference.transcribe import Transcriber
     from seq2seq.tasks import load_package
 
     loaded = load_package(model, device)
     out = out or str(Path(model) / f"eval-{Path(manifest).stem}.jsonl")
     if isinstance(loaded, Synthesizer):
-        asr = _transcriber(asr_model, device, None, None) if asr_model else None
+        asr = _transcriber(asr_model, device, None, None, engine) if asr_model else None
         return commands.evaluate_synthesizer(loaded, manifest, asr, limit, batch_size, out)
-    transcriber = loaded.with_decoding(beam_size=beam_size, ctc_weight=ctc_weight)
+    transcriber = Transcriber(loaded.package, engine=_engine(model, engine, device, lightning))
+    transcriber = transcriber.with_decoding(beam_size=beam_size, ctc_weight=ctc_weight)
     return commands.evaluate_transcriber(transcriber, manifest, out, batch_size, lightning)
 
 
@@ -183,13 +207,34 @@ def demo(out: str = "runs/demo", minutes: float = 9.0, tts_minutes: float = 3.5)
     return run_demo(Path(out), minutes, tts_minutes)
 
 
-def _transcriber(model: str, device: str, beam_size: int | None, ctc_weight: float | None):
-    """An ASR package with the flags that were given overriding its saved decoding settings."""
+def _transcriber(
+    model: str,
+    device: str,
+    beam_size: int | None,
+    ctc_weight: float | None,
+    engine: str = "torch",
+    lightning: bool = False,
+):
+    """An ASR package with the flags that were given overriding its saved decoding settings; with
+    ``engine="onnx"`` its ONNX graphs run the search."""
     from seq2seq.inference.transcribe import Transcriber
     from seq2seq.tasks import load_model_package
 
-    transcriber = Transcriber(load_model_package(model, device))
+    runner = _engine(model, engine, device, lightning)
+    transcriber = Transcriber(load_model_package(model, device), engine=runner)
     return transcriber.with_decoding(beam_size=beam_size, ctc_weight=ctc_weight)
+
+
+def _engine(model: str, engine: str, device: str, lightning: bool):
+    """None for the PyTorch model, or the package's ONNX graphs on onnxruntime."""
+    if engine == "torch":
+        return None
+    if lightning or device != "cpu":
+        raise ValueError("--engine onnx runs onnxruntime on the CPU: drop --lightning and --device")
+    from seq2seq.inference.onnx_engine import OnnxASR
+    from seq2seq.inference.onnx_files import ONNX_DIR
+
+    return OnnxASR(Path(model) / ONNX_DIR)
 
 
 def _prepare_commands() -> dict[str, Callable]:

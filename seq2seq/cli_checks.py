@@ -143,6 +143,7 @@ CHECKS: dict[str, Check] = {
     "config": Existing("config"),
     "checkpoint": Existing("any"),
     "manifest": Existing("file"),
+    "calibration_manifest": Existing("file"),
     "text_file": Existing("file"),
     "source_dir": Existing("folder"),
     "inputs": non_empty_path,  # a missing input is one error line of its own, and the others go on
@@ -157,6 +158,7 @@ CHECKS: dict[str, Check] = {
     "beam_size": Range(1, 256),
     "ctc_weight": Range(0, 1),
     "average": Range(1, 1000),
+    "quantize_tolerance": Range(0, 100, unit=" CER points"),
     "limit": Range(1, MAX_COUNT),
     "window_seconds": Range(
         MIN_WINDOW_SECONDS,

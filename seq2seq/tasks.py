@@ -8,6 +8,8 @@ Lightning.
 
 from __future__ import annotations
 
+import shutil
+import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,11 +20,17 @@ from torch import nn
 
 from seq2seq.core.config import ConfigError
 from seq2seq.core.package import (
+    CONFIG,
+    TOKENIZER,
     ModelPackage,
     PackageError,
     load_weights_into,
     read_package_config,
+    read_package_precision,
     read_package_tokenizer,
+    read_weights,
+    save_package,
+    write_package_precision,
 )
 from seq2seq.experiments import (
     ASRExperimentConfig,
@@ -105,7 +113,14 @@ def load_model_package(directory: str | Path, device: str | torch.device = "cpu"
     model = task_of(experiment).model(experiment.model)
     load_weights_into(model, directory, device)
     tokenizer = read_package_tokenizer(directory)
-    return ModelPackage(name, experiment, model.to(device).eval(), tokenizer, directory)
+    model = model.to(device).eval()
+    if read_package_precision(directory) == "int8":
+        if torch.device(device).type != "cpu":
+            raise PackageError(f"{directory}: an int8 package runs on the CPU only, not on {device}")
+        from seq2seq.inference.quantization import quantize_torch
+
+        model = quantize_torch(model)
+    return ModelPackage(name, experiment, model, tokenizer, directory)
 
 
 def load_package(directory: str | Path, device: str | torch.device = "cpu") -> Any:
@@ -136,7 +151,12 @@ def export(
     select: str = "best",
     stats_batches: int = 50,
 ) -> Path:
-    """A checkpoint, or the average of a run folder's ``average`` best (or last) ones -> a package."""
+    """A checkpoint, or the average of a run folder's ``average`` best (or last) ones -> a package.
+
+    A package folder as ``checkpoint`` is copied (weights, config, tokenizer) to ``out_dir``, so that
+    :func:`deploy` can add ONNX graphs or int8 to a copy of a package without its run folder."""
+    if (Path(checkpoint) / CONFIG).is_file():
+        return _copy_package(Path(checkpoint), Path(out_dir))
     from seq2seq.training.checkpointing import CheckpointError
     from seq2seq.training.export import export_run, read_checkpoints
 
@@ -147,3 +167,80 @@ def export(
         raise CheckpointError(str(error)) from None
     parts = task_of(experiment).training()
     return export_run(paths, loaded, meta, experiment, parts.module, parts.datamodule, out_dir, stats_batches)
+
+
+def _copy_package(source: Path, out_dir: Path) -> Path:
+    if source.resolve() == out_dir.resolve():
+        return out_dir
+    name, experiment = read_package_config(source)
+    load_model_package(source)  # a package that does not load is not copied
+    return save_package(out_dir, name, experiment, read_weights(source), source / TOKENIZER)
+
+
+@dataclass(frozen=True)
+class Deployment:
+    """What ``seq2seq export`` adds to a package for deployment.
+
+    Attributes:
+        onnx: write the ONNX graphs (``onnx/``) for ``--engine onnx``.
+        precision: ``int8`` quantizes the linear layers (both engines), after pricing it in CER.
+        calibration_manifest: the manifest int8 is priced on (needed for int8).
+        tolerance: most CER points (absolute) int8 may lose, per engine, before it is refused.
+    """
+
+    onnx: bool = False
+    precision: str = "fp32"
+    calibration_manifest: str | None = None
+    tolerance: float = 0.5
+
+    def __post_init__(self) -> None:
+        if self.precision == "int8" and self.calibration_manifest is None:
+            raise ConfigError("--quantize int8 needs --calibration-manifest: its CER cost is measured there")
+
+
+def deploy(package_dir: str | Path, deployment: Deployment, report: Callable[[str], None] = print) -> None:
+    """Add ONNX graphs and/or int8 to a package; int8 that loses more than the tolerance is refused
+    (QuantizationError) and the package stays fp32 (with fp32 graphs when ONNX was asked for)."""
+    from seq2seq.inference.onnx_files import ONNX_DIR
+
+    package_dir = Path(package_dir)
+    package = load_model_package(package_dir)
+    if deployment.precision == "int8" and package.task != "asr":
+        raise ConfigError(f"{package_dir}: --quantize int8 is priced in CER, so it is for ASR packages only")
+    with tempfile.TemporaryDirectory(prefix=".deploy-", dir=package_dir) as staging:
+        fp32 = _export_onnx(package, Path(staging) / "fp32") if deployment.onnx else None
+        chosen = fp32
+        try:
+            if deployment.precision == "int8":
+                chosen = _quantize(package, fp32, Path(staging) / "int8", deployment, report)
+        finally:
+            if chosen is not None:
+                shutil.rmtree(package_dir / ONNX_DIR, ignore_errors=True)
+                chosen.directory.rename(package_dir / ONNX_DIR)
+    if deployment.precision == "int8":
+        write_package_precision(package_dir, "int8")
+
+
+def _export_onnx(package: ModelPackage, directory: Path):
+    from seq2seq.inference.onnx_export import export_model
+
+    return export_model(package, directory)
+
+
+def _quantize(package: ModelPackage, fp32, directory: Path, deployment: Deployment, report):
+    """Price int8 per engine; the int8 ONNX manifest (or None without ONNX) when every cost is tolerated."""
+    from seq2seq.evaluation.quantization import check_cost, engine_cost, torch_cost
+    from seq2seq.inference.onnx_engine import OnnxASR
+    from seq2seq.inference.quantization import quantize_onnx
+
+    manifest = str(deployment.calibration_manifest)
+    cost = torch_cost(package, manifest)
+    report(cost.line())
+    check_cost(cost, deployment.tolerance)
+    if fp32 is None:
+        return None
+    int8 = quantize_onnx(fp32, directory)
+    cost = engine_cost("onnxruntime", package, OnnxASR(fp32.directory), OnnxASR(int8.directory), manifest)
+    report(cost.line())
+    check_cost(cost, deployment.tolerance)
+    return int8

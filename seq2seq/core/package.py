@@ -3,8 +3,10 @@
 A package is a folder::
 
     model.safetensors   weights and buffers (feature statistics included)
-    config.json         {"task": "asr" | "tts", "format": 1, "experiment": {...}}  (FORMAT_VERSION)
+    config.json         {"task": "asr" | "tts", "format": 1, "experiment": {...}}  (FORMAT_VERSION),
+                        optionally "precision": "int8" (linear layers quantized when loaded)
     tokenizer/          the tokenizer's JSON (and sentencepiece model)
+    onnx/               optional: the ONNX graphs (seq2seq.inference.onnx_files)
 
 It is written into a temporary sibling folder and swapped into place (one atomic exchange on Linux),
 so a kill mid-write leaves the previous package intact. A folder that is not a package is never replaced.
@@ -31,6 +33,7 @@ from seq2seq.core.text import Tokenizer, load_tokenizer
 
 FORMAT_VERSION = 1
 WEIGHTS, CONFIG, TOKENIZER = "model.safetensors", "config.json", "tokenizer"
+PRECISIONS = ("fp32", "int8")
 
 
 class PackageError(ValueError):
@@ -124,6 +127,25 @@ def read_package_config(directory: str | Path) -> tuple[str, dict]:
             "export the package again with this version"
         )
     return meta.get("task"), meta["experiment"]
+
+
+def read_package_precision(directory: str | Path) -> str:
+    """``fp32``, or ``int8`` when the package asks for its linear layers to be quantized on loading."""
+    path = Path(directory) / CONFIG
+    precision = json.loads(path.read_text()).get("precision", "fp32")
+    if precision not in PRECISIONS:
+        raise PackageError(f"{path}: precision {precision!r} is not one of {', '.join(PRECISIONS)}")
+    return precision
+
+
+def write_package_precision(directory: str | Path, precision: str) -> None:
+    """Record the precision the package's model is loaded in (the weights stay fp32)."""
+    path = Path(directory) / CONFIG
+    meta = json.loads(path.read_text())
+    meta["precision"] = precision
+    staging = path.with_name(f".{CONFIG}.tmp")
+    staging.write_text(json.dumps(meta, indent=2))
+    os.replace(staging, path)
 
 
 def read_weights(directory: str | Path, device: str | torch.device = "cpu") -> dict[str, torch.Tensor]:

@@ -72,6 +72,18 @@ def export_asr(model, directory: str | Path) -> OnnxManifest:
     step = ASRDecoderStepGraph(model).eval()
     _export(step, (tokens, memory_lengths, cross_kv, self_kv), directory / "decoder_step.onnx", names, 2)
     graphs = {"encoder": "encoder.onnx", "decoder_step": "decoder_step.onnx"}
-    manifest = OnnxManifest("asr", "fp32", graphs, layers, heads, head_dim, model.config.vocab_size)
+    manifest = OnnxManifest(
+        "asr", "fp32", graphs, layers, heads, head_dim, model.config.vocab_size, directory=directory
+    )
     manifest.write(directory)
     return manifest
+
+
+def export_model(package, directory: str | Path) -> OnnxManifest:
+    """A loaded package's graphs into ``directory`` (its ``task`` picks them)."""
+    match package.task:
+        case "asr":
+            return export_asr(package.model, directory)
+        case "tts":
+            return export_tts(package.model, directory)
+    raise ValueError(f"{package.path}: no ONNX export for {package.task} packages")

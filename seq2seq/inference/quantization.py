@@ -7,6 +7,7 @@ the float package stays the source (a torch int8 package is the fp32 weights plu
 
 from __future__ import annotations
 
+import logging
 import warnings
 from pathlib import Path
 
@@ -15,7 +16,6 @@ from torch import nn
 from seq2seq.inference.onnx_files import OnnxManifest
 from seq2seq.nn.attention import MultiHeadAttention
 
-PRECISIONS = ("fp32", "int8")
 # The attention's query/key/value run as one fused matmul over their concatenated weights
 # (MultiHeadAttention._project), which a quantized module (its weight packed) cannot take part in.
 _FUSED = ("query", "key", "value")
@@ -57,8 +57,13 @@ def quantize_onnx(source: OnnxManifest, directory: str | Path) -> OnnxManifest:
 
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    for name in source.graphs.values():
-        quantize_dynamic(source.directory / name, directory / name, weight_type=QuantType.QInt8)
+    root = logging.getLogger()
+    level, root.level = root.level, logging.ERROR  # its advice to run shape inference first is not ours
+    try:
+        for name in source.graphs.values():
+            quantize_dynamic(source.directory / name, directory / name, weight_type=QuantType.QInt8)
+    finally:
+        root.setLevel(level)
     manifest = OnnxManifest(
         source.task, "int8", source.graphs, source.layers, source.heads, source.head_dim,
         source.vocab_size, source.extra, directory,
