@@ -1,0 +1,237 @@
+"""ONNX export and the onnxruntime engine: each graph equals the PyTorch model, a whole ONNX
+transcription equals PyTorch's, int8 is priced and refused over the tolerance, files load without
+unpickling, and broken ONNX folders are one-line errors (docs/reliability.md)."""
+
+from __future__ import annotations
+
+import json
+import pickle
+import sys
+
+import numpy as np
+import pytest
+import torch
+from support import ALPHABET, assert_one_line_error, run_cli, tiny_asr_config, tiny_asr_package, write_jsonl, write_tone
+
+pytest.importorskip("onnx")
+ort = pytest.importorskip("onnxruntime")
+
+from seq2seq.core.package import read_package_precision  # noqa: E402
+from seq2seq.core.text import EOS_ID, SOS_ID  # noqa: E402
+from seq2seq.decoding import DecodingConfig, decode_batch  # noqa: E402
+from seq2seq.evaluation.quantization import QuantizationError  # noqa: E402
+from seq2seq.inference.onnx_engine import OnnxASR, onnxruntime_module, open_session  # noqa: E402
+from seq2seq.inference.onnx_export import export_asr  # noqa: E402
+from seq2seq.inference.onnx_files import MANIFEST, ONNX_DIR, OnnxPackageError  # noqa: E402
+from seq2seq.inference.quantization import quantize_torch  # noqa: E402
+from seq2seq.models.asr import ASRModel  # noqa: E402
+from seq2seq.tasks import Deployment, deploy, load_model_package  # noqa: E402
+
+DynamicLinear = torch.ao.nn.quantized.dynamic.Linear
+TOLERANCE = 2e-4
+
+
+def _model(seed: int = 0, layers: int = 2) -> ASRModel:
+    torch.manual_seed(seed)
+    return ASRModel(tiny_asr_config(12, input_dim=8, num_layers=layers)).eval()
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    model = _model()
+    directory = tmp_path_factory.mktemp("onnx")
+    export_asr(model, directory)
+    return model, OnnxASR(directory, threads=1)
+
+
+def _features(lengths: list[int], seed: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    return torch.randn(len(lengths), max(lengths), 8, generator=g), torch.tensor(lengths)
+
+
+@pytest.mark.parametrize("lengths", [[37], [61, 40, 23]])
+def test_encoder_graph_equals_the_model_on_valid_frames(exported, lengths):
+    model, engine = exported
+    features, feature_lengths = _features(lengths)
+    memory, memory_lengths, log_probs, cross_kv = engine.encode(features, feature_lengths)
+    with torch.no_grad():
+        ref_memory, ref_lengths = model.encode(features, feature_lengths)
+        ref_log_probs = model.ctc_log_probs(ref_memory)
+        cache = model.new_cache()
+        model.decode(torch.full((len(lengths), 1), SOS_ID), ref_memory, ref_lengths, cache)
+    assert memory.shape == tuple(ref_memory.shape) and memory_lengths.tolist() == ref_lengths.tolist()
+    assert cross_kv.shape == (2, 2, len(lengths), 2, memory.shape[1], 8)
+    for b, n in enumerate(ref_lengths.tolist()):
+        np.testing.assert_allclose(memory[b, :n], ref_memory[b, :n], atol=TOLERANCE)
+        np.testing.assert_allclose(log_probs[b, :n], ref_log_probs[b, :n], atol=TOLERANCE)
+        for i, kv in enumerate(cache.cross_attn):
+            np.testing.assert_allclose(cross_kv[i, 0, b, :, :n], kv.key[b, :, :n], atol=TOLERANCE)
+            np.testing.assert_allclose(cross_kv[i, 1, b, :, :n], kv.value[b, :, :n], atol=TOLERANCE)
+
+
+@pytest.mark.parametrize(("lengths", "beams"), [([37], 1), ([61, 40, 23], 1), ([61, 40, 23], 4)])
+def test_decoder_step_equals_the_model_with_and_without_the_cache(exported, lengths, beams):
+    """Rows share their utterance's memory row (beams), the cache grows from empty, and every step's
+    log-probs equal the cached torch decoder's and the full (uncached) pass's."""
+    model, engine = exported
+    features, feature_lengths = _features(lengths)
+    _, memory_lengths, _, cross_kv = engine.encode(features, feature_lengths)
+    with torch.no_grad():
+        memory, ref_lengths = model.encode(features, feature_lengths)
+    rows = len(lengths) * beams
+    tokens = torch.randint(5, 12, (rows, 4), generator=torch.Generator().manual_seed(2))
+    tokens[:, 0] = SOS_ID
+    cache, m = model.new_cache(), engine.manifest
+    self_kv = np.zeros((m.layers, 2, rows, m.heads, 0, m.head_dim), dtype=np.float32)
+    for u in range(tokens.shape[1]):
+        feed = {"tokens": tokens[:, u : u + 1].numpy(), "memory_lengths": memory_lengths}
+        log_probs, self_kv = engine.decoder_step.run(None, {**feed, "cross_kv": cross_kv, "self_kv": self_kv})
+        with torch.no_grad():
+            cached = model.decode(tokens[:, u : u + 1], memory, ref_lengths, cache)[:, -1].log_softmax(-1)
+            full = model.decode(tokens[:, : u + 1], memory, ref_lengths)[:, -1].log_softmax(-1)
+        assert self_kv.shape[4] == u + 1
+        np.testing.assert_allclose(log_probs, cached, atol=TOLERANCE)
+        np.testing.assert_allclose(log_probs, full, atol=TOLERANCE)
+    np.testing.assert_allclose(self_kv[-1, 0], cache.self_attn[-1].key, atol=TOLERANCE)
+
+
+def _trained_model() -> tuple[ASRModel, torch.Tensor, torch.Tensor]:
+    """A tiny model fitted to three utterances, so that its search has clear winners to agree on."""
+    model = _model(seed=3).train()
+    features, lengths = _features([80, 64, 48], seed=4)
+    targets = torch.tensor([[5, 6, 7, 8, 9], [9, 8, 7, 6, 0], [10, 11, 5, 0, 0]])
+    target_lengths = torch.tensor([5, 4, 3])
+    tokens_in = torch.cat([torch.full((3, 1), SOS_ID), targets], 1)
+    tokens_out = torch.cat([targets, torch.zeros(3, 1, dtype=torch.long)], 1)
+    tokens_out[torch.arange(3), target_lengths] = EOS_ID
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
+    for _ in range(100):
+        log_probs, memory_lengths, logits = model(features, lengths, tokens_in, target_lengths + 1)
+        ctc = torch.nn.functional.ctc_loss(log_probs.transpose(0, 1), targets, memory_lengths, target_lengths)
+        mask = torch.arange(6)[None] <= target_lengths[:, None]
+        ce = torch.nn.functional.cross_entropy(logits[mask], tokens_out[mask])
+        optimizer.zero_grad()
+        (ctc + ce).backward()
+        optimizer.step()
+    return model.eval(), features, lengths
+
+
+def test_onnx_transcription_equals_torch_on_a_trained_model(tmp_path):
+    model, features, lengths = _trained_model()
+    export_asr(model, tmp_path)
+    engine = OnnxASR(tmp_path, threads=1)
+    for config in (DecodingConfig(beam_size=4, ctc_weight=0.3), DecodingConfig(beam_size=1, ctc_weight=0.0)):
+        expected = decode_batch(model, features, lengths, config)
+        assert expected == [[5, 6, 7, 8, 9], [9, 8, 7, 6], [10, 11, 5]]  # it learned: clear winners
+        assert engine.decode(features, lengths, config) == expected
+        for b in range(3):  # batch 1 gives the same as in the batch
+            one = engine.decode(features[b : b + 1, : lengths[b]], lengths[b : b + 1], config)
+            assert one == expected[b : b + 1]
+
+
+def test_torch_int8_replaces_linear_layers_and_stays_close():
+    model = _model(layers=1)
+    quantized = quantize_torch(_model(layers=1))
+    linears = [name for name, m in quantized.named_modules() if isinstance(m, DynamicLinear)]
+    assert "output" in linears and "ctc_head" in linears and "decoder.layers.0.feed_forward.sublayer.up" in linears
+    assert not any(name.endswith((".query", ".key", ".value")) for name in linears)  # fused: kept float
+    features, lengths = _features([50, 30])
+    with torch.no_grad():
+        a, b = model.encode(features, lengths)[0], quantized.encode(features, lengths)[0]
+    error = (a - b)[0].abs().max() / a[0].abs().max()
+    assert 0 < error < 0.1
+
+
+def _calibration(tmp_path, package) -> str:
+    tokenizer = load_model_package(package).tokenizer
+    records = [
+        {"audio_filepath": str(write_tone(tmp_path / f"{i}.wav", 0.5 + 0.2 * i)), "duration": 0.5 + 0.2 * i,
+         "text": "ab c"}
+        for i in range(3)
+    ]
+    assert tokenizer.vocab_size > 5
+    return str(write_jsonl(tmp_path / "calibration.jsonl", records))
+
+
+def test_int8_is_refused_over_the_tolerance_and_recorded_within_it(tmp_path):
+    package = tiny_asr_package(tmp_path / "pkg", texts=(ALPHABET,))
+    manifest = _calibration(tmp_path, package)
+    lines: list[str] = []
+    with pytest.raises(QuantizationError, match=r"refusing int8: torch int8: CER .* tolerance of -1 points"):
+        deploy(package, Deployment(True, "int8", manifest, tolerance=-1.0), lines.append)
+    assert read_package_precision(package) == "fp32" and len(lines) == 1
+    assert json.loads((package / ONNX_DIR / MANIFEST).read_text())["precision"] == "fp32"
+    deploy(package, Deployment(True, "int8", manifest, tolerance=100.0), lines.append)
+    assert [line.split(":")[0] for line in lines[1:]] == ["torch int8", "onnxruntime int8"]
+    assert read_package_precision(package) == "int8"
+    assert OnnxASR(package / ONNX_DIR).manifest.precision == "int8"
+    loaded = load_model_package(package)
+    assert isinstance(loaded.model.output, DynamicLinear)
+    assert not list(package.glob(".deploy-*"))
+
+
+def test_exported_files_load_without_unpickling(tmp_path, monkeypatch):
+    package = tiny_asr_package(tmp_path / "pkg")
+    deploy(package, Deployment(onnx=True))
+
+    def forbidden(*args, **kwargs):
+        raise AssertionError("unpickling while loading ONNX graphs")
+
+    for name in ("load", "loads", "Unpickler"):
+        monkeypatch.setattr(pickle, name, forbidden)
+    monkeypatch.setattr(torch, "load", forbidden)
+    engine = OnnxASR(package / ONNX_DIR)
+    features, lengths = _features([40])
+    assert len(engine.decode(torch.randn(1, 40, 80), lengths, DecodingConfig(beam_size=2))) == 1
+
+
+def _broken(tmp_path, change) -> str:
+    package = tiny_asr_package(tmp_path / "pkg")
+    deploy(package, Deployment(onnx=True))
+    change(package / ONNX_DIR)
+    return str(package)
+
+
+def _truncate(directory):
+    data = (directory / "encoder.onnx").read_bytes()
+    (directory / "encoder.onnx").write_bytes(data[: len(data) // 3])
+
+
+def _edit_manifest(**changes):
+    def edit(directory):
+        data = json.loads((directory / MANIFEST).read_text())
+        (directory / MANIFEST).write_text(json.dumps({**data, **changes}))
+
+    return edit
+
+
+@pytest.mark.parametrize(
+    ("change", "words"),
+    [
+        (_truncate, ("encoder.onnx", "not a loadable ONNX graph")),
+        (_edit_manifest(task="tts"), ("manifest.json", "'tts' model, not of a asr")),
+        (_edit_manifest(format=7), ("manifest.json", "ONNX format 7", "export the ONNX graphs again")),
+        (lambda d: (d / MANIFEST).unlink(), ("no ONNX graphs", "--onnx")),
+    ],
+    ids=["truncated", "other-task", "format-version", "no-manifest"],
+)
+def test_broken_onnx_folders_are_one_line_errors(tmp_path, change, words):
+    package = _broken(tmp_path, change)
+    with pytest.raises((OnnxPackageError, OSError)) as error:
+        OnnxASR(f"{package}/{ONNX_DIR}")
+    assert "\n" not in str(error.value) and all(w in str(error.value) for w in words)
+
+
+def test_transcribe_engine_onnx_with_a_truncated_graph_is_one_error_line(tmp_path):
+    package = _broken(tmp_path, _truncate)
+    wav = write_tone(tmp_path / "a.wav", 0.5)
+    result = run_cli("transcribe", package, str(wav), "--engine", "onnx")
+    assert_one_line_error(result, "encoder.onnx", "not a loadable ONNX graph")
+
+
+def test_missing_onnxruntime_is_one_line(monkeypatch):
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)
+    with pytest.raises(RuntimeError, match=r"^the onnx engine needs onnxruntime.*pip install 'seq2seq\[onnx\]'$"):
+        onnxruntime_module()
+    with pytest.raises(RuntimeError, match="needs onnxruntime"):
+        open_session("x.onnx")
