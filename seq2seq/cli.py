@@ -160,6 +160,7 @@ def evaluate(
     out = out or str(Path(model) / f"eval-{Path(manifest).stem}.jsonl")
     if isinstance(loaded, Synthesizer):
         asr = _transcriber(asr_model, device, None, None, engine) if asr_model else None
+        loaded = Synthesizer(loaded.package, _engine(model, engine, device, False, "tts"))
         return commands.evaluate_synthesizer(loaded, manifest, asr, limit, batch_size, out)
     transcriber = Transcriber(loaded.package, engine=_engine(model, engine, device, lightning))
     transcriber = transcriber.with_decoding(beam_size=beam_size, ctc_weight=ctc_weight)
@@ -173,6 +174,7 @@ def synthesize(
     text_file: str | None = None,
     batch_size: int = 16,
     device: str = "cpu",
+    engine: Literal["torch", "onnx"] = "torch",
 ) -> int:
     """Synthesize mel spectrograms (.npy, .pt, .png) and Griffin-Lim audio (.wav) from text.
 
@@ -183,6 +185,7 @@ def synthesize(
         text_file: a file with one sentence per line, instead of (or besides) texts.
         batch_size: sentences synthesized together.
         device: where synthesis runs (cpu, cuda, ...).
+        engine: torch, or onnx: the package's ONNX graphs on onnxruntime (CPU; `export --onnx`).
     """
     from seq2seq.inference.synthesize import Synthesizer, read_texts
     from seq2seq.tasks import load_model_package
@@ -190,7 +193,7 @@ def synthesize(
     sentences, problems = read_texts(list(texts), text_file)
     for problem in problems:  # a line that cannot be read is left out; the others are spoken
         print(f"error: {problem}", file=sys.stderr)
-    synthesizer = Synthesizer(load_model_package(model, device))
+    synthesizer = Synthesizer(load_model_package(model, device), _engine(model, engine, device, False, "tts"))
     return max(synthesizer.write(sentences, out, batch_size=batch_size), 1 if problems else 0)
 
 
@@ -225,16 +228,16 @@ def _transcriber(
     return transcriber.with_decoding(beam_size=beam_size, ctc_weight=ctc_weight)
 
 
-def _engine(model: str, engine: str, device: str, lightning: bool):
+def _engine(model: str, engine: str, device: str, lightning: bool, task: str = "asr"):
     """None for the PyTorch model, or the package's ONNX graphs on onnxruntime."""
     if engine == "torch":
         return None
     if lightning or device != "cpu":
         raise ValueError("--engine onnx runs onnxruntime on the CPU: drop --lightning and --device")
-    from seq2seq.inference.onnx_engine import OnnxASR
+    from seq2seq.inference.onnx_engine import OnnxASR, OnnxTTS
     from seq2seq.inference.onnx_files import ONNX_DIR
 
-    return OnnxASR(Path(model) / ONNX_DIR)
+    return (OnnxASR if task == "asr" else OnnxTTS)(Path(model) / ONNX_DIR)
 
 
 def _prepare_commands() -> dict[str, Callable]:

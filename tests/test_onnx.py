@@ -11,7 +11,15 @@ import sys
 import numpy as np
 import pytest
 import torch
-from support import ALPHABET, assert_one_line_error, run_cli, tiny_asr_config, tiny_asr_package, write_jsonl, write_tone
+from support import (
+    ALPHABET,
+    assert_one_line_error,
+    run_cli,
+    tiny_asr_config,
+    tiny_asr_package,
+    write_jsonl,
+    write_tone,
+)
 
 pytest.importorskip("onnx")
 ort = pytest.importorskip("onnxruntime")
@@ -133,7 +141,11 @@ def test_torch_int8_replaces_linear_layers_and_stays_close():
     model = _model(layers=1)
     quantized = quantize_torch(_model(layers=1))
     linears = [name for name, m in quantized.named_modules() if isinstance(m, DynamicLinear)]
-    assert "output" in linears and "ctc_head" in linears and "decoder.layers.0.feed_forward.sublayer.up" in linears
+    assert (
+        "output" in linears
+        and "ctc_head" in linears
+        and "decoder.layers.0.feed_forward.sublayer.up" in linears
+    )
     assert not any(name.endswith((".query", ".key", ".value")) for name in linears)  # fused: kept float
     features, lengths = _features([50, 30])
     with torch.no_grad():
@@ -145,8 +157,11 @@ def test_torch_int8_replaces_linear_layers_and_stays_close():
 def _calibration(tmp_path, package) -> str:
     tokenizer = load_model_package(package).tokenizer
     records = [
-        {"audio_filepath": str(write_tone(tmp_path / f"{i}.wav", 0.5 + 0.2 * i)), "duration": 0.5 + 0.2 * i,
-         "text": "ab c"}
+        {
+            "audio_filepath": str(write_tone(tmp_path / f"{i}.wav", 0.5 + 0.2 * i)),
+            "duration": 0.5 + 0.2 * i,
+            "text": "ab c",
+        }
         for i in range(3)
     ]
     assert tokenizer.vocab_size > 5
@@ -231,7 +246,9 @@ def test_transcribe_engine_onnx_with_a_truncated_graph_is_one_error_line(tmp_pat
 
 def test_missing_onnxruntime_is_one_line(monkeypatch):
     monkeypatch.setitem(sys.modules, "onnxruntime", None)
-    with pytest.raises(RuntimeError, match=r"^the onnx engine needs onnxruntime.*pip install 'seq2seq\[onnx\]'$"):
+    with pytest.raises(
+        RuntimeError, match=r"^the onnx engine needs onnxruntime.*pip install 'seq2seq\[onnx\]'$"
+    ):
         onnxruntime_module()
     with pytest.raises(RuntimeError, match="needs onnxruntime"):
         open_session("x.onnx")

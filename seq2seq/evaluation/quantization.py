@@ -40,7 +40,9 @@ def torch_cost(package: ModelPackage, manifest: str, batch_size: int = 8) -> Qua
     """CER of the package's PyTorch model before and after ``quantize_torch`` (the package is not changed)."""
     fp32 = evaluate_asr(Transcriber(package), manifest, batch_size).cer
     quantized = dataclasses.replace(package, model=quantize_torch(package.model))
-    return QuantizationCost("torch", manifest, fp32, evaluate_asr(Transcriber(quantized), manifest, batch_size).cer)
+    return QuantizationCost(
+        "torch", manifest, fp32, evaluate_asr(Transcriber(quantized), manifest, batch_size).cer
+    )
 
 
 def engine_cost(

@@ -131,7 +131,9 @@ class OnnxASR:
         feed = {"features": features.float().numpy(), "lengths": lengths.numpy().astype(np.int64)}
         return self.encoder.run(None, feed)
 
-    def decode(self, features: torch.Tensor, lengths: torch.Tensor, config: DecodingConfig) -> list[list[int]]:
+    def decode(
+        self, features: torch.Tensor, lengths: torch.Tensor, config: DecodingConfig
+    ) -> list[list[int]]:
         """Best token ids per utterance by the joint CTC/attention beam search of ``config``."""
         memory, memory_lengths, log_probs, cross_kv = self.encode(features.cpu(), lengths.cpu())
         memory, memory_lengths = torch.from_numpy(memory), torch.from_numpy(memory_lengths)
@@ -145,3 +147,68 @@ class OnnxASR:
         search = BeamSearch(scorers, {name: weights[name] for name in scorers}, config)
         hyps = search(memory, memory_lengths, self.manifest.vocab_size)
         return [h[0].tokens if h else [] for h in hyps]
+
+
+@dataclass(frozen=True)
+class _TTSShape:
+    reduction_factor: int
+    n_mels: int
+
+
+class _TTSCache:
+    """The step graph's keys/values for the sentences still running (``BatchedSynthesis`` drops rows)."""
+
+    def __init__(self, self_kv: np.ndarray, cross_kv: np.ndarray):
+        self.self_kv, self.cross_kv = self_kv, cross_kv
+
+    def select(self, indices: torch.Tensor) -> None:
+        rows = indices.numpy()
+        self.self_kv, self.cross_kv = self.self_kv.take(rows, axis=2), self.cross_kv.take(rows, axis=2)
+
+
+class OnnxTTS:
+    """An exported TTS model's graphs behind the interface :func:`seq2seq.decoding.tts.synthesize`
+    uses (``encode``, ``new_cache``, ``prenet``, ``decode_step``, ``finish``), so synthesis runs the
+    same loop. ``prenet`` only draws the prenet's dropout scales (as PyTorch draws its masks, from the
+    same generator); the step graph applies them."""
+
+    def __init__(self, directory: str | Path, threads: int | None = None):
+        self.manifest = m = read_manifest(directory, "tts")
+        self.config = _TTSShape(int(m.extra["reduction_factor"]), int(m.extra["n_mels"]))
+        self.sessions = {name: open_session(m.graph(name), threads) for name in m.graphs}
+        self._cross_kv: np.ndarray | None = None
+
+    def encode(self, tokens: torch.Tensor, token_lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        feed = {"tokens": tokens.numpy(), "token_lengths": token_lengths.numpy().astype(np.int64)}
+        memory, self._cross_kv = self.sessions["encoder"].run(None, feed)
+        return torch.from_numpy(memory), torch.arange(tokens.shape[1])[None] < token_lengths[:, None]
+
+    def new_cache(self) -> _TTSCache:
+        m, cross = self.manifest, self._cross_kv
+        return _TTSCache(np.zeros((m.layers, 2, cross.shape[2], m.heads, 0, m.head_dim), np.float32), cross)
+
+    def prenet(self, frames: torch.Tensor, generator: torch.Generator | None = None):
+        """frames (B, 1, n_mels) -> the frames and their prenet dropout scales (P, B, hidden)."""
+        p, b = self.manifest.extra["prenet_dropout"], frames.shape[0]
+        shape = (int(self.manifest.extra["prenet_layers"]), b, 1, int(self.manifest.extra["prenet_dim"]))
+        scales = torch.ones(shape)
+        if p > 0:
+            for scale in scales:  # one mask per layer, in the order the PyTorch prenet draws them
+                scale.bernoulli_(1.0 - p, generator=generator).div_(1.0 - p)
+        return frames, scales[:, :, 0]
+
+    def decode_step(self, inputs, memory, memory_mask, cache: _TTSCache):
+        frames, scales = inputs
+        feed = {
+            "previous": frames[:, -1].numpy(),
+            "prenet_scale": scales.numpy(),
+            "token_lengths": memory_mask.sum(1).numpy().astype(np.int64),
+            "cross_kv": cache.cross_kv,
+            "self_kv": cache.self_kv,
+        }
+        mels, stop, attention, cache.self_kv = self.sessions["decoder_step"].run(None, feed)
+        return torch.from_numpy(mels), torch.from_numpy(stop), torch.from_numpy(attention)
+
+    def finish(self, mels: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        feed = {"mels": mels.float().contiguous().numpy(), "lengths": lengths.numpy().astype(np.int64)}
+        return torch.from_numpy(self.sessions["postnet"].run(None, feed)[0])

@@ -13,12 +13,20 @@ import torch
 from torch import nn
 
 from seq2seq.inference.onnx_files import OnnxManifest
-from seq2seq.inference.onnx_graphs import ASRDecoderStepGraph, ASREncoderGraph
+from seq2seq.inference.onnx_graphs import (
+    ASRDecoderStepGraph,
+    ASREncoderGraph,
+    TTSDecoderStepGraph,
+    TTSEncoderGraph,
+    TTSPostnetGraph,
+)
 
 OPSET = 17
 
 
-def _export(graph: nn.Module, inputs: tuple, path: Path, names: dict[str, dict[int, str]], outputs: int) -> None:
+def _export(
+    graph: nn.Module, inputs: tuple, path: Path, names: dict[str, dict[int, str]], outputs: int
+) -> None:
     """Trace ``graph`` on ``inputs`` into ``path``; ``names`` lists inputs then outputs, with dynamic axes."""
     with warnings.catch_warnings(), torch.no_grad():
         warnings.simplefilter("ignore")  # tracer warnings about shape-dependent Python branches
@@ -75,6 +83,55 @@ def export_asr(model, directory: str | Path) -> OnnxManifest:
     manifest = OnnxManifest(
         "asr", "fp32", graphs, layers, heads, head_dim, model.config.vocab_size, directory=directory
     )
+    manifest.write(directory)
+    return manifest
+
+
+def export_tts(model, directory: str | Path) -> OnnxManifest:
+    """A ``TTSModel`` (eval, fp32, CPU) -> ``encoder.onnx``, ``decoder_step.onnx``, ``postnet.onnx``."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    layers, heads, head_dim = _decoder_shape(model.decoder)
+    config = model.config
+    tokens, token_lengths = torch.full((2, 7), 5, dtype=torch.long), torch.tensor([7, 5])
+    encoder = TTSEncoderGraph(model).eval()
+    names = {
+        "tokens": {0: "batch", 1: "text"},
+        "token_lengths": {0: "batch"},
+        "memory": {0: "batch", 1: "text"},
+        "cross_kv": {2: "batch", 4: "text"},
+    }
+    _export(encoder, (tokens, token_lengths), directory / "encoder.onnx", names, outputs=2)
+    with torch.no_grad():
+        _, cross_kv = encoder(tokens, token_lengths)
+    prenet = len(model.decoder_prenet.layers)
+    inputs = (
+        torch.zeros(2, config.n_mels),
+        torch.ones(prenet, 2, config.decoder_prenet_dim),
+        token_lengths,
+        cross_kv,
+        torch.zeros(layers, 2, 2, heads, 3, head_dim),
+    )
+    names = {
+        "previous": {0: "batch"},
+        "prenet_scale": {1: "batch"},
+        "token_lengths": {0: "batch"},
+        "cross_kv": {2: "batch", 4: "text"},
+        "self_kv": {2: "batch", 4: "past"},
+        "frames": {0: "batch"},
+        "stop_logits": {0: "batch"},
+        "attention": {0: "batch", 1: "text"},
+        "new_self_kv": {2: "batch", 4: "positions"},
+    }
+    _export(TTSDecoderStepGraph(model).eval(), inputs, directory / "decoder_step.onnx", names, outputs=4)
+    names = {"mels": {0: "batch", 1: "frames"}, "lengths": {0: "batch"}, "log_mels": {0: "batch", 1: "frames"}}
+    mels = torch.randn(2, 12, config.n_mels)
+    _export(TTSPostnetGraph(model).eval(), (mels, torch.tensor([12, 9])), directory / "postnet.onnx", names, 1)
+    graphs = {"encoder": "encoder.onnx", "decoder_step": "decoder_step.onnx", "postnet": "postnet.onnx"}
+    dropout = model.decoder_prenet.dropout if model.decoder_prenet.dropout_at_inference else 0.0
+    extra = {"n_mels": config.n_mels, "reduction_factor": config.reduction_factor, "prenet_layers": prenet,
+             "prenet_dim": config.decoder_prenet_dim, "prenet_dropout": float(dropout)}
+    manifest = OnnxManifest("tts", "fp32", graphs, layers, heads, head_dim, 0, extra, directory)
     manifest.write(directory)
     return manifest
 

@@ -20,7 +20,7 @@ from seq2seq.core.package import PackageError
 
 ONNX_FORMAT_VERSION = 1
 ONNX_DIR, MANIFEST = "onnx", "manifest.json"
-GRAPHS = {"asr": ("encoder", "decoder_step"), "tts": ("encoder", "decoder_step")}
+GRAPHS = {"asr": ("encoder", "decoder_step"), "tts": ("encoder", "decoder_step", "postnet")}
 
 
 class OnnxPackageError(PackageError):
@@ -37,7 +37,7 @@ class OnnxManifest:
         graphs: graph name -> file name inside the folder.
         layers, heads, head_dim: the decoder's cache shape, (L, 2, N, H, P, Dh).
         vocab_size: ASR output symbols (0 for TTS).
-        extra: task-specific sizes (TTS: mel bins, reduction factor).
+        extra: task-specific settings (TTS: mel bins, reduction factor, prenet layers, width, dropout).
     """
 
     task: str
@@ -47,7 +47,7 @@ class OnnxManifest:
     heads: int
     head_dim: int
     vocab_size: int = 0
-    extra: dict[str, int] = field(default_factory=dict)
+    extra: dict[str, float] = field(default_factory=dict)
     directory: Path = Path(".")
 
     def graph(self, name: str) -> Path:

@@ -10,12 +10,15 @@ Each graph is a small ``nn.Module`` over the model's own weights with a fixed te
   P + 1 positions. N = G × R: the R consecutive rows of an utterance (its beams) share its memory row,
   as :class:`seq2seq.decoding.scorer.AttentionState` does; R = 1 is the plain batch.
 
-The TTS pair is the same with ``TTSModel.encode`` and ``decode_step`` (see :class:`TTSDecoderStepGraph`).
+The TTS graphs are the same with ``TTSModel.encode`` and ``decode_step`` (see :class:`TTSDecoderStepGraph`),
+plus ``postnet.onnx`` (``TTSModel.finish``).
 Batch, time, memory length, cache length and beam are dynamic axes. The exporter runs with the padded
 layout (``seq2seq.nn.masking.packs_padding`` is False during export).
 """
 
 from __future__ import annotations
+
+import math
 
 import torch
 import torch.nn.functional as F
@@ -104,3 +107,80 @@ class ASRDecoderStepGraph(nn.Module):
         memory_mask = lengths_to_mask(memory_lengths, cross_kv.shape[4])
         y, present = decoder_step(self.model.decoder, x, memory_mask, cross_kv, self_kv)
         return self.model.output(y[:, 0]).float().log_softmax(-1), present
+
+
+def _cross_attend_weights(attention: MultiHeadAttention, h, key, value, mask):
+    """h (B, 1, D) over key/value (B, H, S, Dh): the output and the probabilities (B, H, S)."""
+    b, _, d = h.shape
+    q = attention._split(attention.query(h))  # (B, H, 1, Dh)
+    scores = (q @ key.transpose(-2, -1)) / math.sqrt(q.shape[-1])
+    weights = scores.masked_fill(~mask, float("-inf")).softmax(-1)
+    return attention.out((weights @ value).transpose(1, 2).reshape(b, 1, d)), weights[:, :, 0]
+
+
+class TTSEncoderGraph(nn.Module):
+    """tokens (B, S), token lengths (B,) -> memory (B, S, D), cross_kv (L, 2, B, H, S, Dh)."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.model = model
+
+    def forward(self, tokens, token_lengths):
+        memory, _ = self.model.encode(tokens, token_lengths)
+        return memory, cross_keys_values(self.model.decoder, memory)
+
+
+class TTSDecoderStepGraph(nn.Module):
+    """previous frame (B, n_mels), prenet dropout scales (P, B, hidden), token lengths (B,), cross_kv,
+    self_kv -> frames (B, r, n_mels), stop logits (B, r), attention (B, S), self_kv (one more position).
+
+    The prenet's inference dropout comes in as scales (0 or 1 / (1 - p)) drawn by the caller, so that
+    synthesis with a seeded generator draws what PyTorch draws."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.model = model
+        self.register_buffer("positions", sinusoid_table(MAX_POSITIONS, model.config.decoder.d_model))
+
+    def forward(self, previous, prenet_scale, token_lengths, cross_kv, self_kv):
+        model, offset = self.model, self_kv.shape[4]
+        x = previous[:, None]
+        for i, layer in enumerate(model.decoder_prenet.layers):
+            x = torch.relu(layer(x)) * prenet_scale[i][:, None]
+        x = model.decoder_prenet.proj(x)
+        x = x + model.decoder_position.alpha * self.positions[offset : offset + 1]
+        mask = lengths_to_mask(token_lengths, cross_kv.shape[4])[:, None, None, :]
+        present, weights = [], []
+        for i, layer in enumerate(model.decoder.layers):
+            kv: list[torch.Tensor] = []
+
+            def self_branch(h, i=i, kv=kv, layer=layer):
+                y, key, value = _self_attend(layer.self_attn.sublayer, h, self_kv[i, 0], self_kv[i, 1])
+                kv.extend([key, value])
+                return y
+
+            def cross_branch(h, i=i, layer=layer):
+                y, w = _cross_attend_weights(layer.cross_attn.sublayer, h, *cross_kv[i], mask)
+                weights.append(w)
+                return y
+
+            x = layer.self_attn(x, None, self_branch)
+            x = layer.cross_attn(x, None, cross_branch)
+            x = _feed_forward(layer.feed_forward, x, None)
+            present.append(torch.stack(kv))
+        hidden = model.decoder.final_norm(x, None)[:, 0]
+        heads = list(model.config.alignment_heads)
+        attention = torch.cat([weights[i][:, heads] for i in model.alignment_layers], 1).mean(1)
+        b, r = hidden.shape[0], model.config.reduction_factor
+        return model.mel_head(hidden).view(b, r, -1), model.stop_head(hidden).view(b, r), attention, torch.stack(present)
+
+
+class TTSPostnetGraph(nn.Module):
+    """Normalised decoder frames (B, T, n_mels), lengths (B,) -> log-mels after the postnet."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.model = model
+
+    def forward(self, mels, lengths):
+        return self.model.finish(mels, lengths)

@@ -65,8 +65,15 @@ def quantize_onnx(source: OnnxManifest, directory: str | Path) -> OnnxManifest:
     finally:
         root.setLevel(level)
     manifest = OnnxManifest(
-        source.task, "int8", source.graphs, source.layers, source.heads, source.head_dim,
-        source.vocab_size, source.extra, directory,
+        source.task,
+        "int8",
+        source.graphs,
+        source.layers,
+        source.heads,
+        source.head_dim,
+        source.vocab_size,
+        source.extra,
+        directory,
     )
     manifest.write(directory)
     return manifest

@@ -17,7 +17,7 @@ import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 import soundfile
@@ -142,6 +142,7 @@ def synthesize_texts(
     names: list[str] | None = None,
     batch_size: int = 16,
     seed: int | None = 0,
+    engine: Any = None,
 ) -> list[Synthesized]:
     """Synthesize ``texts`` in batches with the package's inference settings, one result per text.
 
@@ -156,6 +157,7 @@ def synthesize_texts(
         names: output names (default ``0001``, ``0002``, ...).
         batch_size: pieces synthesized together.
         seed: seed of the decoder prenet dropout (None: unseeded, a different rendition each call).
+        engine: runs the model instead of ``package.model`` (e.g. ``onnx_engine.OnnxTTS``, on the CPU).
     """
     names = names or [f"{i + 1:04d}" for i in range(len(texts))]
     device = next(package.model.parameters()).device
@@ -165,7 +167,7 @@ def synthesize_texts(
     spoken = [
         result
         for start in range(0, len(pieces), batch_size)
-        for result in _synthesize_batch(package, pieces[start : start + batch_size], generator)
+        for result in _synthesize_batch(package, pieces[start : start + batch_size], generator, engine)
     ]
     results, offset = [], 0
     for name, text, plan in zip(names, texts, plans):
@@ -203,10 +205,10 @@ def _plan(package: ModelPackage, text: str) -> list[Piece]:
 
 
 def _synthesize_batch(
-    package: ModelPackage, pieces: list[Piece], generator: torch.Generator | None
+    package: ModelPackage, pieces: list[Piece], generator: torch.Generator | None, engine: Any = None
 ) -> list[Spoken]:
-    model, settings = package.model, package.config.inference
-    device = next(model.parameters()).device
+    model, settings = engine or package.model, package.config.inference
+    device = torch.device("cpu") if engine is not None else next(model.parameters()).device
     lengths = torch.tensor([len(p.ids) for p in pieces], device=device)
     tokens = torch.nn.utils.rnn.pad_sequence([p.ids for p in pieces], batch_first=True, padding_value=PAD_ID)
     ratios = (settings.max_length_ratio, settings.min_length_ratio)
@@ -302,18 +304,19 @@ class Synthesizer:
 
     Args:
         package: a loaded TTS model package.
+        engine: runs the model instead of the package's PyTorch one (``onnx_engine.OnnxTTS``).
     """
 
-    def __init__(self, package: ModelPackage):
+    def __init__(self, package: ModelPackage, engine: Any = None):
         if package.task != "tts":
             raise PackageError(f"{package.path}: a {package.task} package, not a TTS one")
-        self.package = package
+        self.package, self.engine = package, engine
 
     def synthesize(
         self, texts: list[str], names: list[str] | None = None, batch_size: int = 16, seed: int | None = 0
     ) -> list[Synthesized]:
         """Log-mels and alignments of ``texts`` (see :func:`synthesize_texts`)."""
-        return synthesize_texts(self.package, texts, names, batch_size, seed)
+        return synthesize_texts(self.package, texts, names, batch_size, seed, self.engine)
 
     def write(
         self, sentences: list[str], out_dir: str | Path, batch_size: int = 16, seed: int | None = 0

@@ -32,7 +32,9 @@ SegmentDecoder = Callable[["Transcriber", DataLoader], Iterable[tuple[Segment, s
 class Engine(Protocol):
     """Another backend for the search (e.g. :class:`seq2seq.inference.onnx_engine.OnnxASR`)."""
 
-    def decode(self, features: torch.Tensor, lengths: torch.Tensor, config: DecodingConfig) -> list[list[int]]:
+    def decode(
+        self, features: torch.Tensor, lengths: torch.Tensor, config: DecodingConfig
+    ) -> list[list[int]]:
         """(B, T, F) features, (B,) lengths -> best token ids per utterance."""
 
 
