@@ -17,6 +17,8 @@ from support import (
     run_cli,
     tiny_asr_config,
     tiny_asr_package,
+    tiny_tts_batch,
+    tiny_tts_config,
     write_jsonl,
     write_tone,
 )
@@ -27,12 +29,14 @@ ort = pytest.importorskip("onnxruntime")
 from seq2seq.core.package import read_package_precision  # noqa: E402
 from seq2seq.core.text import EOS_ID, SOS_ID  # noqa: E402
 from seq2seq.decoding import DecodingConfig, decode_batch  # noqa: E402
+from seq2seq.decoding.tts import synthesize  # noqa: E402
 from seq2seq.evaluation.quantization import QuantizationError  # noqa: E402
-from seq2seq.inference.onnx_engine import OnnxASR, onnxruntime_module, open_session  # noqa: E402
-from seq2seq.inference.onnx_export import export_asr  # noqa: E402
+from seq2seq.inference.onnx_engine import OnnxASR, OnnxTTS, onnxruntime_module, open_session  # noqa: E402
+from seq2seq.inference.onnx_export import export_asr, export_tts  # noqa: E402
 from seq2seq.inference.onnx_files import MANIFEST, ONNX_DIR, OnnxPackageError  # noqa: E402
 from seq2seq.inference.quantization import quantize_torch  # noqa: E402
 from seq2seq.models.asr import ASRModel  # noqa: E402
+from seq2seq.models.tts import TTSModel  # noqa: E402
 from seq2seq.tasks import Deployment, deploy, load_model_package  # noqa: E402
 
 DynamicLinear = torch.ao.nn.quantized.dynamic.Linear
@@ -252,3 +256,31 @@ def test_missing_onnxruntime_is_one_line(monkeypatch):
         onnxruntime_module()
     with pytest.raises(RuntimeError, match="needs onnxruntime"):
         open_session("x.onnx")
+
+
+@pytest.fixture(scope="module")
+def tts_exported(tmp_path_factory):
+    torch.manual_seed(0)
+    model = TTSModel(tiny_tts_config(2, 0.0, decoder_prenet_dropout=0.5)).eval()  # prenet dropout stays on
+    directory = tmp_path_factory.mktemp("tts-onnx")
+    export_tts(model, directory)
+    return model, OnnxTTS(directory, threads=1)
+
+
+@pytest.mark.parametrize("rows", [[0], [0, 1, 2]])
+def test_onnx_tts_synthesis_equals_torch(tts_exported, rows):
+    """Encoder, cached decoder step (prenet dropout drawn from the same seeded generator) and postnet:
+    every sentence stops at the same frame, mels and alignments agree within float tolerance."""
+    model, engine = tts_exported
+    tokens, token_lengths, _, _ = tiny_tts_batch()
+    tokens, token_lengths = tokens[rows, : int(token_lengths[rows].max())], token_lengths[rows]
+    runs = [
+        synthesize(
+            m, tokens, token_lengths, 3.0, stop_threshold=0.99, generator=torch.Generator().manual_seed(1)
+        )
+        for m in (model, engine)
+    ]
+    assert runs[0].mel_lengths.tolist() == runs[1].mel_lengths.tolist()
+    assert runs[0].mels.shape == runs[1].mels.shape and runs[0].mels.abs().max() > 0.1
+    torch.testing.assert_close(runs[1].mels, runs[0].mels, atol=TOLERANCE, rtol=1e-4)
+    torch.testing.assert_close(runs[1].alignments, runs[0].alignments, atol=TOLERANCE, rtol=1e-4)

@@ -124,13 +124,24 @@ def export_tts(model, directory: str | Path) -> OnnxManifest:
         "new_self_kv": {2: "batch", 4: "positions"},
     }
     _export(TTSDecoderStepGraph(model).eval(), inputs, directory / "decoder_step.onnx", names, outputs=4)
-    names = {"mels": {0: "batch", 1: "frames"}, "lengths": {0: "batch"}, "log_mels": {0: "batch", 1: "frames"}}
+    names = {
+        "mels": {0: "batch", 1: "frames"},
+        "lengths": {0: "batch"},
+        "log_mels": {0: "batch", 1: "frames"},
+    }
     mels = torch.randn(2, 12, config.n_mels)
-    _export(TTSPostnetGraph(model).eval(), (mels, torch.tensor([12, 9])), directory / "postnet.onnx", names, 1)
+    _export(
+        TTSPostnetGraph(model).eval(), (mels, torch.tensor([12, 9])), directory / "postnet.onnx", names, 1
+    )
     graphs = {"encoder": "encoder.onnx", "decoder_step": "decoder_step.onnx", "postnet": "postnet.onnx"}
     dropout = model.decoder_prenet.dropout if model.decoder_prenet.dropout_at_inference else 0.0
-    extra = {"n_mels": config.n_mels, "reduction_factor": config.reduction_factor, "prenet_layers": prenet,
-             "prenet_dim": config.decoder_prenet_dim, "prenet_dropout": float(dropout)}
+    extra = {
+        "n_mels": config.n_mels,
+        "reduction_factor": config.reduction_factor,
+        "prenet_layers": prenet,
+        "prenet_dim": config.decoder_prenet_dim,
+        "prenet_dropout": float(dropout),
+    }
     manifest = OnnxManifest("tts", "fp32", graphs, layers, heads, head_dim, 0, extra, directory)
     manifest.write(directory)
     return manifest

@@ -172,7 +172,12 @@ class TTSDecoderStepGraph(nn.Module):
         heads = list(model.config.alignment_heads)
         attention = torch.cat([weights[i][:, heads] for i in model.alignment_layers], 1).mean(1)
         b, r = hidden.shape[0], model.config.reduction_factor
-        return model.mel_head(hidden).view(b, r, -1), model.stop_head(hidden).view(b, r), attention, torch.stack(present)
+        return (
+            model.mel_head(hidden).view(b, r, -1),
+            model.stop_head(hidden).view(b, r),
+            attention,
+            torch.stack(present),
+        )
 
 
 class TTSPostnetGraph(nn.Module):

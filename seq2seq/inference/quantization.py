@@ -52,7 +52,7 @@ def quantize_torch(model: nn.Module) -> nn.Module:
 
 
 def quantize_onnx(source: OnnxManifest, directory: str | Path) -> OnnxManifest:
-    """int8 copies of ``source``'s graphs (onnxruntime ``quantize_dynamic``: MatMul weights) in ``directory``."""
+    """int8 copies of ``source``'s graphs in ``directory`` (onnxruntime ``quantize_dynamic``: MatMuls)."""
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     directory = Path(directory)
