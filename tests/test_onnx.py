@@ -128,6 +128,7 @@ def _trained_model() -> tuple[ASRModel, torch.Tensor, torch.Tensor]:
     return model.eval(), features, lengths
 
 
+@pytest.mark.slow  # trains for 100 steps (about 5 s)
 def test_onnx_transcription_equals_torch_on_a_trained_model(tmp_path):
     model, features, lengths = _trained_model()
     export_asr(model, tmp_path)
