@@ -65,7 +65,9 @@ def test_probe_matches_a_direct_computation_on_a_linear_network():
         own = slice(updated, updated + 2)
         g, g_shift = flat(g0[own]), flat(shifted[own])
         assert result["ics"][layer]["l2"] == pytest.approx(float((g - g_shift).norm()), rel=1e-4)
-        assert result["ics"][layer]["cos"] == pytest.approx(float(F.cosine_similarity(g, g_shift, 0)), rel=1e-5)
+        assert result["ics"][layer]["cos"] == pytest.approx(
+            float(F.cosine_similarity(g, g_shift, 0)), rel=1e-5
+        )
         assert result["ics"][layer]["l2"] > 0
     scalars = summary(result)
     assert scalars["ics_l2_mean"] == pytest.approx((result["ics"]["2"]["l2"] + result["ics"]["4"]["l2"]) / 2)
@@ -74,7 +76,13 @@ def test_probe_matches_a_direct_computation_on_a_linear_network():
 def test_layer_groups_of_the_asr_model_follow_its_stacks():
     model = ASRModel(tiny_asr_config(32, num_layers=2))
     names = [name for name, _ in layer_groups(model)]
-    assert names[:5] == ["frontend.convs.0", "frontend.convs.1", "frontend.proj", "encoder.layers.0", "encoder.layers.1"]
+    assert names[:5] == [
+        "frontend.convs.0",
+        "frontend.convs.1",
+        "frontend.proj",
+        "encoder.layers.0",
+        "encoder.layers.1",
+    ]
     assert names[-4:] == ["decoder.layers.0", "decoder.layers.1", "decoder.final_norm", "output"]
     grouped = sum(p.numel() for _, group in layer_groups(model) for p in group)
     assert grouped == sum(p.numel() for p in model.parameters())  # every weight belongs to one layer
@@ -128,7 +136,9 @@ def test_bad_scaling_scales_the_band_and_cmvn_undoes_it_unless_off():
     assert torch.equal(ratio[:, :7], torch.ones(15, 7)) and torch.equal(ratio[:, 8:], torch.ones(15, 72))
     assert torch.equal(raw.normalize_input(features, lengths)[1, 6:], torch.zeros(3, 80))  # padding 0
     # With CMVN on, the statistics were scaled with the band: the model sees what an unscaled one sees.
-    assert torch.allclose(scaled.normalize_input(features, lengths), plain.normalize_input(features, lengths), atol=1e-5)
+    assert torch.allclose(
+        scaled.normalize_input(features, lengths), plain.normalize_input(features, lengths), atol=1e-5
+    )
     normalized = plain.normalize_input(features, lengths)[mask.expand(-1, -1, 80)].view(-1, 80)
     assert normalized.mean(0).abs().max() < 1e-4  # CMVN on: zero-mean bands ...
     off = ASRModel(replace(tiny_asr_config(32), feature_norm=False))
@@ -160,7 +170,9 @@ def test_probing_leaves_the_training_run_bit_identical(tiny_corpus, tmp_path):
     }
     runs = {}
     for name, every in (("plain", 0), ("probed", 2)):
-        overrides = tiny_asr_overrides(tiny_corpus, tmp_path / name, **extra, **{"analysis.landscape_every": every})
+        overrides = tiny_asr_overrides(
+            tiny_corpus, tmp_path / name, **extra, **{"analysis.landscape_every": every}
+        )
         runs[name] = train(load_experiment(CONFIGS / "asr" / "small.yaml", overrides))
     weights, moments = final_state(runs["plain"])
     probed_weights, probed_moments = final_state(runs["probed"])

@@ -37,7 +37,9 @@ class LandscapeProbe(Callback):
     def _due(self, trainer: L.Trainer) -> bool:
         return trainer.global_step % self.config.landscape_every == 0
 
-    def on_train_batch_start(self, trainer: L.Trainer, module: L.LightningModule, batch, batch_idx: int) -> None:
+    def on_train_batch_start(
+        self, trainer: L.Trainer, module: L.LightningModule, batch, batch_idx: int
+    ) -> None:
         if batch is None or not self._due(trainer):
             self._started = time.perf_counter()
             return
@@ -45,7 +47,11 @@ class LandscapeProbe(Callback):
         lr = float(trainer.optimizers[0].param_groups[0]["lr"])
         with trainer.precision_plugin.forward_context():
             result = probe(
-                module.model, lambda: module.losses(batch)["loss"], lr, self.config.step_scales, self.config.ics
+                module.model,
+                lambda: module.losses(batch)["loss"],
+                lr,
+                self.config.step_scales,
+                self.config.ics,
             )
         seconds = time.perf_counter() - start
         mean_step = sum(self.step_seconds) / len(self.step_seconds) if self.step_seconds else None
@@ -53,7 +59,9 @@ class LandscapeProbe(Callback):
         self._write(trainer, record)
         self._started = None  # this step's time includes the probe: not counted
 
-    def on_train_batch_end(self, trainer: L.Trainer, module: L.LightningModule, outputs, batch, batch_idx) -> None:
+    def on_train_batch_end(
+        self, trainer: L.Trainer, module: L.LightningModule, outputs, batch, batch_idx
+    ) -> None:
         if self._started is not None:
             self.step_seconds = [*self.step_seconds[-49:], time.perf_counter() - self._started]
         self._started = None

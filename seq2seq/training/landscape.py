@@ -111,7 +111,9 @@ class Probe:
         layers: the ICS layers in forward order (default :func:`layer_groups` of ``module``).
     """
 
-    def __init__(self, module: nn.Module, loss_fn: Callable[[], torch.Tensor], layers: list[Layer] | None = None):
+    def __init__(
+        self, module: nn.Module, loss_fn: Callable[[], torch.Tensor], layers: list[Layer] | None = None
+    ):
         self.module, self.loss_fn = module, loss_fn
         self.layers = layers if layers is not None else layer_groups(module)
         self.params = [p for _, group in self.layers for p in group]
@@ -125,7 +127,9 @@ class Probe:
         self.rng.restore()
         loss = self.loss_fn()
         grads = torch.autograd.grad(loss, self.params, allow_unused=True)
-        return float(loss.detach()), [torch.zeros_like(p) if g is None else g for p, g in zip(self.params, grads)]
+        return float(loss.detach()), [
+            torch.zeros_like(p) if g is None else g for p, g in zip(self.params, grads)
+        ]
 
     @torch.no_grad()
     def move(self, grads: Sequence[torch.Tensor], step: float, only: range | None = None) -> None:
@@ -139,7 +143,9 @@ class Probe:
         self.rng.restore()
 
 
-def internal_covariate_shift(probe: Probe, grads: list[torch.Tensor], lr: float) -> dict[str, dict[str, float]]:
+def internal_covariate_shift(
+    probe: Probe, grads: list[torch.Tensor], lr: float
+) -> dict[str, dict[str, float]]:
     """Per layer after the first: ``||G - G'||`` and ``cos(G, G')`` (Santurkar et al. 2018, Def. 2.1)."""
     bounds, start = [], 0
     for _, group in probe.layers:
