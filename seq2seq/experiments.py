@@ -124,11 +124,15 @@ class AnalysisConfig:
             loss band, gradient predictiveness, beta-smoothness, batch-vs-running norm statistics.
         step_scales: the probe's steps along the gradient, in multiples of the current learning rate.
         ics: also measure each layer's internal covariate shift (one more pass per layer).
+        ics_update: the step the earlier layers take for ICS: ``sgd`` (the current learning rate times
+            the raw gradient, Santurkar et al.'s setting) or ``optimizer`` (the exact AdamW step the run
+            would take now: moments, bias correction, weight decay, gradient clipping).
     """
 
     landscape_every: int = 0
     step_scales: tuple[float, ...] = (0.5, 1.0, 2.0, 4.0)
     ics: bool = True
+    ics_update: Literal["sgd", "optimizer"] = "sgd"
 
     def __post_init__(self) -> None:
         if self.landscape_every < 0:

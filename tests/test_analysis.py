@@ -167,6 +167,7 @@ def test_probing_leaves_the_training_run_bit_identical(tiny_corpus, tmp_path):
         "model.encoder.dropout": 0.2,
         "model.decoder.dropout": 0.2,
         "trainer.val_every_steps": 100,
+        "analysis.ics_update": "optimizer",  # the exact AdamW step, computed on copies of its state
     }
     runs = {}
     for name, every in (("plain", 0), ("probed", 2)):
@@ -188,3 +189,50 @@ def test_probing_leaves_the_training_run_bit_identical(tiny_corpus, tmp_path):
     assert not (runs["plain"] / "analysis").exists()
     metrics = next((runs["probed"] / "logs").glob("version_*/metrics.csv")).read_text()
     assert "analysis/beta_smoothness" in metrics and "analysis/ics_cos_mean" in metrics
+
+
+@pytest.mark.parametrize("fused", [False, True])
+def test_adamw_update_is_the_step_the_optimizer_takes(fused):
+    import copy
+
+    from seq2seq.training.landscape import adamw_update
+
+    net, x, y = tiny_network()
+    optimizer = torch.optim.AdamW(net.parameters(), lr=0.01, weight_decay=0.1, fused=fused)
+    for _ in range(2):  # moments and step counts that are not zero
+        optimizer.zero_grad()
+        F.mse_loss(net(x), y).backward()
+        optimizer.step()
+    params = list(net.parameters())
+    grads = torch.autograd.grad(F.mse_loss(net(x), y), params)
+    state = copy.deepcopy(optimizer.state_dict())
+    predicted = adamw_update(optimizer, clip=0.05)(params, list(grads))
+    assert str(optimizer.state_dict()) == str(state)  # nothing advanced
+    twin = copy.deepcopy(net)
+    twin_optimizer = torch.optim.AdamW(twin.parameters(), lr=0.01, weight_decay=0.1, fused=fused)
+    twin_optimizer.load_state_dict(state)
+    for p, g in zip(twin.parameters(), grads):
+        p.grad = g.clone()
+    torch.nn.utils.clip_grad_norm_(twin.parameters(), 0.05)
+    twin_optimizer.step()
+    for p, q, step in zip(params, twin.parameters(), predicted):
+        assert torch.allclose(p + step, q, atol=1e-7, rtol=1e-6)
+    assert max(float(s.abs().max()) for s in predicted) > 1e-3  # a real step, not zero
+
+
+def test_ics_uses_the_given_update():
+    from seq2seq.training.landscape import Probe, internal_covariate_shift
+
+    net, x, y = tiny_network()
+    names = [n for n, _ in net.named_parameters()]
+    x0 = [p.detach().clone() for p in net.parameters()]
+    _, g0 = direct_gradient(net, names, x0, x, y)
+    updates = [torch.full_like(w, 0.01) for w in x0]  # any step, not along the gradient
+    ics = internal_covariate_shift(Probe(net, lambda: F.mse_loss(net(x), y)), g0, updates)
+    _, shifted = direct_gradient(
+        net, names, [w + u if i < 2 else w for i, (w, u) in enumerate(zip(x0, updates))], x, y
+    )
+    expected = float(
+        (torch.cat([g.flatten() for g in g0[2:4]]) - torch.cat([g.flatten() for g in shifted[2:4]])).norm()
+    )
+    assert ics["2"]["l2"] == pytest.approx(expected, rel=1e-4)

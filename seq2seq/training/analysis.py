@@ -16,7 +16,7 @@ import lightning as L
 from lightning.pytorch.callbacks import Callback
 
 from seq2seq.experiments import AnalysisConfig
-from seq2seq.training.landscape import probe, summary
+from seq2seq.training.landscape import adamw_update, probe, summary
 
 
 class LandscapeProbe(Callback):
@@ -44,7 +44,11 @@ class LandscapeProbe(Callback):
             self._started = time.perf_counter()
             return
         start = time.perf_counter()
-        lr = float(trainer.optimizers[0].param_groups[0]["lr"])
+        optimizer = trainer.optimizers[0]
+        lr = float(optimizer.param_groups[0]["lr"])
+        update = None
+        if self.config.ics_update == "optimizer":
+            update = adamw_update(optimizer, trainer.gradient_clip_val)
         with trainer.precision_plugin.forward_context():
             result = probe(
                 module.model,
@@ -52,6 +56,7 @@ class LandscapeProbe(Callback):
                 lr,
                 self.config.step_scales,
                 self.config.ics,
+                update=update,
             )
         seconds = time.perf_counter() - start
         mean_step = sum(self.step_seconds) / len(self.step_seconds) if self.step_seconds else None

@@ -13,8 +13,11 @@ a training run that probes follows the same trajectory as one that does not:
 - **Batch versus running statistics** of the batch-statistic norms (PowerNorm paper, Shen et al. 2020):
   ``(1/d) ||mu_B - mu||`` and ``(1/d) ||sigma2_B - sigma2||``.
 
-The update is a plain SGD step of the current learning rate along the raw gradient (no Adam moments, no
-gradient clipping), as in Santurkar et al.; the optimizer and its state are never touched. Before every
+The landscape steps are plain SGD steps along the raw gradient, as in Santurkar et al. The ICS update is
+by default also an SGD step of the current learning rate (no Adam moments, no clipping); with
+:func:`adamw_update` it is the exact step the run's Adam(W) would take now (moments, bias correction,
+decoupled weight decay, gradient clipping), computed on copies. The optimizer and its state are never
+touched. Before every
 forward pass the buffers (norm running statistics, PowerNorm's backward estimate) and the random number
 generators are reset to their values at the start of the probe, so every evaluation sees the same dropout
 and SpecAugment masks: the loss is a deterministic function of the weights, and those masks are the ones
@@ -143,17 +146,61 @@ class Probe:
         self.rng.restore()
 
 
+Update = Callable[[list[nn.Parameter], list[torch.Tensor]], list[torch.Tensor]]
+
+
+def sgd_update(lr: float) -> Update:
+    """The displacement of a plain SGD step of rate ``lr``: ``-lr * grad``."""
+    return lambda params, grads: [-lr * g for g in grads]
+
+
+def adamw_update(optimizer: torch.optim.Optimizer, clip: float | None = None) -> Update:
+    """The displacement ``optimizer.step()`` (Adam or AdamW) would make now, computed without touching its
+    state: moments and step count advanced on copies, the gradient first clipped to total norm ``clip``
+    as Lightning's ``gradient_clip_val`` does."""
+    if not isinstance(optimizer, (torch.optim.Adam, torch.optim.AdamW)):
+        raise ValueError(f"analysis.ics_update=optimizer needs Adam or AdamW, not {type(optimizer).__name__}")
+    decoupled = isinstance(optimizer, torch.optim.AdamW)
+    groups = {id(p): group for group in optimizer.param_groups for p in group["params"]}
+
+    @torch.no_grad()
+    def update(params: list[nn.Parameter], grads: list[torch.Tensor]) -> list[torch.Tensor]:
+        scale = 1.0
+        if clip:
+            scale = min(1.0, clip / (float(flat(grads).norm()) + 1e-6))
+        return [
+            _adam_displacement(p, g * scale, groups[id(p)], optimizer.state.get(p, {}), decoupled)
+            for p, g in zip(params, grads)
+        ]
+
+    return update
+
+
+def _adam_displacement(p: torch.Tensor, g: torch.Tensor, group: dict, state: dict, decoupled: bool):
+    """One Adam(W) step's change of ``p`` (torch's formulas: bias corrections, eps outside the root)."""
+    lr, (beta1, beta2), eps, decay = group["lr"], group["betas"], group["eps"], group["weight_decay"]
+    if decay and not decoupled:
+        g = g + decay * p
+    t = float(state["step"]) + 1 if "step" in state else 1.0
+    m = state["exp_avg"] * beta1 + (1 - beta1) * g if "exp_avg" in state else (1 - beta1) * g
+    v = state["exp_avg_sq"] * beta2 + (1 - beta2) * g * g if "exp_avg_sq" in state else (1 - beta2) * g * g
+    denom = v.sqrt() / (1 - beta2**t) ** 0.5 + eps
+    step = -(lr / (1 - beta1**t)) * m / denom
+    return step - lr * decay * p if decoupled and decay else step
+
+
 def internal_covariate_shift(
-    probe: Probe, grads: list[torch.Tensor], lr: float
+    probe: Probe, grads: list[torch.Tensor], updates: list[torch.Tensor]
 ) -> dict[str, dict[str, float]]:
-    """Per layer after the first: ``||G - G'||`` and ``cos(G, G')`` (Santurkar et al. 2018, Def. 2.1)."""
+    """Per layer after the first: ``||G - G'||`` and ``cos(G, G')`` (Santurkar et al. 2018, Def. 2.1);
+    ``updates`` is the step every parameter takes (``x' = x + update``)."""
     bounds, start = [], 0
     for _, group in probe.layers:
         bounds.append(range(start, start + len(group)))
         start += len(group)
     result = {}
     for i in range(1, len(probe.layers)):
-        probe.move(grads, lr, bounds[i - 1])  # the layers before i have now all taken their step
+        probe.move(updates, -1.0, bounds[i - 1])  # the layers before i have now all taken their step
         _, shifted = probe.gradient()
         g, g_shift = flat([grads[j] for j in bounds[i]]), flat([shifted[j] for j in bounds[i]])
         cosine = torch.nn.functional.cosine_similarity(g, g_shift, dim=0, eps=1e-12)
@@ -240,8 +287,12 @@ def probe(
     scales: Sequence[float],
     ics: bool = True,
     layers: list[Layer] | None = None,
+    update: Update | None = None,
 ) -> dict:
-    """Every measurement at the current weights of ``module``, which are left exactly as they were."""
+    """Every measurement at the current weights of ``module``, which are left exactly as they were.
+
+    ``update`` gives the ICS step from the gradient (default: SGD of rate ``lr``; see :func:`adamw_update`).
+    """
     state = Probe(module, loss_fn, layers)
     recorder = StatisticsRecorder(module)
     try:
@@ -249,7 +300,8 @@ def probe(
         recorder.close()
         result = {"lr": lr, **landscape(state, loss0, grads, lr, scales)}
         if ics:
-            result["ics"] = internal_covariate_shift(state, grads, lr)
+            updates = (update or sgd_update(lr))(state.params, grads)
+            result["ics"] = internal_covariate_shift(state, grads, updates)
         result["norm_stats"] = recorder.gaps
     finally:
         recorder.close()
