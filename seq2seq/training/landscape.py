@@ -204,7 +204,8 @@ def internal_covariate_shift(
         _, shifted = probe.gradient()
         g, g_shift = flat([grads[j] for j in bounds[i]]), flat([shifted[j] for j in bounds[i]])
         cosine = torch.nn.functional.cosine_similarity(g, g_shift, dim=0, eps=1e-12)
-        result[probe.layers[i][0]] = {"l2": float((g - g_shift).norm()), "cos": float(cosine)}
+        cosine = float(cosine.clamp(-1.0, 1.0))  # float32 rounding can pass 1 by ~1e-6
+        result[probe.layers[i][0]] = {"l2": float((g - g_shift).norm()), "cos": cosine}
     probe.move(grads, 0.0)
     return result
 
