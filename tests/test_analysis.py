@@ -276,3 +276,14 @@ def test_t_interval_over_seeds():
     assert (mean, n) == (2.0, 3) and half == pytest.approx(4.303 / 3**0.5)
     assert intervals.mean_ci([5.0])[1] != intervals.mean_ci([5.0])[1]  # one seed: no interval (nan)
     assert intervals.format_ci([1.0, 2.0, 3.0]) == "2 ± 2.5"
+
+
+def test_tts_runs_probe_too(tiny_corpus, tmp_path):
+    from seq2seq.tasks import train
+    from tests.support import tiny_tts_overrides
+
+    overrides = tiny_tts_overrides(tiny_corpus, tmp_path / "tts", **{"analysis.landscape_every": 2})
+    run = train(load_experiment(CONFIGS / "tts" / "small.yaml", overrides))
+    records = [json.loads(line) for line in (run / "analysis" / "probes.jsonl").open()]
+    assert [r["step"] for r in records] == [0, 2]
+    assert all(r["ics"] and r["grad_norm"] > 0 and r["beta_smoothness"] > 0 for r in records)
