@@ -158,6 +158,7 @@ def final_state(run):
     return state["state_dict"], state["optimizer_states"][0]["state"]
 
 
+@pytest.mark.slow  # two (one) real Trainer runs: seconds
 def test_probing_leaves_the_training_run_bit_identical(tiny_corpus, tmp_path):
     from seq2seq.tasks import train
 
@@ -278,6 +279,7 @@ def test_t_interval_over_seeds():
     assert intervals.format_ci([1.0, 2.0, 3.0]) == "2 ± 2.5"
 
 
+@pytest.mark.slow  # two (one) real Trainer runs: seconds
 def test_tts_runs_probe_too(tiny_corpus, tmp_path):
     from seq2seq.tasks import train
     from tests.support import tiny_tts_overrides
