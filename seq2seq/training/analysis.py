@@ -33,9 +33,12 @@ class LandscapeProbe(Callback):
         self.path = Path(out_dir) / "analysis" / "probes.jsonl"
         self.step_seconds: list[float] = []
         self._started: float | None = None
+        self._probed_step: int | None = None
 
     def _due(self, trainer: L.Trainer) -> bool:
-        return trainer.global_step % self.config.landscape_every == 0
+        """Every N-th optimizer step, once (with gradient accumulation, on its first micro-batch)."""
+        step = trainer.global_step
+        return step % self.config.landscape_every == 0 and step != self._probed_step
 
     def on_train_batch_start(
         self, trainer: L.Trainer, module: L.LightningModule, batch, batch_idx: int
@@ -43,6 +46,7 @@ class LandscapeProbe(Callback):
         if batch is None or not self._due(trainer):
             self._started = time.perf_counter()
             return
+        self._probed_step = trainer.global_step
         start = time.perf_counter()
         optimizer = trainer.optimizers[0]
         lr = float(optimizer.param_groups[0]["lr"])
