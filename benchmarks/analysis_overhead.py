@@ -14,6 +14,8 @@ within a round:
 Usage::
 
     python benchmarks/analysis_overhead.py [--steps 60] [--every 10 30] [--rounds 3]
+
+Steps per wall-clock second and per CPU second of this process (the steadier number on a shared machine).
 """
 
 from __future__ import annotations
@@ -79,13 +81,13 @@ class StepClock:
         class Clock(L.Callback):
             def on_train_batch_start(inner, trainer, module, batch, batch_idx):
                 if trainer.global_step == skip:
-                    self.start = time.perf_counter()
+                    self.start, self.start_cpu = time.perf_counter(), time.process_time()
 
             def on_train_end(inner, trainer, module):
-                self.end = time.perf_counter()
+                self.end, self.end_cpu = time.perf_counter(), time.process_time()
 
         self.callback = Clock()
-        self.start = self.end = 0.0
+        self.start = self.end = self.start_cpu = self.end_cpu = 0.0
 
 
 def fit(variant: str, every: int, args, data, out: Path) -> dict:
@@ -114,7 +116,12 @@ def fit(variant: str, every: int, args, data, out: Path) -> dict:
         default_root_dir=out,
     )
     trainer.fit(task, train_dataloaders=torch.utils.data.DataLoader(data, batch_size=None))
-    result = {"steps_per_s": (args.steps - args.skip) / (clock.end - clock.start), "callbacks": len(probe)}
+    steps = args.steps - args.skip
+    result = {
+        "steps_per_s": steps / (clock.end - clock.start),
+        "steps_per_cpu_s": steps / (clock.end_cpu - clock.start_cpu),
+        "callbacks": len(probe),
+    }
     if probe and isinstance(probe[0], LandscapeProbe) and probe[0].step_seconds:
         result["step_seconds"] = statistics.median(probe[0].step_seconds)
     return result
@@ -154,6 +161,10 @@ def run(args) -> dict:
         summary[name] = {
             "steps_per_s": statistics.median(r[name]["steps_per_s"] for r in rounds),
             "ratio_to_none": statistics.median(ratios),
+            "steps_per_cpu_s": statistics.median(r[name]["steps_per_cpu_s"] for r in rounds),
+            "cpu_ratio_to_none": statistics.median(
+                r[name]["steps_per_cpu_s"] / r["none"]["steps_per_cpu_s"] for r in rounds
+            ),
             **{
                 k: statistics.median(r[name][k] for r in rounds if k in r[name])
                 for k in ("probe_seconds", "probe_in_steps")
@@ -174,11 +185,15 @@ def print_table(result: dict) -> None:
         f"{result['steps']} steps (timed from step {result['skip']}), "
         f"median of {len(result['rounds'])} rounds"
     )
-    print(f"{'variant':<12}{'steps/s':>9}{'vs none':>9}{'probe s':>9}{'probe/step':>11}")
+    header = f"{'steps/s':>9}{'vs none':>9}{'steps/cpu-s':>12}{'vs none':>9}{'probe s':>9}{'probe/step':>11}"
+    print(f"{'variant':<12}{header}")
     for name, row in result["summary"].items():
         probe = f"{row['probe_seconds']:>9.2f}" if "probe_seconds" in row else f"{'':>9}"
         steps = f"{row['probe_in_steps']:>11.1f}" if "probe_in_steps" in row else ""
-        print(f"{name:<12}{row['steps_per_s']:>9.2f}{row['ratio_to_none']:>9.3f}{probe}{steps}")
+        print(
+            f"{name:<12}{row['steps_per_s']:>9.2f}{row['ratio_to_none']:>9.3f}"
+            f"{row['steps_per_cpu_s']:>12.2f}{row['cpu_ratio_to_none']:>9.3f}{probe}{steps}"
+        )
 
 
 def main() -> None:

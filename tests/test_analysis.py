@@ -260,7 +260,7 @@ def test_norm_study_plans_every_norm_placement_and_conv_norm_and_each_loads(tmp_
     assert {"none-post", "conformer-conv_group", "conformer-conv_power-unmasked"} <= set(names)
     args = argparse.Namespace(
         task="asr", d_model=32, out=tmp_path, warmup=5, steps=10, val_every=5, probe_every=5,
-        encoder_layers=1, decoder_layers=1,
+        ics_update="sgd", encoder_layers=1, decoder_layers=1,
     )  # fmt: skip
     base = study.base_overrides(args, study.TASKS["asr"], tmp_path / "t.jsonl", tmp_path / "d.jsonl")
     for run in runs:

@@ -34,7 +34,7 @@ COLUMNS = (
     ("val CER", "val_cer", 3),
     ("train loss, mean over run", "train_loss_mean", 3),
     ("ICS l2", "ics_l2_mean", 3),
-    ("ICS cos", "ics_cos_mean", 3),
+    ("ICS cos", "ics_cos_mean", 6),
     ("loss band", "loss_band", 2),
     ("grad change", "grad_change_max", 3),
     ("beta", "beta_smoothness", 3),

@@ -164,6 +164,7 @@ def base_overrides(args: argparse.Namespace, task: Task, train: Path, dev: Path)
         "trainer.keep_best": 1,
         "trainer.log_every_steps": 5,
         "analysis.landscape_every": args.probe_every,
+        "analysis.ics_update": args.ics_update,
     }
     if load_experiment(task.config).optim.schedule == "cosine":  # anneal over the study's budget
         overrides["optim.decay_steps"] = args.steps
@@ -294,6 +295,12 @@ def main() -> None:
     parser.add_argument("--subset-seed", type=int, default=0, help="seed of the train/dev subsets")
     parser.add_argument(
         "--probe-every", type=int, default=25, help="analysis.landscape_every of every run (0: no probes)"
+    )
+    parser.add_argument(
+        "--ics-update",
+        choices=("sgd", "optimizer"),
+        default="sgd",
+        help="analysis.ics_update: the earlier layers' step for ICS (SGD at the lr, or the AdamW step)",
     )
     parser.add_argument(
         "--data", type=Path, default=ROOT / "data/synthetic", help="corpus folder (manifests)"
