@@ -116,6 +116,32 @@ class TrainerConfig:
 
 
 @dataclass(frozen=True)
+class AnalysisConfig:
+    """Measurements of why normalization helps, taken during training (``seq2seq.training.landscape``).
+
+    Attributes:
+        landscape_every: probe the training batch every this many steps (0: off, no callback at all):
+            loss band, gradient predictiveness, beta-smoothness, batch-vs-running norm statistics.
+        step_scales: the probe's steps along the gradient, in multiples of the current learning rate.
+        ics: also measure each layer's internal covariate shift (one more pass per layer).
+        ics_update: the step the earlier layers take for ICS: ``sgd`` (the current learning rate times
+            the raw gradient, Santurkar et al.'s setting) or ``optimizer`` (the exact AdamW step the run
+            would take now: moments, bias correction, weight decay, gradient clipping).
+    """
+
+    landscape_every: int = 0
+    step_scales: tuple[float, ...] = (0.5, 1.0, 2.0, 4.0)
+    ics: bool = True
+    ics_update: Literal["sgd", "optimizer"] = "sgd"
+
+    def __post_init__(self) -> None:
+        if self.landscape_every < 0:
+            raise ValueError(f"analysis.landscape_every={self.landscape_every} must be >= 0 (0: off)")
+        if not self.step_scales or any(s <= 0 for s in self.step_scales):
+            raise ValueError(f"analysis.step_scales={list(self.step_scales)} must be non-empty and > 0")
+
+
+@dataclass(frozen=True)
 class TokenizerConfig:
     """How the recipe's tokenizer is made (trained on the training manifest when first needed).
 
@@ -148,6 +174,7 @@ class ASRExperimentConfig:
         optim: optimizer and schedule.
         trainer: steps, hardware, precision, checkpoints.
         decoding: how validation and evaluation decode.
+        analysis: landscape / internal covariate shift probes during training (off by default).
     """
 
     task: Literal["asr"] = "asr"
@@ -163,6 +190,7 @@ class ASRExperimentConfig:
     optim: OptimConfig = field(default_factory=OptimConfig)
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
     decoding: DecodingConfig = field(default_factory=DecodingConfig)
+    analysis: AnalysisConfig = field(default_factory=AnalysisConfig)
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.ctc_weight <= 1.0:
@@ -248,6 +276,7 @@ class TTSExperimentConfig:
         optim: optimizer and schedule.
         trainer: steps, hardware, precision, checkpoints.
         inference: synthesis settings used by validation and ``seq2seq synthesize``.
+        analysis: landscape / internal covariate shift probes during training (off by default).
     """
 
     task: Literal["tts"] = "tts"
@@ -267,6 +296,7 @@ class TTSExperimentConfig:
     optim: OptimConfig = field(default_factory=OptimConfig)
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
     inference: TTSInferenceConfig = field(default_factory=TTSInferenceConfig)
+    analysis: AnalysisConfig = field(default_factory=AnalysisConfig)
 
     def __post_init__(self) -> None:
         if self.model.n_mels != self.data.features.n_mels:

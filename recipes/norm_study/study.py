@@ -36,7 +36,9 @@ from seq2seq.data.manifest import read_manifest, write_manifest  # noqa: E402
 from seq2seq.experiments import load_experiment  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
-NORMS = ("layer", "batch", "rms", "power", "batch_renorm", "group")
+NORMS = ("layer", "batch", "rms", "power", "batch_renorm", "group", "none")
+CONV_NORMS = ("batch", "batch_renorm", "power", "layer", "rms", "group", "none")  # Conformer conv module
+UNMASKED_CONV_NORMS = ("batch", "batch_renorm", "power")  # frame-wise norms never see the mask
 PLACEMENTS = ("pre", "post")
 log = logging.getLogger("norm_study")
 
@@ -82,7 +84,26 @@ def both_stacks(norm: str, placement: str, conv_norms: tuple[str, ...] = ()) -> 
     return overrides | {f"model.{conv}.kind": norm for conv in conv_norms}
 
 
-def plan(extras: bool, small_batch_frames: int, conv_norms: tuple[str, ...] = ()) -> list[Run]:
+def conformer_runs() -> list[Run]:
+    """The Conformer (layer norm, pre) under each convolution-module norm, masked and not (issue #15)."""
+    base = {"model.encoder_kind": "conformer", **both_stacks("layer", "pre")}
+    runs = [
+        Run(f"conformer-conv_{norm}", "conv_norm", {**base, "model.conformer.conv_norm.kind": norm})
+        for norm in CONV_NORMS
+    ]
+    return runs + [
+        Run(
+            f"conformer-conv_{norm}-unmasked",
+            "conv_norm",
+            {**base, "model.conformer.conv_norm.kind": norm, "model.conformer.conv_norm_masked": False},
+        )
+        for norm in UNMASKED_CONV_NORMS
+    ]
+
+
+def plan(
+    extras: bool, small_batch_frames: int, conv_norms: tuple[str, ...] = (), conformer: bool = False
+) -> list[Run]:
     """The main grid, then the extra comparisons (each reuses a grid run as its reference)."""
     stacks = functools.partial(both_stacks, conv_norms=conv_norms)
     runs = [
@@ -108,16 +129,18 @@ def plan(extras: bool, small_batch_frames: int, conv_norms: tuple[str, ...] = ()
         Run(f"{norm}-post-nowarmup", "warmup", {**stacks(norm, "post"), "optim.warmup_steps": 0})
         for norm in ("layer", "batch")
     ]
-    return runs
+    return runs + (conformer_runs() if conformer else [])
 
 
-def make_subsets(out: Path, task: Task, train_size: int, dev_size: int, seed: int) -> tuple[Path, Path]:
-    """Random subsets of the synthetic train/dev manifests (audio paths made absolute by the writer)."""
+def make_subsets(
+    out: Path, task: Task, train_size: int, dev_size: int, seed: int, data: Path
+) -> tuple[Path, Path]:
+    """Random subsets of the corpus's train/dev manifests (audio paths made absolute by the writer)."""
     paths = []
     for split, size in ((task.train_split, train_size), (task.dev_split, dev_size)):
-        utterances, problems = read_manifest(ROOT / f"data/synthetic/{split}.jsonl")
+        utterances, problems = read_manifest(data / f"{split}.jsonl")
         if problems:
-            raise SystemExit(f"data/synthetic/{split}.jsonl: {problems[0]}")
+            raise SystemExit(f"{data}/{split}.jsonl: {problems[0]}")
         chosen = random.Random(seed).sample(utterances, min(size, len(utterances)))
         paths.append(write_manifest(out / f"{split}_{size}.jsonl", chosen))
     return paths[0], paths[1]
@@ -129,7 +152,6 @@ def base_overrides(args: argparse.Namespace, task: Task, train: Path, dev: Path)
     if args.task == "tts":
         stack = {}
     overrides: dict[str, object] = {
-        "seed": args.seed,
         "data.train_manifest": str(train),
         "data.dev_manifest": str(dev),
         "data.test_manifest": None,
@@ -141,6 +163,8 @@ def base_overrides(args: argparse.Namespace, task: Task, train: Path, dev: Path)
         "trainer.checkpoint_every_steps": args.steps,
         "trainer.keep_best": 1,
         "trainer.log_every_steps": 5,
+        "analysis.landscape_every": args.probe_every,
+        "analysis.ics_update": args.ics_update,
     }
     if load_experiment(task.config).optim.schedule == "cosine":  # anneal over the study's budget
         overrides["optim.decay_steps"] = args.steps
@@ -163,12 +187,16 @@ def as_cli(overrides: dict[str, object]) -> list[str]:
     return [f"--{key}={'null' if value is None else json.dumps(value)}" for key, value in overrides.items()]
 
 
-def train_run(run: Run, task: Task, base: dict[str, object], out: Path) -> Path:
+def run_dir(out: Path, run: Run, seed: int) -> Path:
+    return out / run.name / f"seed{seed}"
+
+
+def train_run(run: Run, seed: int, task: Task, base: dict[str, object], out: Path) -> Path:
+    """One seed of a run: the seed sets initialisation, dropout/SpecAugment draws and batch order."""
     from seq2seq.tasks import train
 
-    experiment = load_experiment(
-        task.config, as_cli({**base, **run.overrides, "out_dir": str(out / run.name)})
-    )
+    seeded = {"seed": seed, "data.seed": seed, "out_dir": str(run_dir(out, run, seed))}
+    experiment = load_experiment(task.config, as_cli({**base, **run.overrides, **seeded}))
     start = time.perf_counter()
     out_dir = train(experiment)
     (out_dir / "done.json").write_text(json.dumps({"seconds": time.perf_counter() - start}))
@@ -263,7 +291,20 @@ def main() -> None:
     parser.add_argument("--encoder-layers", type=int, default=2, help="encoder layers (ASR)")
     parser.add_argument("--decoder-layers", type=int, default=1, help="decoder layers (ASR)")
     parser.add_argument("--small-batch-frames", type=int, default=1500, help="max_frames of small-batch runs")
-    parser.add_argument("--seed", type=int, default=0, help="seed of every run and of the subsets")
+    parser.add_argument("--seeds", type=int, default=3, help="seeds per run (0..N-1): mean ± 95%% t interval")
+    parser.add_argument("--subset-seed", type=int, default=0, help="seed of the train/dev subsets")
+    parser.add_argument(
+        "--probe-every", type=int, default=25, help="analysis.landscape_every of every run (0: no probes)"
+    )
+    parser.add_argument(
+        "--ics-update",
+        choices=("sgd", "optimizer"),
+        default="sgd",
+        help="analysis.ics_update: the earlier layers' step for ICS (SGD at the lr, or the AdamW step)",
+    )
+    parser.add_argument(
+        "--data", type=Path, default=ROOT / "data/synthetic", help="corpus folder (manifests)"
+    )
     parser.add_argument("--threads", type=int, default=1, help="torch threads")
     parser.add_argument("--no-extras", action="store_true", help="only the norm x placement grid")
     parser.add_argument("--only", nargs="*", help="run only these run names")
@@ -273,20 +314,24 @@ def main() -> None:
     task = TASKS[args.task]
     args.out = args.out or ROOT / ("runs/norm_study" if args.task == "asr" else "runs/norm_study_tts")
     args.out.mkdir(parents=True, exist_ok=True)
-    train_manifest, dev_manifest = make_subsets(args.out, task, args.subset, args.dev_subset, args.seed)
+    train_manifest, dev_manifest = make_subsets(
+        args.out, task, args.subset, args.dev_subset, args.subset_seed, args.data
+    )
     base = base_overrides(args, task, train_manifest, dev_manifest)
     runs = [
         r
-        for r in plan(not args.no_extras, args.small_batch_frames, task.conv_norms)
+        for r in plan(not args.no_extras, args.small_batch_frames, task.conv_norms, args.task == "asr")
         if not args.only or r.name in args.only
     ]
+    seeds = range(args.seeds)
     for run in runs:
-        if not (args.out / run.name / "done.json").is_file():
-            log.info("training %s", run.name)
-            train_run(run, task, base, args.out)
+        for seed in seeds:
+            if not (run_dir(args.out, run, seed) / "done.json").is_file():
+                log.info("training %s seed %d", run.name, seed)
+                train_run(run, seed, task, base, args.out)
     from report import write_report  # this folder is on sys.path when run as a script
 
-    write_report(args.out, runs, final_metrics, read_curves, norm_mode_gap, task.metric)
+    write_report(args.out, runs, seeds, final_metrics, read_curves, norm_mode_gap, task.metric)
 
 
 if __name__ == "__main__":

@@ -43,6 +43,12 @@ class ASRModelConfig:
         encoder_kind: ``transformer`` (self-attention and feed-forward layers) or ``conformer``
             (Gulati et al. 2020: a convolution module and macaron feed-forward halves in every layer).
         conformer: the Conformer's convolution module and positions (used by ``conformer`` only).
+        feature_norm: normalise the input features by the training set's global per-band mean and
+            variance (GlobalCMVN); off, the raw log-Mel features go to the front-end (padding zeroed).
+        feature_scale_band: a badly scaled input for the normalization study: multiply this feature
+            band by ``feature_scale_factor`` before everything else (None: off). Part of the model, so
+            inference sees it too; with ``feature_norm`` on, the statistics are scaled alike and undo it.
+        feature_scale_factor: the factor applied to ``feature_scale_band``.
     """
 
     vocab_size: int = 64
@@ -55,8 +61,16 @@ class ASRModelConfig:
     scale_encoder_input: bool = True
     encoder_kind: EncoderKind = "transformer"
     conformer: ConformerConfig = field(default_factory=ConformerConfig)
+    feature_norm: bool = True
+    feature_scale_band: int | None = None
+    feature_scale_factor: float = 100.0
 
     def __post_init__(self) -> None:
+        band = self.feature_scale_band
+        if band is not None and not 0 <= band < self.input_dim:
+            raise ValueError(f"feature_scale_band={band} must be in [0, input_dim={self.input_dim})")
+        if self.feature_scale_factor <= 0:
+            raise ValueError(f"feature_scale_factor={self.feature_scale_factor} must be > 0")
         if self.subsampling not in SUBSAMPLING_LAYERS:
             raise ValueError(f"subsampling={self.subsampling} is not valid; choose one of 4, 6, 8")
         if self.vocab_size < 6 or self.input_dim < 1 or self.conv_channels < 1:
@@ -103,11 +117,34 @@ class ASRModel(nn.Module):
         self.output = nn.Linear(d_model, config.vocab_size)
 
     def set_feature_stats(self, stats: GlobalCMVN) -> None:
+        """Statistics of the raw training features (those of a scaled band are scaled with it)."""
         self.feature_norm.load_state_dict(stats.state_dict())
+        band = self.config.feature_scale_band
+        if band is not None:
+            with torch.no_grad():
+                self.feature_norm.mean[band] *= self.config.feature_scale_factor
+                self.feature_norm.std[band] *= self.config.feature_scale_factor
+
+    def scale_input(self, features: torch.Tensor) -> torch.Tensor:
+        """``features`` with ``feature_scale_band`` multiplied by ``feature_scale_factor`` (if set)."""
+        band = self.config.feature_scale_band
+        if band is None:
+            return features
+        gain = torch.ones(features.shape[-1], dtype=features.dtype, device=features.device)
+        gain[band] = self.config.feature_scale_factor
+        return features * gain
+
+    def normalize_input(self, features: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """Scaled (if asked) and globally normalised (unless ``feature_norm`` is off) features, padding 0."""
+        mask = lengths_to_mask(lengths, features.shape[1])
+        x = self.scale_input(features)
+        if self.config.feature_norm:
+            return self.feature_norm(x, mask)
+        return x * mask.unsqueeze(-1).to(x.dtype)
 
     def encode(self, features: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """features: (B, T, F) log-Mel, lengths: (B,) -> memory (B, S, D), memory lengths (B,)."""
-        x = self.feature_norm(features, lengths_to_mask(lengths, features.shape[1]))
+        x = self.normalize_input(features, lengths)
         x, lengths = self.frontend(x, lengths)
         mask = lengths_to_mask(lengths, x.shape[1])
         return self.encoder(self.encoder_position(x), mask), lengths

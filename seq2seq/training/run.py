@@ -18,6 +18,7 @@ import yaml
 from seq2seq.core.config import ConfigError, to_dict
 from seq2seq.core.text import Tokenizer, load_tokenizer, train_tokenizer
 from seq2seq.data.manifest import read_manifest
+from seq2seq.training.analysis import analysis_callbacks
 from seq2seq.training.initialization import load_initial_weights, package_tokenizer
 from seq2seq.training.trainer import build_trainer, last_checkpoint
 
@@ -98,6 +99,7 @@ def fit(
         task.model.set_feature_stats(stats)
     else:
         log.info("resuming from %s", resume)
+    callbacks = [*(callbacks or []), *analysis_callbacks(experiment.analysis, out_dir)]
     trainer = build_trainer(experiment.trainer, out_dir, callbacks)
     trainer.fit(task, datamodule=datamodule, ckpt_path=resume)
     if task.guard.stopped_at is not None:
