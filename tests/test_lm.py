@@ -70,3 +70,13 @@ def test_lm_io_targets_end_with_eos_and_pad():
     inputs, targets = lm_io(tokens, torch.tensor([3, 1]))
     assert inputs.tolist() == [[SOS_ID, 5, 6, 7], [SOS_ID, 8, PAD_ID, PAD_ID]]
     assert targets.tolist() == [[5, 6, 7, EOS_ID], [8, EOS_ID, PAD_ID, PAD_ID]]
+
+
+def test_lm_log_probs_give_no_mass_to_blank_pad_sos():
+    model = tiny_lm()
+    log_probs = model.log_probs(_tokens(2, 4))
+    assert torch.isinf(log_probs[..., [0, PAD_ID, SOS_ID]]).all()
+    torch.testing.assert_close(log_probs.exp().sum(-1), torch.ones(2, 5))
+    tokens, lengths = torch.tensor([[5, 6, 7], [8, PAD_ID, PAD_ID]]), torch.tensor([3, 1])
+    per_token = model.sentence_log_probs(tokens, lengths)
+    assert per_token.shape == (2, 4) and (per_token[1, 2:] == 0).all() and (per_token[:, :2] < 0).all()

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from seq2seq.core.text import EOS_ID, PAD_ID, SOS_ID
+from seq2seq.core.text import BLANK_ID, EOS_ID, PAD_ID, SOS_ID
 from seq2seq.nn.masking import lengths_to_mask
 from seq2seq.nn.positional import PositionalEncoding
 from seq2seq.nn.transformer import Decoder, DecoderCache, TransformerConfig
@@ -77,15 +77,36 @@ class LanguageModel(nn.Module):
         x = self.position(self.embedding(tokens), offset)
         return self.output(self.decoder(x, mask, None, None, cache))
 
+    def log_probs(
+        self,
+        tokens: torch.Tensor,
+        token_lengths: torch.Tensor | None = None,
+        cache: DecoderCache | None = None,
+    ) -> torch.Tensor:
+        """:meth:`forward` as next-token log-probabilities (B, U, V) float32 over the tokens a sentence
+        can hold: BLANK, PAD and SOS (never targets) get ``-inf`` and no probability mass."""
+        logits = self(tokens, token_lengths, cache).float()
+        return logits.masked_fill(_never_emitted(logits), float("-inf")).log_softmax(-1)
+
     @torch.no_grad()
     def sentence_log_probs(self, tokens: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         """Per-token log-probabilities of ``y EOS`` given ``SOS y``: tokens (B, U) without SOS/EOS,
         lengths (B,) -> (B, U + 1) float32, 0 after each sentence's EOS."""
         inputs, targets = lm_io(tokens, lengths)
-        log_probs = self(inputs, lengths + 1).float().log_softmax(-1)
+        log_probs = self.log_probs(inputs, lengths + 1)
         picked = log_probs.gather(-1, targets.clamp(min=0).unsqueeze(-1)).squeeze(-1)
         valid = lengths_to_mask(lengths + 1, inputs.shape[1])
         return picked.masked_fill(~valid, 0.0)
+
+
+NEVER_EMITTED = (BLANK_ID, PAD_ID, SOS_ID)
+
+
+def _never_emitted(logits: torch.Tensor) -> torch.Tensor:
+    """(V,) True on the ids no sentence contains (:data:`NEVER_EMITTED`)."""
+    mask = torch.zeros(logits.shape[-1], dtype=torch.bool, device=logits.device)
+    mask[list(NEVER_EMITTED)] = True
+    return mask
 
 
 def lm_io(tokens: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
