@@ -25,7 +25,7 @@ class LanguageModelScorer:
 
     def __init__(self, package: ModelPackage):
         if package.task != "lm":
-            raise PackageError(f"{package.path}: a {package.task} package is not a language model")
+            raise PackageError(f"{package.path}: {package.task} package is not a language model; use an LM package")
         self.package = package
 
     @property
@@ -89,5 +89,7 @@ class LanguageModelScorer:
                 problems.append(f"sentence {number}: empty after normalization (left out)")
             elif unknown := self.tokenizer.unknown_characters(sentence):
                 shown = ", ".join(repr(c) for c in sorted(unknown))
-                problems.append(f"sentence {number}: characters outside the vocabulary ({shown}) scored as UNK")
+                problems.append(
+                    f"sentence {number}: characters outside the vocabulary ({shown}) scored as UNK"
+                )
         return problems
