@@ -292,7 +292,7 @@ def _break(package, damage: str) -> None:
     "damage, words",
     [
         ("truncated weights", ["model.safetensors", "cannot read weights"]),
-        ("another task's config", ["config.json"]),
+        ("another task's config", ["config.json", "data.max_tokens: unknown field"]),
         ("format version", ["config.json", "package format 99"]),
         ("weights of another shape", ["model.safetensors", "missing from the package"]),
     ],
