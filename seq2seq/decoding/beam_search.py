@@ -229,7 +229,7 @@ def build_scorers(model, config: DecodingConfig) -> tuple[dict[str, Scorer], dic
     if weights["attention"] > 0:
         scorers["attention"] = AttentionScorer(model)
     if weights["ctc"] > 0:
-        scorers["ctc"] = CTCPrefixScorer(model.ctc_log_probs)
+        scorers["ctc"] = CTCPrefixScorer(model.ctc_log_probs, config.ctc_window)
     return scorers, {name: weights[name] for name in scorers}
 
 

@@ -40,6 +40,9 @@ class DecodingConfig:
             lengths, the best hypothesis that ended at that length is more than 10 (log domain) below
             the best ended one, i.e. recent endings are hopeless. ``none`` runs until every hypothesis
             has ended or reached the maximum length.
+        ctc_window: the CTC prefix score reads only this many encoder frames on each side of the point
+            each hypothesis's alignment has reached (ESPnet's ``margin``), so that its cost grows
+            linearly with the duration instead of quadratically; 0 reads every frame.
     """
 
     beam_size: int = 10
@@ -51,6 +54,7 @@ class DecodingConfig:
     nbest: int = 1
     pre_beam_ratio: float = 1.5
     early_stop: EarlyStop = "bound"
+    ctc_window: int = 0
 
     def __post_init__(self) -> None:
         if self.beam_size < 1:
@@ -67,6 +71,8 @@ class DecodingConfig:
             raise ValueError(f"nbest={self.nbest} must be in [1, beam_size={self.beam_size}]")
         if not self.pre_beam_ratio >= 1.0:
             raise ValueError(f"pre_beam_ratio={self.pre_beam_ratio} must be >= 1")
+        if self.ctc_window < 0:
+            raise ValueError(f"ctc_window={self.ctc_window} must be >= 0 (0: every frame)")
         check_choice("early_stop", self.early_stop, get_args(EarlyStop))
         if self.early_stop == "bound" and (self.length_penalty > 0 or self.length_normalization):
             raise ValueError("early_stop='bound' is exact only without length rewards; use espnet or none")
