@@ -34,7 +34,7 @@ def train(*overrides: Override, config: str, init_from: str | None = None) -> in
 
     Args:
         overrides: field overrides such as --trainer.max_steps=100 --model.encoder.norm.kind=batch.
-        config: recipe YAML (configs/asr/*.yaml or configs/tts/*.yaml).
+        config: recipe YAML (configs/asr/*.yaml, configs/tts/*.yaml or configs/lm/*.yaml).
         init_from: model package to fine-tune: the run starts from its weights, statistics and tokenizer.
     """
     from seq2seq.experiments import load_experiment
@@ -115,11 +115,11 @@ def evaluate(
     device: str = "cpu",
     lightning: bool = False,
 ) -> int:
-    """Score a package on a manifest: ASR prints WER/CER; TTS prints mel L1, MCD and round-trip CER.
+    """Score a package on a manifest: ASR prints WER/CER; TTS mel L1, MCD, round-trip CER; LM perplexity.
 
     Args:
-        model: ASR or TTS model package folder.
-        manifest: JSON Lines manifest with reference texts (and audio).
+        model: ASR, TTS or LM model package folder.
+        manifest: JSON Lines manifest with reference texts (and audio); for an LM also a text file.
         out: per-utterance results file (default: <model>/eval-<manifest name>.jsonl).
         beam_size: ASR beam width (default: the package's decoding settings).
         ctc_weight: ASR weight of the CTC prefix score (default: the package's).
@@ -130,11 +130,14 @@ def evaluate(
         lightning: ASR only: decode through Lightning's predict loop.
     """
     from seq2seq import commands
+    from seq2seq.inference.lm import LanguageModelScorer
     from seq2seq.inference.synthesize import Synthesizer
     from seq2seq.tasks import load_package
 
     loaded = load_package(model, device)
     out = out or str(Path(model) / f"eval-{Path(manifest).stem}.jsonl")
+    if isinstance(loaded, LanguageModelScorer):
+        return commands.evaluate_language_model(loaded, manifest, out, batch_size)
     if isinstance(loaded, Synthesizer):
         asr = _transcriber(asr_model, device, None, None) if asr_model else None
         return commands.evaluate_synthesizer(loaded, manifest, asr, limit, batch_size, out)
@@ -201,6 +204,7 @@ def _prepare_commands() -> dict[str, Callable]:
         "ljspeech": prepare.ljspeech,
         "commonvoice": prepare.commonvoice,
         "fsdd": prepare.fsdd,
+        "lm-text": prepare.lm_text,
     }
 
 
@@ -213,7 +217,7 @@ def _tokenizer_command() -> dict[str, Callable]:
 # A name maps to a command, or to (help, group of commands) for commands with their own subcommands.
 COMMANDS: dict[str, Callable | tuple[str, Callable[[], dict[str, Callable]]]] = {
     "prepare": (
-        "corpus manifests: synthetic (eSpeak NG), librispeech, ljspeech, commonvoice, fsdd",
+        "corpus manifests: synthetic (eSpeak NG), librispeech, ljspeech, commonvoice, fsdd; lm-text",
         _prepare_commands,
     ),
     "tokenizer": ("", _tokenizer_command),

@@ -144,6 +144,7 @@ CHECKS: dict[str, Check] = {
     "checkpoint": Existing("any"),
     "manifest": Existing("file"),
     "text_file": Existing("file"),
+    "exclude": Existing("file"),
     "source_dir": Existing("folder"),
     "inputs": non_empty_path,  # a missing input is one error line of its own, and the others go on
     "texts": free_text,
@@ -152,6 +153,7 @@ CHECKS: dict[str, Check] = {
     "out": Output("folder"),
     "evaluate:out": Output("file"),
     "output": Output("file"),
+    "out_file": Output("file"),
     # numbers
     "batch_size": Range(1, 4096),
     "beam_size": Range(1, 256),
@@ -166,6 +168,7 @@ CHECKS: dict[str, Check] = {
     ),
     "seed": Range(0, 2**32 - 1),
     "num_train": Range(1, MAX_COUNT),
+    "count": Range(1, MAX_COUNT),
     "num_dev": Range(1, MAX_COUNT),
     "num_test": Range(1, MAX_COUNT),
     "num_tts": Range(0, MAX_COUNT),
@@ -205,7 +208,7 @@ def check_options(function: Callable, values: dict) -> None:
         value, check = values.get(param.name), option_check(function, param.name)
         if value is None or check is None:
             continue
-        for item in value if param.kind is param.VAR_POSITIONAL else [value]:
+        for item in value if param.kind is param.VAR_POSITIONAL or isinstance(value, list) else [value]:
             reason = check(item)
             if reason:
                 flag = f"--{param.name.replace('_', '-')}" if is_option(param) else param.name

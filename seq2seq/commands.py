@@ -4,6 +4,7 @@ per file; a summary line; per-utterance JSON Lines."""
 from __future__ import annotations
 
 import json
+import math
 import os
 import secrets
 import sys
@@ -12,7 +13,9 @@ from dataclasses import asdict
 from pathlib import Path
 
 from seq2seq.data.manifest import read_manifest
+from seq2seq.data.text_corpus import read_sentences
 from seq2seq.inference.audio_inputs import find_audio
+from seq2seq.inference.lm import LanguageModelScorer
 from seq2seq.inference.synthesize import Synthesizer
 from seq2seq.inference.transcribe import SegmentDecoder, Transcriber
 
@@ -117,3 +120,27 @@ def evaluate_synthesizer(
 
     print(json.dumps(asdict(evaluate_tts(synthesizer, manifest, asr, limit, batch_size, out)), indent=2))
     return 0
+
+
+def evaluate_language_model(scorer: LanguageModelScorer, text: str, out: str, batch_size: int) -> int:
+    """Print the perplexity of a text file or manifest; write per-sentence log-probabilities.
+
+    Returns 1 when some line could not be read or some sentence was left out (each is reported; a
+    sentence with characters outside the vocabulary is scored, its UNK included, and reported too).
+    """
+    sentences, unreadable = read_sentences(text)
+    for problem in unreadable + scorer.problems(sentences):
+        print(f"error: {problem}", file=sys.stderr)
+    scores = scorer.token_log_probs(sentences, batch_size)
+    rows = [
+        {"text": s, "tokens": len(t), "log_prob": float(t.sum()), "ppl": math.exp(-float(t.sum()) / len(t))}
+        for s, t in zip(sentences, scores)
+        if scorer.tokenizer.encode(s)
+    ]
+    tokens = sum(r["tokens"] for r in rows)
+    if not tokens:
+        raise ValueError(f"{text}: no sentence to score")
+    write_lines([json.dumps(r, ensure_ascii=False) for r in rows], out)
+    perplexity = math.exp(-sum(r["log_prob"] for r in rows) / tokens)
+    print(f"sentences {len(rows)}/{len(sentences)}  tokens {tokens}  perplexity {perplexity:.3f}  -> {out}")
+    return 1 if unreadable or len(rows) < len(sentences) else 0

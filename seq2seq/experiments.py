@@ -10,9 +10,10 @@ from typing import Literal, Union, get_args, get_type_hints
 from seq2seq.core.audio import SpecAugmentConfig
 from seq2seq.core.config import ConfigError, from_dict, merge, parse_overrides, read_yaml
 from seq2seq.core.text import TextNormalizerConfig, TokenizerKind
-from seq2seq.data.config import DataConfig
+from seq2seq.data.config import DataConfig, LMDataConfig
 from seq2seq.decoding.config import DecodingConfig
 from seq2seq.models.asr import ASRModelConfig
+from seq2seq.models.lm import LMModelConfig
 from seq2seq.models.tts import TTSModelConfig
 
 
@@ -123,11 +124,15 @@ class TokenizerConfig:
         kind: ``char``, ``phoneme`` (eSpeak NG IPA, for TTS), ``unigram`` or ``bpe`` (sentencepiece).
         vocab_size: sentencepiece vocabulary size (ignored for characters and phonemes).
         language: eSpeak NG voice that phonemises the text (``phoneme`` only).
+        source: a model package, or a tokenizer folder (holding ``tokenizer.json``), whose tokenizer the
+            run copies instead of training one (``kind``, ``vocab_size`` and ``language`` then do not
+            apply): a language model that shares its ASR model's token ids. Empty: train one.
     """
 
     kind: TokenizerKind = "char"
     vocab_size: int = 256
     language: str = "en-us"
+    source: str = ""
 
 
 @dataclass(frozen=True)
@@ -276,9 +281,43 @@ class TTSExperimentConfig:
             )
 
 
+@dataclass(frozen=True)
+class LMExperimentConfig:
+    """Everything one language-model training run needs; saved in its checkpoints and model package.
+
+    Attributes:
+        task: always ``lm``; selects this class when a YAML is read.
+        out_dir: where checkpoints, logs and the tokenizer go.
+        seed: seeds model initialisation, dropout and batch order.
+        data: training and validation text (plain text files or manifests) and batching.
+        tokenizer: which tokenizer to train, or (``tokenizer.source``) whose to share.
+        text: text normalization applied before tokenizing a trained tokenizer (a shared one brings
+            its own).
+        model: the network's shape (``vocab_size`` is filled from the tokenizer).
+        label_smoothing: smoothing of the next-token targets.
+        optim: optimizer and schedule.
+        trainer: steps, hardware, precision, checkpoints.
+    """
+
+    task: Literal["lm"] = "lm"
+    out_dir: str = "runs/lm"
+    seed: int = 0
+    data: LMDataConfig = field(default_factory=LMDataConfig)
+    tokenizer: TokenizerConfig = field(default_factory=TokenizerConfig)
+    text: TextNormalizerConfig = field(default_factory=TextNormalizerConfig)
+    model: LMModelConfig = field(default_factory=LMModelConfig)
+    label_smoothing: float = 0.0
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    trainer: TrainerConfig = field(default_factory=TrainerConfig)
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.label_smoothing < 1.0:
+            raise ValueError(f"label_smoothing={self.label_smoothing} must be in [0, 1)")
+
+
 # Every experiment a recipe can run; ``task`` tells them apart. The task table (seq2seq.tasks) gives each
 # its model, training and inference parts.
-ExperimentConfig = Union[ASRExperimentConfig, TTSExperimentConfig]
+ExperimentConfig = Union[ASRExperimentConfig, TTSExperimentConfig, LMExperimentConfig]
 EXPERIMENT_CLASSES: tuple[type, ...] = get_args(ExperimentConfig)
 
 

@@ -143,3 +143,43 @@ class DataConfig:
                 f"DataConfig.augment.telephone_rate must be below features.sample_rate "
                 f"({self.features.sample_rate}), got {self.augment.telephone_rate}"
             )
+
+
+@dataclass(frozen=True)
+class LMDataConfig:
+    """Data settings of a language-model run: text in, no audio.
+
+    Each ``*_manifest`` is a plain text file (one sentence a line) or a JSON Lines manifest (its
+    ``text`` fields; by the ``.jsonl`` / ``.json`` suffix), so an ASR corpus's manifests serve as they are.
+
+    Attributes:
+        train_manifest: training text.
+        dev_manifest: validation text.
+        test_manifest: test text (optional).
+        max_tokens: padded tokens per batch (batch size x longest sentence, SOS included).
+        max_batch_size: optional cap on sentences per batch.
+        max_length: sentences of more tokens than this are left out of training (None keeps all).
+        num_workers: DataLoader worker processes.
+        seed: seed of batch composition and order.
+    """
+
+    train_manifest: str = "data/lm/train.txt"
+    dev_manifest: str = "data/lm/dev.txt"
+    test_manifest: str | None = None
+    max_tokens: int = 8000
+    max_batch_size: int | None = None
+    max_length: int | None = 400
+    num_workers: int = 0
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.max_tokens <= 0:
+            raise ValueError(f"LMDataConfig.max_tokens must be > 0, got {self.max_tokens}")
+        for name in ("max_batch_size", "max_length"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise ValueError(f"LMDataConfig.{name} must be >= 1 or null, got {value}")
+        if self.num_workers < 0:
+            raise ValueError(f"LMDataConfig.num_workers must be >= 0, got {self.num_workers}")
+        if not self.train_manifest:
+            raise ValueError("LMDataConfig.train_manifest must name a text file or manifest")

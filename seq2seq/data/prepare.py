@@ -118,6 +118,22 @@ def fsdd(
     )
 
 
+def lm_text(out_file: str, count: int = 800_000, seed: int = 0, exclude: list[str] | None = None) -> Path:
+    """Write language-model training text from the synthetic sentence generator (one sentence a line).
+
+    Args:
+        out_file: text file to write.
+        count: sentences to write (duplicates kept, as in real text).
+        seed: seed of the sentences.
+        exclude: manifests or text files whose sentences must not occur (dev and test sets).
+    """
+    from seq2seq.data.synthetic.lm_text import write_lm_text
+
+    written, excluded = write_lm_text(out_file, count, seed, exclude or [])
+    print(f"lm text: {written} sentences ({excluded} drawn sentences excluded) -> {out_file}")
+    return Path(out_file)
+
+
 def tokenizer(
     manifest: str,
     out_dir: str,

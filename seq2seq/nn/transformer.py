@@ -240,10 +240,13 @@ class DecoderCache:
 
 
 class DecoderLayer(nn.Module):
-    def __init__(self, config: TransformerConfig):
+    """Causal self-attention, cross-attention to a memory (left out when ``cross_attention`` is False:
+    a language model's layer), feed-forward."""
+
+    def __init__(self, config: TransformerConfig, cross_attention: bool = True):
         super().__init__()
         self.self_attn = _residual(_attention(config), config)
-        self.cross_attn = _residual(_attention(config), config)
+        self.cross_attn = _residual(_attention(config), config) if cross_attention else None
         self.feed_forward = _residual(FeedForward(config), config)
 
     def forward(
@@ -251,19 +254,22 @@ class DecoderLayer(nn.Module):
         x: torch.Tensor,
         mask: torch.Tensor | None,
         self_mask: torch.Tensor,
-        memory: torch.Tensor,
-        memory_mask: torch.Tensor,
+        memory: torch.Tensor | None,
+        memory_mask: torch.Tensor | None,
         caches: tuple[KVCache, KVCache] | None = None,
         need_weights: bool = False,
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """x: (B, U, D) -> (B, U, D), and the cross-attention probabilities (B, H, U, S) or None.
 
         ``self_mask`` and ``memory_mask`` are attention masks (see :class:`MultiHeadAttention`);
-        ``caches`` holds this layer's self- and cross-attention keys/values.
+        ``caches`` holds this layer's self- and cross-attention keys/values. A layer without
+        cross-attention takes no memory (None).
         """
         self_cache, cross_cache = caches if caches is not None else (None, None)
         branch = partial(self.self_attn.sublayer.self_attention, attn_mask=self_mask, cache=self_cache)
         x = self.self_attn(x, mask, branch)
+        if self.cross_attn is None:
+            return _feed_forward(self.feed_forward, x, mask), None
         attention, weights = self.cross_attn.sublayer, None
 
         def cross(h: torch.Tensor) -> torch.Tensor:  # the residual takes a tensor; keep the weights
@@ -276,19 +282,23 @@ class DecoderLayer(nn.Module):
 
 
 class Decoder(nn.Module):
-    """Stack of causal self-attention + cross-attention layers over embedded inputs."""
+    """Stack of causal self-attention + cross-attention layers over embedded inputs.
 
-    def __init__(self, config: TransformerConfig):
+    With ``cross_attention=False`` the layers have no cross-attention and the stack takes no memory
+    (``memory=None``): the decoder-only stack of a language model.
+    """
+
+    def __init__(self, config: TransformerConfig, cross_attention: bool = True):
         super().__init__()
-        self.layers = nn.ModuleList(DecoderLayer(config) for _ in range(config.num_layers))
+        self.layers = nn.ModuleList(DecoderLayer(config, cross_attention) for _ in range(config.num_layers))
         self.final_norm = _final_norm(config)
 
     def forward(
         self,
         x: torch.Tensor,
         mask: torch.Tensor | None,
-        memory: torch.Tensor,
-        memory_mask: torch.Tensor,
+        memory: torch.Tensor | None,
+        memory_mask: torch.Tensor | None,
         cache: DecoderCache | None = None,
     ) -> torch.Tensor:
         """Decode positions ``cache.length ..`` given everything before them: :meth:`attend` without
@@ -303,8 +313,8 @@ class Decoder(nn.Module):
         self,
         x: torch.Tensor,
         mask: torch.Tensor | None,
-        memory: torch.Tensor,
-        memory_mask: torch.Tensor,
+        memory: torch.Tensor | None,
+        memory_mask: torch.Tensor | None,
         cache: DecoderCache | None = None,
         attention_layers: Sequence[int] = (),
     ) -> tuple[torch.Tensor, list[torch.Tensor]]:
@@ -314,7 +324,8 @@ class Decoder(nn.Module):
             x: (B, U, D) embedded inputs of the new positions.
             mask: (B, U) valid positions, or None when all are valid (incremental decoding).
             memory: (G, S, D) encoder output; G = B, or B = G × R when R beams share each row.
-            memory_mask: (G, S) valid memory frames.
+                None for a stack without cross-attention.
+            memory_mask: (G, S) valid memory frames (None with no memory).
             cache: state of earlier positions; updated in place. None recomputes from scratch.
             attention_layers: indices of the layers whose cross-attention probabilities to return
                 (negative ones count from the end); they take the explicit, slower attention path.
@@ -326,7 +337,7 @@ class Decoder(nn.Module):
         wanted = [range(len(self.layers))[i] for i in attention_layers]  # IndexError when out of range
         past = cache.length if cache is not None else 0
         self_mask = self_attention_mask(x.shape[1], past, mask, x.device)
-        cross_mask = memory_mask[:, None, None, :]
+        cross_mask = None if memory_mask is None else memory_mask[:, None, None, :]
         weights: dict[int, torch.Tensor | None] = {}
         for i, layer in enumerate(self.layers):
             caches = (cache.self_attn[i], cache.cross_attn[i]) if cache is not None else None

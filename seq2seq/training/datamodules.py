@@ -1,4 +1,4 @@
-"""Lightning DataModules for ASR and TTS: manifests -> datasets -> bucketed, rank-sharded, resumable loaders.
+"""Lightning DataModules for ASR, TTS and LM: manifests (or text) -> datasets -> bucketed, rank-sharded, resumable loaders.
 
 Build the Trainer with ``use_distributed_sampler=False``: ``BucketBatchSampler`` shards by rank itself.
 """
@@ -15,7 +15,7 @@ from torch.utils.data import DataLoader
 
 from seq2seq.core.audio import GlobalCMVN
 from seq2seq.core.text import Tokenizer
-from seq2seq.data.config import DataConfig
+from seq2seq.data.config import DataConfig, LMDataConfig
 from seq2seq.data.datasets import (
     ASRDataset,
     TTSDataset,
@@ -26,6 +26,7 @@ from seq2seq.data.datasets import (
 )
 from seq2seq.data.manifest import Utterance, read_manifest
 from seq2seq.data.sampler import BucketBatchSampler
+from seq2seq.data.text_corpus import TextDataset, collate_text, read_sentences
 
 logger = logging.getLogger(__name__)
 
@@ -69,6 +70,15 @@ class _SpeechDataModule(L.LightningDataModule):
         self.train_sampler: BucketBatchSampler | None = None
         self._consumed = 0  # training batches handed to the model in the current epoch
         self._pending_state: dict[str, Any] | None = None
+
+    @staticmethod
+    def texts(path: str) -> list[str]:
+        """The transcripts of a split's manifest (what a tokenizer is trained on)."""
+        return [u.text for u in read_manifest(path)[0]]
+
+    def _budget(self) -> int:
+        """Padded length per batch that the bucketing sampler fills."""
+        return self.config.max_frames
 
     def _manifests(self) -> dict[str, str]:
         named = {"train": self.config.train_manifest, "dev": self.config.dev_manifest}
@@ -162,7 +172,7 @@ class _SpeechDataModule(L.LightningDataModule):
         dataset = self._dataset("train")
         cfg = self.config
         self.train_sampler = BucketBatchSampler(
-            dataset.num_frames, cfg.max_frames, True, cfg.seed, world, rank, max_batch_size=cfg.max_batch_size
+            dataset.num_frames, self._budget(), True, cfg.seed, world, rank, max_batch_size=cfg.max_batch_size
         )
         if self._pending_state is not None:
             self.train_sampler.load_state_dict(self._pending_state)
@@ -178,7 +188,7 @@ class _SpeechDataModule(L.LightningDataModule):
         rank, world = self._rank_and_world()
         dataset = self._dataset(split)
         sampler = BucketBatchSampler(
-            dataset.num_frames, self.config.max_frames, False, self.config.seed, world, rank,
+            dataset.num_frames, self._budget(), False, self.config.seed, world, rank,
             max_batch_size=self.config.max_batch_size,
         )  # fmt: skip
         return self._loader(split, sampler)
@@ -252,3 +262,49 @@ class TTSDataModule(_SpeechDataModule):
 
     dataset_cls = TTSDataset
     collate = staticmethod(collate_tts)
+
+
+class LMDataModule(_SpeechDataModule):
+    """Language-model batches (``TextBatch``): token ids of sentences from text files or manifests.
+
+    Lines that cannot be read are reported (``FILE:LINE: reason``) and left out; so are training
+    sentences longer than ``max_length`` tokens. Bucketing, rank sharding and mid-epoch resume are the
+    speech modules' own.
+
+    Args:
+        config: text files and batching.
+        tokenizer: turns sentences into ids (its normalizer first).
+    """
+
+    collate = staticmethod(collate_text)
+
+    def __init__(self, config: LMDataConfig, tokenizer: Tokenizer) -> None:
+        super().__init__(config, tokenizer)  # type: ignore[arg-type]
+
+    @staticmethod
+    def texts(path: str) -> list[str]:
+        sentences, problems = read_sentences(path)
+        for problem in problems:
+            logger.warning("%s", problem)
+        return sentences
+
+    def _budget(self) -> int:
+        return self.config.max_tokens
+
+    def _dataset(self, split: str) -> TextDataset:
+        if split not in self.datasets:
+            limit = self.config.max_length if split == "train" else None
+            dataset = TextDataset(self.texts(self._manifests()[split]), self.tokenizer, limit)
+            if dataset.empty:
+                logger.warning("%s: left out %d sentences empty after normalization", split, dataset.empty)
+            if dataset.too_long:
+                logger.warning("train: left out %d sentences longer than %d tokens", dataset.too_long, limit)
+            self.datasets[split] = dataset
+        return self.datasets[split]
+
+    def prepare_data(self) -> None:
+        """Nothing to cache: text is read and encoded when a split is first used."""
+
+    def feature_statistics(self, max_utterances: int | None = None) -> None:
+        """No features, so no statistics (the model has none to set)."""
+        return None

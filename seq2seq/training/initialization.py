@@ -25,8 +25,9 @@ from seq2seq.core.text import CONFIG_FILE
 
 
 def package_tokenizer(package: Path, run_tokenizer: Path) -> None:
-    """Give the run the package's tokenizer (copied once); refuse a run that already has another one."""
-    source = package / TOKENIZER
+    """Give the run the tokenizer of a package, or of a tokenizer folder (copied once); refuse a run that
+    already has another one."""
+    source = package if (package / CONFIG_FILE).is_file() else package / TOKENIZER
     if not (source / CONFIG_FILE).is_file():
         raise PackageError(f"{source}: no {CONFIG_FILE}; not a model package's tokenizer")
     if (run_tokenizer / CONFIG_FILE).is_file():

@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -17,22 +18,26 @@ import yaml
 
 from seq2seq.core.config import ConfigError, to_dict
 from seq2seq.core.text import Tokenizer, load_tokenizer, train_tokenizer
-from seq2seq.data.manifest import read_manifest
 from seq2seq.training.initialization import load_initial_weights, package_tokenizer
 from seq2seq.training.trainer import build_trainer, last_checkpoint
 
 log = logging.getLogger(__name__)
 
 
-def prepare_tokenizer(experiment: Any, out_dir: Path) -> tuple[Tokenizer, Path]:
-    """Load the run's tokenizer, training it on the training transcripts the first time."""
+def prepare_tokenizer(
+    experiment: Any, out_dir: Path, texts: Callable[[str], list[str]]
+) -> tuple[Tokenizer, Path]:
+    """Load the run's tokenizer; the first time, copy ``tokenizer.source``'s or train one on the
+    training texts (``texts(path)`` reads them: the task's data module knows its file format)."""
     directory = out_dir / "tokenizer"
+    spec = experiment.tokenizer
+    if spec.source and not (directory / "tokenizer.json").is_file():
+        package_tokenizer(Path(spec.source), directory)
+        log.info("using the tokenizer of %s", spec.source)
     if (directory / "tokenizer.json").is_file():
         return load_tokenizer(directory), directory
-    spec = experiment.tokenizer
-    utterances, _ = read_manifest(experiment.data.train_manifest)
     tokenizer = train_tokenizer(
-        [u.text for u in utterances],
+        texts(experiment.data.train_manifest),
         directory,
         kind=spec.kind,
         vocab_size=spec.vocab_size,
@@ -43,14 +48,13 @@ def prepare_tokenizer(experiment: Any, out_dir: Path) -> tuple[Tokenizer, Path]:
     return tokenizer, directory
 
 
-def report_unknown_characters(experiment: Any, tokenizer: Tokenizer) -> None:
+def report_unknown_characters(experiment: Any, tokenizer: Tokenizer, texts: Callable[[str], list[str]]) -> None:
     """Say which characters of the dev set the tokenizer cannot represent (never drop them silently)."""
     if not experiment.data.dev_manifest:
         return
-    utterances, _ = read_manifest(experiment.data.dev_manifest)
     unknown = Counter()
-    for utterance in utterances:
-        unknown += tokenizer.unknown_characters(utterance.text)
+    for text in texts(experiment.data.dev_manifest):
+        unknown += tokenizer.unknown_characters(text)
     if unknown:
         shown = ", ".join(f"{c!r}×{n}" for c, n in unknown.most_common(10))
         log.warning("dev set: %d characters outside the vocabulary (%s)", sum(unknown.values()), shown)
@@ -81,8 +85,8 @@ def fit(
     resume = last_checkpoint(out_dir)
     if init_from is not None and resume is None:
         package_tokenizer(Path(init_from), out_dir / "tokenizer")
-    tokenizer, tokenizer_dir = prepare_tokenizer(experiment, out_dir)
-    report_unknown_characters(experiment, tokenizer)
+    tokenizer, tokenizer_dir = prepare_tokenizer(experiment, out_dir, datamodule_class.texts)
+    report_unknown_characters(experiment, tokenizer, datamodule_class.texts)
     experiment = dataclasses.replace(
         experiment, model=dataclasses.replace(experiment.model, vocab_size=tokenizer.vocab_size)
     )
@@ -95,7 +99,8 @@ def fit(
     elif resume is None:
         datamodule.prepare_data()
         stats = datamodule.feature_statistics(max_utterances=2000)
-        task.model.set_feature_stats(stats)
+        if stats is not None:  # None: a task without features (LM)
+            task.model.set_feature_stats(stats)
     else:
         log.info("resuming from %s", resume)
     trainer = build_trainer(experiment.trainer, out_dir, callbacks)
