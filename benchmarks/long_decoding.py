@@ -55,7 +55,8 @@ def measure(model, seconds: float, windows: list[int], ratio: float) -> list[dic
 
 
 def print_table(rows: list[dict]) -> None:
-    print(f"{'audio s':>8}{'frames':>8}{'window':>8}{'tokens':>8}{'search s':>10}{'CPU s':>8}{'ms/token':>10}")
+    header = f"{'audio s':>8}{'frames':>8}{'window':>8}{'tokens':>8}{'search s':>10}{'CPU s':>8}"
+    print(header + f"{'ms/token':>10}")
     for r in rows:
         print(
             f"{r['seconds_audio']:>8.0f}{r['encoder_frames']:>8}{r['ctc_window']:>8}{r['tokens']:>8}"

@@ -16,12 +16,14 @@ class DecodingConfig:
     """Search settings shared by greedy and beam search.
 
     The score of a hypothesis ``y`` is ``(1 - ctc_weight) * log P_att(y) + ctc_weight * log P_ctc(y)
-    + length_penalty * len(y)``; both log-probabilities include the end of sentence.
+    + lm_weight * log P_lm(y) + length_penalty * len(y)``; the log-probabilities include the end of
+    sentence. The LM term exists only when a language model is given (shallow fusion).
 
     Attributes:
         beam_size: hypotheses kept per utterance; 1 with ``ctc_weight=0`` is greedy search.
         ctc_weight: weight of the CTC prefix score (0: attention only, 1: CTC only; then every token is
             a CTC candidate, since no attention pre-beam exists).
+        lm_weight: weight of the language model's log-probability (0: the LM is not run at all).
         length_penalty: added to the score per output token (EOS excluded); positive values favour
             longer outputs, as ESPnet's length bonus does.
         length_normalization: rank ended hypotheses by ``score / (len(y) + 1)`` (EOS counted).
@@ -47,6 +49,7 @@ class DecodingConfig:
 
     beam_size: int = 10
     ctc_weight: float = 0.3
+    lm_weight: float = 0.0
     length_penalty: float = 0.0
     length_normalization: bool = False
     max_length_ratio: float = 1.0
@@ -61,6 +64,8 @@ class DecodingConfig:
             raise ValueError(f"beam_size={self.beam_size} must be >= 1")
         if not 0.0 <= self.ctc_weight <= 1.0:
             raise ValueError(f"ctc_weight={self.ctc_weight} must be in [0, 1]")
+        if not (math.isfinite(self.lm_weight) and self.lm_weight >= 0):
+            raise ValueError(f"lm_weight={self.lm_weight} must be finite and >= 0")
         if not math.isfinite(self.length_penalty):
             raise ValueError(f"length_penalty={self.length_penalty} must be finite")
         if not self.max_length_ratio > 0.0:
