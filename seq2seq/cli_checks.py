@@ -140,6 +140,7 @@ CHECKS: dict[str, Check] = {
     "model": Existing("package"),
     "asr_model": Existing("package"),
     "init_from": Existing("package"),
+    "lm": Existing("package"),
     "config": Existing("config"),
     "checkpoint": Existing("any"),
     "manifest": Existing("file"),
@@ -158,6 +159,10 @@ CHECKS: dict[str, Check] = {
     "batch_size": Range(1, 4096),
     "beam_size": Range(1, 256),
     "ctc_weight": Range(0, 1),
+    "lm_weight": Range(0, 10, why="the LM's log-probability next to the ASR model's, weight 1"),
+    "length_bonus": Range(-10, 10, why="per token, against log-probabilities of a few nats"),
+    "ctc_window": Range(0, 100_000, unit=" frames", why="0 reads every frame"),
+    "nbest": Range(1, 256, why="at most the largest beam"),
     "average": Range(1, 1000),
     "limit": Range(1, MAX_COUNT),
     "window_seconds": Range(

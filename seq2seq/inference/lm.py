@@ -89,5 +89,7 @@ class LanguageModelScorer:
                 problems.append(f"sentence {number}: empty after normalization (left out)")
             elif unknown := self.tokenizer.unknown_characters(sentence):
                 shown = ", ".join(repr(c) for c in sorted(unknown))
-                problems.append(f"sentence {number}: characters outside the vocabulary ({shown}) scored as UNK")
+                problems.append(
+                    f"sentence {number}: characters outside the vocabulary ({shown}) scored as UNK"
+                )
         return problems

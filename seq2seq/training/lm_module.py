@@ -27,10 +27,15 @@ class LMTask(Seq2SeqTask):
     def losses(self, batch) -> dict[str, torch.Tensor]:
         logits = self.forward_batch(batch).float().flatten(0, 1)
         targets = lm_io(batch.tokens, batch.token_lengths)[1].flatten()
-        loss = F.cross_entropy(logits, targets, ignore_index=PAD_ID, label_smoothing=self.config.label_smoothing)
+        loss = F.cross_entropy(
+            logits, targets, ignore_index=PAD_ID, label_smoothing=self.config.label_smoothing
+        )
         with torch.no_grad():
-            nll = loss if self.config.label_smoothing == 0 else F.cross_entropy(logits, targets, ignore_index=PAD_ID)
+            nll = (
+                loss
+                if self.config.label_smoothing == 0
+                else F.cross_entropy(logits, targets, ignore_index=PAD_ID)
+            )
             valid = targets != PAD_ID
             accuracy = (logits.argmax(-1) == targets)[valid].float().mean()
         return {"loss": loss, "nll": nll.detach(), "accuracy": accuracy}
-

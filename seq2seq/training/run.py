@@ -48,7 +48,9 @@ def prepare_tokenizer(
     return tokenizer, directory
 
 
-def report_unknown_characters(experiment: Any, tokenizer: Tokenizer, texts: Callable[[str], list[str]]) -> None:
+def report_unknown_characters(
+    experiment: Any, tokenizer: Tokenizer, texts: Callable[[str], list[str]]
+) -> None:
     """Say which characters of the dev set the tokenizer cannot represent (never drop them silently)."""
     if not experiment.data.dev_manifest:
         return

@@ -40,7 +40,9 @@ def lm_sentences(count: int, seed: int, exclude: set[str]) -> tuple[list[str], i
     chosen: list[str] = []
     dropped, chunk = 0, 0
     while len(chosen) < count:
-        for sentence in generate_sentences(CHUNK, seed * 1_000_003 + chunk, chunk % 2 == 0, None, HELD_OUT_SHARE):
+        for sentence in generate_sentences(
+            CHUNK, seed * 1_000_003 + chunk, chunk % 2 == 0, None, HELD_OUT_SHARE
+        ):
             if _key(sentence) in exclude:
                 dropped += 1
             elif len(chosen) < count:
@@ -49,7 +51,9 @@ def lm_sentences(count: int, seed: int, exclude: set[str]) -> tuple[list[str], i
     return chosen, dropped
 
 
-def write_lm_text(out_file: str | Path, count: int, seed: int, exclude: Iterable[str | Path]) -> tuple[int, int]:
+def write_lm_text(
+    out_file: str | Path, count: int, seed: int, exclude: Iterable[str | Path]
+) -> tuple[int, int]:
     """Write ``count`` sentences, one a line, to ``out_file`` (all or nothing); returns (written, excluded)."""
     sentences, dropped = lm_sentences(count, seed, excluded_sentences(exclude))
     path = Path(out_file)
