@@ -160,7 +160,7 @@ CHECKS: dict[str, Check] = {
     "beam_size": Range(1, 256),
     "ctc_weight": Range(0, 1),
     "lm_weight": Range(0, 10, why="the LM's log-probability next to the ASR model's, weight 1"),
-    "length_bonus": Range(-10, 10, why="per token, against log-probabilities of a few nats"),
+    "length_bonus": Range(0, 10, why="a bonus per token, against log-probabilities of a few nats"),
     "ctc_window": Range(0, 100_000, unit=" frames", why="0 reads every frame"),
     "nbest": Range(1, 256, why="at most the largest beam"),
     "average": Range(1, 1000),
