@@ -6,6 +6,7 @@ The inference API needs no Lightning::
     model = seq2seq.load_package("runs/asr_small/package")      # or device="cuda"
     texts = model.transcribe(["one.wav", "recordings/"])
     speech = seq2seq.load_package("runs/tts_small/package").synthesize(["hello there"])
+    ppl, tokens, problems = seq2seq.load_package("runs/lm_small/package").perplexity(["hello there"])
 
 Names are imported on first use, so ``import seq2seq`` (and ``seq2seq --help``) stays instant.
 """
@@ -25,6 +26,7 @@ _EXPORTS = {
     "Transcriber": "seq2seq.inference.transcribe",
     "Synthesizer": "seq2seq.inference.synthesize",
     "Synthesized": "seq2seq.inference.synthesize",
+    "LanguageModelScorer": "seq2seq.inference.lm",
     "ModelPackage": "seq2seq.core.package",
     "PackageError": "seq2seq.core.package",
     "ConfigError": "seq2seq.core.config",
@@ -32,8 +34,10 @@ _EXPORTS = {
     "load_experiment": "seq2seq.experiments",
     "ASRExperimentConfig": "seq2seq.experiments",
     "TTSExperimentConfig": "seq2seq.experiments",
+    "LMExperimentConfig": "seq2seq.experiments",
     "ASRModel": "seq2seq.models.asr",
     "TTSModel": "seq2seq.models.tts",
+    "LanguageModel": "seq2seq.models.lm",
 }
 __all__ = sorted(_EXPORTS)
 

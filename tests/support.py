@@ -22,8 +22,9 @@ import torch
 from seq2seq.core.config import from_dict, to_dict
 from seq2seq.core.package import save_package
 from seq2seq.core.text import CharTokenizer, Tokenizer
-from seq2seq.experiments import ASRExperimentConfig, TTSExperimentConfig
+from seq2seq.experiments import ASRExperimentConfig, LMExperimentConfig, TTSExperimentConfig
 from seq2seq.models.asr import ASRModel, ASRModelConfig
+from seq2seq.models.lm import LanguageModel, LMModelConfig
 from seq2seq.models.tts import TTSModel, TTSModelConfig
 from seq2seq.nn.transformer import TransformerConfig
 
@@ -141,6 +142,18 @@ def tiny_tts_package(out_dir: Path, tokenizer: Tokenizer, n_mels: int = 20, seed
     return save_package(out_dir, "tts", to_dict(experiment), weights, tokenizer_dir)
 
 
+def tiny_lm_package(out_dir: Path, seed: int = 0, texts: Iterable[str] = (ALPHABET,)) -> Path:
+    """A random-init two-layer ``tiny_stack`` LM package with a character tokenizer built from ``texts``
+    (saved beside the package, in ``<out_dir>-tokenizer``)."""
+    tokenizer = CharTokenizer.build(list(texts))
+    tokenizer_dir = out_dir.parent / f"{out_dir.name}-tokenizer"
+    tokenizer.save(tokenizer_dir)
+    model = LMModelConfig(vocab_size=tokenizer.vocab_size, decoder=tiny_stack(num_layers=2))
+    experiment = from_dict(LMExperimentConfig, {"model": model})
+    torch.manual_seed(seed)
+    return save_package(out_dir, "lm", to_dict(experiment), LanguageModel(model).state_dict(), tokenizer_dir)
+
+
 # ---------------------------------------------------------------------------------------------
 # Tiny training runs (overrides of the shipped small configs) over the `tiny_corpus` fixture
 
@@ -205,6 +218,27 @@ def tiny_tts_overrides(corpus: dict[str, Path], out_dir: Path, **extra) -> list[
         "trainer.log_every_steps": 1,
         "inference.max_length_ratio": 2.0,
         "inference.griffin_lim_iterations": 2,
+    }
+    return _as_overrides({**values, **extra})
+
+
+def tiny_lm_overrides(train: Path, dev: Path, out_dir: Path, **extra) -> list[str]:
+    """configs/lm/small.yaml shrunk to a one-layer width-32 LM that trains in seconds (6 steps)."""
+    values = {
+        "out_dir": out_dir,
+        "data.train_manifest": train,
+        "data.dev_manifest": dev,
+        "data.max_tokens": 400,
+        "model.decoder.num_layers": 1,
+        "model.decoder.d_model": 32,
+        "model.decoder.ffn_dim": 64,
+        "model.decoder.dropout": 0.0,
+        "optim.warmup_steps": 2,
+        "optim.decay_steps": 6,
+        "trainer.max_steps": 6,
+        "trainer.val_every_steps": 3,
+        "trainer.checkpoint_every_steps": 2,
+        "trainer.log_every_steps": 1,
     }
     return _as_overrides({**values, **extra})
 

@@ -55,11 +55,12 @@ def test_a_non_editable_install_finds_its_recipe_configs(tmp_path):
         "import seq2seq.experiments as e, seq2seq.demo as d\n"
         "assert e.__file__.startswith(sys.argv[1]), e.__file__\n"
         "assert (d.CONFIGS / 'tts' / 'small.yaml').is_file()\n"
-        "print(e.load_experiment('configs/asr/small.yaml').task, e.load_experiment('tts/small.yaml').task)\n"
+        "print(e.load_experiment('configs/asr/small.yaml').task, e.load_experiment('tts/small.yaml').task,\n"
+        "      e.load_experiment('configs/lm/small.yaml').task)\n"
     )
     run = subprocess.run(
         [sys.executable, "-c", "import sys; sys.path.insert(0, sys.argv[1])\n" + code, str(target)],
         capture_output=True, text=True, timeout=300, cwd=tmp_path,
     )  # fmt: skip
     assert run.returncode == 0, run.stderr[-2000:]
-    assert run.stdout.split() == ["asr", "tts"]
+    assert run.stdout.split() == ["asr", "tts", "lm"]

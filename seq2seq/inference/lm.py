@@ -25,7 +25,9 @@ class LanguageModelScorer:
 
     def __init__(self, package: ModelPackage):
         if package.task != "lm":
-            raise PackageError(f"{package.path}: a {package.task} package is not a language model")
+            raise PackageError(
+                f"{package.path}: {package.task} package is not a language model; use an LM package"
+            )
         self.package = package
 
     @property

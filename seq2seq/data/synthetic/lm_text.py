@@ -54,7 +54,11 @@ def lm_sentences(count: int, seed: int, exclude: set[str]) -> tuple[list[str], i
 def write_lm_text(
     out_file: str | Path, count: int, seed: int, exclude: Iterable[str | Path]
 ) -> tuple[int, int]:
-    """Write ``count`` sentences, one a line, to ``out_file`` (all or nothing); returns (written, excluded)."""
+    """Write ``count`` sentences, one a line, to ``out_file`` (all or nothing).
+
+    Returns:
+        sentences written, and drawn sentences left out because ``exclude`` holds them.
+    """
     sentences, dropped = lm_sentences(count, seed, excluded_sentences(exclude))
     path = Path(out_file)
     path.parent.mkdir(parents=True, exist_ok=True)
