@@ -32,8 +32,8 @@ def tiny_lm(vocab_size: int, seed: int = 0, sharpness: float = 3.0) -> LanguageM
     return model
 
 
-def tiny_lm_package(out_dir: Path, tokenizer_dir: Path, seed: int = 0) -> Path:
-    """A random-init LM package that reads the tokenizer saved in ``tokenizer_dir``."""
+def sharp_lm_package(out_dir: Path, tokenizer_dir: Path, seed: int = 0) -> Path:
+    """A random-init LM package (peaky: see ``tiny_lm``) that reads the tokenizer saved in ``tokenizer_dir``."""
     vocab_size = json.loads((tokenizer_dir / "tokenizer.json").read_text())["symbols"].__len__() + 5
     experiment = from_dict(
         LMExperimentConfig, {"model": LMModelConfig(vocab_size=vocab_size, decoder=tiny_stack(num_layers=2))}
@@ -113,7 +113,7 @@ def test_wide_fused_beam_finds_brute_force_optimum(lm_weight, length_penalty):
 @torch.inference_mode()
 def test_rescoring_reorders_the_nbest_list_as_the_scores_say(tmp_path):
     asr = tiny_asr_package(tmp_path / "asr")
-    lm_path = tiny_lm_package(tmp_path / "lm", tmp_path / "asr-tokenizer")
+    lm_path = sharp_lm_package(tmp_path / "lm", tmp_path / "asr-tokenizer")
     package, lm = load_model_package(asr), load_model_package(lm_path)
     config = DecodingConfig(beam_size=6, ctc_weight=0.3, max_length_ratio=0.5, nbest=6, lm_weight=1.5)
     rescoring = Transcriber(package, config, lm, rescore=True)
@@ -138,10 +138,10 @@ def test_rescoring_reorders_the_nbest_list_as_the_scores_say(tmp_path):
 def packages(tmp_path_factory):
     root = tmp_path_factory.mktemp("fusion")
     asr = tiny_asr_package(root / "asr")
-    lm = tiny_lm_package(root / "lm", root / "asr-tokenizer")
+    lm = sharp_lm_package(root / "lm", root / "asr-tokenizer")
     other_tokenizer = root / "other-tokenizer"
     CharTokenizer.build(["abc xyz"]).save(other_tokenizer)
-    other = tiny_lm_package(root / "other-lm", other_tokenizer)
+    other = sharp_lm_package(root / "other-lm", other_tokenizer)
     audio = [write_tone(root / f"a{i}.wav", seconds=0.3 + 0.1 * i) for i in range(5)]
     return dict(asr=asr, lm=lm, other=other, audio=audio, root=root)
 
