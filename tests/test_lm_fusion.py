@@ -33,7 +33,7 @@ def tiny_lm(vocab_size: int, seed: int = 0, sharpness: float = 3.0) -> LanguageM
 
 
 def sharp_lm_package(out_dir: Path, tokenizer_dir: Path, seed: int = 0) -> Path:
-    """A random-init LM package (peaky: see ``tiny_lm``) that reads the tokenizer saved in ``tokenizer_dir``."""
+    """A random-init, peaky (``tiny_lm``) LM package reading the tokenizer in ``tokenizer_dir``."""
     vocab_size = json.loads((tokenizer_dir / "tokenizer.json").read_text())["symbols"].__len__() + 5
     experiment = from_dict(
         LMExperimentConfig, {"model": LMModelConfig(vocab_size=vocab_size, decoder=tiny_stack(num_layers=2))}
