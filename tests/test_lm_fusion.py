@@ -180,3 +180,17 @@ def test_cli_nbest_jsonl_has_per_scorer_scores_and_batch_size_does_not_matter(pa
 def test_cli_needs_an_lm_for_lm_options(packages):
     result = run_cli("transcribe", packages["asr"], *packages["audio"][:1], "--rescore")
     assert_one_line_error(result, "--lm")
+
+
+def test_lightning_predict_loop_carries_the_nbest_lists(packages):
+    from seq2seq.corpus_decoding import lightning_decoder
+
+    config = DecodingConfig(beam_size=4, ctc_weight=0.3, max_length_ratio=0.5, nbest=3, lm_weight=0.5)
+    package, lm = load_model_package(packages["asr"]), load_model_package(packages["lm"])
+    transcriber = Transcriber(package, config, lm)
+    transcriber.keep_nbest = True
+    sources = [(str(path), 0.0, None) for path in packages["audio"][:2]]
+    plain = transcriber.decode_sources(sources, batch_size=2)
+    through_lightning = transcriber.decode_sources(sources, batch_size=2, decode=lightning_decoder("cpu"))
+    assert through_lightning == plain
+    assert all(len(windows[0].nbest) >= 1 for windows, _ in plain)

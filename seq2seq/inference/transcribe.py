@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
+from typing import NamedTuple
 
 import torch
 from torch.utils.data import DataLoader
@@ -29,9 +30,9 @@ NBest = list[dict]  # per hypothesis: text, tokens, attention, ctc, lm, length, 
 SegmentDecoder = Callable[["Transcriber", DataLoader], Iterable[tuple[Segment, "Decoded | None"]]]
 
 
-@dataclasses.dataclass(frozen=True)
-class Decoded:
-    """One decoded segment: its best transcript and, when asked for, its n-best list."""
+class Decoded(NamedTuple):
+    """One decoded segment: its best transcript and, when asked for, its n-best list (a named tuple:
+    Lightning's predict loop refuses frozen dataclasses in its outputs)."""
 
     text: str
     nbest: NBest | None = None
