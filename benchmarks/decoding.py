@@ -5,7 +5,9 @@ Workload: a random-init ASR model (encoder 12 layers, decoder 6, d_model 256, 4 
 2 CPU threads. The EOS logit is pushed down so every hypothesis runs to the maximum length
 (``max_length_ratio`` × encoder frames, 0.2 by default: 15-40 tokens, about 5 per second of audio,
 BPE-like), which makes runs comparable. Also measures the cost of one decoder step with the KV cache
-against a full recomputation, at several output lengths.
+against a full recomputation, at several output lengths. Shallow fusion: beam 10 + CTC again with a
+random-init language model (4 layers, d_model 256, 4 heads, FFN 1024, same vocabulary) at weight 0.3,
+and the cost of one cached LM step at several lengths.
 
 Usage: ``python benchmarks/decoding.py [--quick]``; prints a table and writes
 ``benchmarks/results/decoding.json``.
@@ -25,6 +27,7 @@ from _timing import add_device_arguments, autocast, parse_arguments, timed
 from seq2seq.core.text import EOS_ID, SOS_ID
 from seq2seq.decoding import DecodingConfig, beam_search, greedy_search
 from seq2seq.models.asr import ASRModel, ASRModelConfig
+from seq2seq.models.lm import LanguageModel, LMModelConfig
 from seq2seq.nn.transformer import TransformerConfig
 
 FRAMES_PER_SECOND = 100  # 10 ms hop
@@ -47,13 +50,18 @@ def build_model(vocab_size: int) -> ASRModel:
     return model
 
 
+def build_lm(vocab_size: int) -> LanguageModel:
+    stack = TransformerConfig(num_layers=4, d_model=256, num_heads=4, ffn_dim=1024, dropout=0.0)
+    return LanguageModel(LMModelConfig(vocab_size=vocab_size, decoder=stack)).eval()
+
+
 def make_batch(batch: int, min_frames: int, max_frames: int, seed: int):
     generator = torch.Generator().manual_seed(seed)
     lengths = torch.randint(min_frames, max_frames + 1, (batch,), generator=generator)
     return torch.randn(batch, int(lengths.max()), 80, generator=generator), lengths
 
 
-def search_rows(model, features, lengths, beams, ratio: float) -> list[dict]:
+def search_rows(model, features, lengths, beams, ratio: float, lm=None) -> list[dict]:
     audio_seconds = float(lengths.sum()) / FRAMES_PER_SECOND
     runs = {
         ("encoder only", 0, 0.0): lambda: (model.encode(features, lengths), [])[1],
@@ -65,6 +73,11 @@ def search_rows(model, features, lengths, beams, ratio: float) -> list[dict]:
             runs["beam", beam, ctc_weight] = lambda c=config: [
                 hyps[0].tokens for hyps in beam_search(model, features, lengths, c)
             ]
+    if lm is not None:
+        fused = DecodingConfig(beam_size=10, ctc_weight=0.3, max_length_ratio=ratio, lm_weight=0.3)
+        runs["beam + LM", 10, 0.3] = lambda: [
+            hyps[0].tokens for hyps in beam_search(model, features, lengths, fused, lm)
+        ]
     rows = []
     for (search, beam, ctc_weight), run in runs.items():
         with torch.inference_mode(), autocast(DEVICE):
@@ -121,7 +134,33 @@ def step_costs(model, features, lengths, rows: int, positions: list[int], window
     return results
 
 
-def print_tables(search: list[dict], steps: list[dict]) -> None:
+@torch.inference_mode()
+def lm_step_costs(lm, rows: int, positions: list[int], window: int = 5) -> list[dict]:
+    """Cost of the LM's cached step producing token ``U`` (mean of the ``window`` steps up to ``U``)
+    against a full pass over ``U`` tokens, for ``rows`` hypotheses."""
+    generator = torch.Generator().manual_seed(1)
+    tokens = torch.randint(5, lm.config.vocab_size, (rows, max(positions)), generator=generator).to(DEVICE)
+    tokens[:, 0] = SOS_ID
+    cache, steps, results = lm.new_cache(), [], []
+    for u in range(1, max(positions) + 1):
+        steps.append(timed(lambda n=u: lm.log_probs(tokens[:, n - 1 : n], cache=cache), DEVICE)[:2])
+        if u in positions:
+            wall, cpu, _ = timed(lambda n=u: lm.log_probs(tokens[:, :n]), DEVICE)
+            cached_wall, cached_cpu = (sum(t) / len(steps[-window:]) for t in zip(*steps[-window:]))
+            results.append(
+                dict(
+                    tokens=u,
+                    rows=rows,
+                    cached_step_seconds=cached_wall,
+                    cached_step_cpu_seconds=cached_cpu,
+                    uncached_step_seconds=wall,
+                    uncached_step_cpu_seconds=cpu,
+                )
+            )
+    return results
+
+
+def print_tables(search: list[dict], steps: list[dict], lm_steps: list[dict] | None = None) -> None:
     print(f"{'search':<13}{'beam':>5}{'ctc':>6}{'s/utt':>9}{'RTF':>8}{'tokens/s':>10}{'CPU s/utt':>11}")
     for r in search:
         print(
@@ -138,6 +177,17 @@ def print_tables(search: list[dict], steps: list[dict]) -> None:
             f"{1e3 * r['uncached_step_seconds']:>13.1f}{1e3 * r['cached_step_cpu_seconds']:>15.1f}"
             f"{1e3 * r['uncached_step_cpu_seconds']:>10.1f}"
         )
+    plain = next((r for r in search if r["search"] == "beam" and r["beam"] == 10 and r["ctc_weight"]), None)
+    fused = next((r for r in search if r["search"] == "beam + LM"), None)
+    if plain and fused:
+        print(f"\nbeam 10 + CTC + LM / without LM: {fused['seconds'] / plain['seconds']:.2f}x wall")
+    if lm_steps:
+        print(f"\n{'LM tokens':>9}{'rows':>6}{'cached ms':>11}{'uncached ms':>13}")
+        for r in lm_steps:
+            print(
+                f"{r['tokens']:>9}{r['rows']:>6}{1e3 * r['cached_step_seconds']:>11.2f}"
+                f"{1e3 * r['uncached_step_seconds']:>13.2f}"
+            )
 
 
 def main() -> None:
@@ -160,10 +210,12 @@ def main() -> None:
     beams = [1, 10] if args.quick else [1, 5, 10]
     with autocast(DEVICE):
         greedy_search(model, features[:1, :300], lengths[:1].clamp(max=300))  # warm-up: one-time kernel setup
-    search = search_rows(model, features, lengths, beams, args.max_length_ratio)
+    lm = build_lm(args.vocab_size).to(DEVICE)
+    search = search_rows(model, features, lengths, beams, args.max_length_ratio, lm)
     positions = [25] if args.quick else [25, 50, 100]
     steps = step_costs(model, features, lengths, rows=batch * 10, positions=positions)
-    print_tables(search, steps)
+    lm_steps = lm_step_costs(lm, rows=batch * 10, positions=positions)
+    print_tables(search, steps, lm_steps)
     args.output.parent.mkdir(parents=True, exist_ok=True)
     meta = dict(
         torch=torch.__version__,
@@ -179,7 +231,9 @@ def main() -> None:
         load_average=os.getloadavg(),
         cpus=os.cpu_count(),
     )
-    args.output.write_text(json.dumps(dict(meta=meta, search=search, decoder_step=steps), indent=2) + "\n")
+    args.output.write_text(
+        json.dumps(dict(meta=meta, search=search, decoder_step=steps, lm_step=lm_steps), indent=2) + "\n"
+    )
     print(f"\nwrote {args.output}")
 
 

@@ -98,6 +98,12 @@ def transcribe(
     device: str = "cpu",
     lightning: bool = False,
     engine: Literal["torch", "onnx"] = "torch",
+    lm: str | None = None,
+    lm_weight: float | None = None,
+    length_bonus: float | None = None,
+    ctc_window: int | None = None,
+    nbest: int | None = None,
+    rescore: bool = False,
 ) -> int:
     """Transcribe audio files, folders or a manifest with a model package.
 
@@ -114,10 +120,20 @@ def transcribe(
         device: where the plain decoding loop runs (cpu, cuda, cuda:1, ...).
         lightning: decode through Lightning's predict loop instead (it picks the accelerator).
         engine: torch, or onnx: the package's ONNX graphs on onnxruntime (CPU; `export --onnx`).
+        lm: language-model package (same tokenizer as the ASR model) fused into the beam search.
+        lm_weight: weight of the LM's log-probability (default 0.3 with --lm, else the package's).
+        length_bonus: added to the score per output token (a positive bonus switches early stop to espnet).
+        ctc_window: the CTC prefix score reads this many encoder frames each side of the alignment (0: all).
+        nbest: with --output-format jsonl, write the N best hypotheses with per-scorer scores.
+        rescore: re-rank the n-best list of a search without the LM by adding lm_weight x LM score.
     """
     from seq2seq.commands import transcribe_files
 
+    if nbest is not None and output_format != "jsonl":
+        raise ValueError("--nbest writes n-best lists as JSON Lines: add --output-format jsonl")
     transcriber = _transcriber(model, device, beam_size, ctc_weight, engine, lightning)
+    transcriber = _search(transcriber, device, lm, lm_weight, length_bonus, ctc_window, nbest, rescore)
+    transcriber.keep_nbest = nbest is not None
     return transcribe_files(
         transcriber, list(inputs), manifest, batch_size, output_format, output, window_seconds, lightning
     )
@@ -135,6 +151,11 @@ def evaluate(
     device: str = "cpu",
     lightning: bool = False,
     engine: Literal["torch", "onnx"] = "torch",
+    lm: str | None = None,
+    lm_weight: float | None = None,
+    length_bonus: float | None = None,
+    ctc_window: int | None = None,
+    rescore: bool = False,
 ) -> int:
     """Score a package on a manifest: ASR prints WER/CER; TTS mel L1, MCD, round-trip CER; LM perplexity.
 
@@ -150,6 +171,11 @@ def evaluate(
         device: where the plain loop runs (cpu, cuda, ...).
         lightning: ASR only: decode through Lightning's predict loop.
         engine: torch, or onnx: the package's ONNX graphs on onnxruntime (CPU; `export --onnx`).
+        lm: ASR only: language-model package (same tokenizer) fused into the beam search.
+        lm_weight: ASR only: weight of the LM's log-probability (default 0.3 with --lm).
+        length_bonus: ASR only: added to the score per output token (positive: espnet early stop).
+        ctc_window: ASR only: CTC prefix-score frames each side of the alignment (0: all).
+        rescore: ASR only: re-rank the beam's n-best list with the LM instead of fusing it.
     """
     from seq2seq import commands
     from seq2seq.inference.lm import LanguageModelScorer
@@ -167,6 +193,7 @@ def evaluate(
         return commands.evaluate_synthesizer(loaded, manifest, asr, limit, batch_size, out)
     transcriber = Transcriber(loaded.package, engine=_engine(model, engine, device, lightning))
     transcriber = transcriber.with_decoding(beam_size=beam_size, ctc_weight=ctc_weight)
+    transcriber = _search(transcriber, device, lm, lm_weight, length_bonus, ctc_window, None, rescore)
     return commands.evaluate_transcriber(transcriber, manifest, out, batch_size, lightning)
 
 
@@ -241,6 +268,26 @@ def _engine(model: str, engine: str, device: str, lightning: bool, task: str = "
     from seq2seq.inference.onnx_files import ONNX_DIR
 
     return (OnnxASR if task == "asr" else OnnxTTS)(Path(model) / ONNX_DIR)
+
+
+DEFAULT_LM_WEIGHT = 0.3  # --lm without --lm-weight: the best weight of the synthetic recipe's sweep
+
+
+def _search(transcriber, device, lm, lm_weight, length_bonus, ctc_window, nbest, rescore: bool):
+    """The search flags on top of the package's settings; the LM package is loaded (and its tokenizer
+    compared with the ASR model's) before any audio is read."""
+    from seq2seq.tasks import load_model_package
+
+    if (rescore or lm_weight is not None) and lm is None:
+        raise ValueError("--rescore and --lm-weight need a language model: add --lm PKG")
+    if lm is not None:
+        weight = DEFAULT_LM_WEIGHT if lm_weight is None else lm_weight
+        transcriber = transcriber.with_lm(load_model_package(lm, device), weight, rescore)
+    if rescore and nbest is None:  # rescoring needs a list to re-rank: the whole beam
+        nbest = transcriber.config.beam_size
+    if nbest is not None and nbest > transcriber.config.beam_size:
+        raise ValueError(f"--nbest={nbest} is more than the beam ({transcriber.config.beam_size})")
+    return transcriber.with_decoding(length_penalty=length_bonus, ctc_window=ctc_window, nbest=nbest)
 
 
 def _prepare_commands() -> dict[str, Callable]:

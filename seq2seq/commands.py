@@ -73,14 +73,18 @@ def transcribe_files(
         sources += [(u.audio_filepath, u.offset, u.duration if u.offset else None) for u in utterances]
     if not sources:
         raise ValueError("nothing to transcribe: give audio files, folders or --manifest")
-    results = transcriber.transcribe_sources(sources, batch_size, window_seconds, decode=_decoder(lightning))
+    decoded = transcriber.decode_sources(sources, batch_size, window_seconds, decode=_decoder(lightning))
     lines, failed = [], 0
-    for (path, _, _), (text, error) in zip(sources, results):
+    for (path, _, _), (windows, error) in zip(sources, decoded):
+        text = " ".join(d.text for d in windows if d.text)
         if error:
             failed += 1
             print(f"error: {error}", file=sys.stderr)
         elif output_format == "jsonl":
-            lines.append(json.dumps({"audio_filepath": path, "text": text}, ensure_ascii=False))
+            row = {"audio_filepath": path, "text": text}
+            if transcriber.keep_nbest:  # one list per window: one unless the file is longer than a window
+                row["nbest"] = [d.nbest for d in windows]
+            lines.append(json.dumps(row, ensure_ascii=False))
         else:
             lines.append(f"{path}\t{text}")
     write_lines(lines, output)
@@ -101,10 +105,18 @@ def evaluate_transcriber(
     write_lines([json.dumps(r, ensure_ascii=False) for r in result.rows], out)
     print(
         f"utterances {result.decoded}/{result.utterances}  WER {100 * result.wer:.2f}%  "
-        f"CER {100 * result.cer:.2f}%  RTF {result.rtf:.3f}  (beam {transcriber.config.beam_size}, "
-        f"ctc_weight {transcriber.config.ctc_weight})  -> {out}"
+        f"CER {100 * result.cer:.2f}%  RTF {result.rtf:.3f}  ({_search_summary(transcriber)})  -> {out}"
     )
     return 0 if result.decoded == result.utterances else 1
+
+
+def _search_summary(transcriber: Transcriber) -> str:
+    config = transcriber.config
+    summary = f"beam {config.beam_size}, ctc_weight {config.ctc_weight}"
+    if transcriber.lm is not None:
+        how = "rescoring" if transcriber.rescore else "fused"
+        summary += f", lm_weight {config.lm_weight} ({how}), length_bonus {config.length_penalty}"
+    return summary
 
 
 def evaluate_synthesizer(

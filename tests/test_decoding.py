@@ -265,7 +265,7 @@ def test_length_rewards_lengthen_outputs():
 
 
 def test_end_detect_needs_three_hopeless_lengths():
-    hyps = [Hypothesis([5], -1.0, None, None)] + [Hypothesis([5] * n, -20.0, None, None) for n in (3, 4, 5)]
+    hyps = [Hypothesis([5], -1.0)] + [Hypothesis([5] * n, -20.0) for n in (3, 4, 5)]
     assert end_detect(hyps, 5)
     assert not end_detect(hyps, 6)  # no hypothesis ended at length 6
     assert not end_detect(hyps[:3], 5)

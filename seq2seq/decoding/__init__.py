@@ -1,9 +1,10 @@
-"""Decoding, free of Lightning: greedy and batched beam search (ASR, with a CTC prefix scorer) and the
-autoregressive TTS synthesis loop."""
+"""Decoding, free of Lightning: greedy and batched beam search (ASR, with a CTC prefix scorer and an
+optional LM) and the autoregressive TTS synthesis loop."""
 
 from seq2seq.decoding.beam_search import BeamSearch, Hypothesis, beam_search, build_scorers, decode_batch
 from seq2seq.decoding.config import DecodingConfig
 from seq2seq.decoding.greedy import ctc_greedy, greedy_search
+from seq2seq.decoding.lm_scorer import LMScorer
 from seq2seq.decoding.scorer import AttentionScorer, CTCPrefixScorer, Scorer
 from seq2seq.decoding.tts import Synthesis, synthesize
 
@@ -13,6 +14,7 @@ __all__ = [
     "CTCPrefixScorer",
     "DecodingConfig",
     "Hypothesis",
+    "LMScorer",
     "Scorer",
     "Synthesis",
     "beam_search",

@@ -1,4 +1,4 @@
-"""Batched beam search over a weighted sum of scorers (attention decoder, CTC prefix score).
+"""Batched beam search over a weighted sum of scorers (attention decoder, CTC prefix score, LM).
 
 All running hypotheses of all utterances live in one ``(N, U)`` tensor, ``N = utterances × width``,
 each utterance owning ``width`` consecutive rows. A step scores every row, keeps the best ``beam_size``
@@ -8,7 +8,7 @@ dead (score -inf); utterances that are finished leave the tensor, so later steps
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -16,6 +16,7 @@ import torch
 from seq2seq.core.text import EOS_ID, SOS_ID
 from seq2seq.decoding.config import DecodingConfig
 from seq2seq.decoding.greedy import allowed_token_mask, greedy_search, max_lengths
+from seq2seq.decoding.lm_scorer import LMScorer
 from seq2seq.decoding.scorer import AttentionScorer, CTCPrefixScorer, Scorer
 
 _NEG_INF = float("-inf")
@@ -33,14 +34,28 @@ class Hypothesis:
         tokens: token ids without SOS/EOS.
         score: the ranking score (weighted sum, length penalty included; divided by ``len + 1`` when
             the config asks for length normalization).
-        attention_score: log P_att(tokens + EOS), or None when the decoder was not used.
-        ctc_score: log P_ctc(tokens), or None when CTC was not used.
+        scores: per scorer, its unweighted log-probability of ``tokens + EOS`` (``attention``, ``ctc``,
+            ``lm``: the scorers the search used).
     """
 
     tokens: list[int]
     score: float
-    attention_score: float | None
-    ctc_score: float | None
+    scores: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def attention_score(self) -> float | None:
+        """log P_att(tokens + EOS), or None when the decoder was not used."""
+        return self.scores.get("attention")
+
+    @property
+    def ctc_score(self) -> float | None:
+        """log P_ctc(tokens), or None when CTC was not used."""
+        return self.scores.get("ctc")
+
+    @property
+    def lm_score(self) -> float | None:
+        """log P_lm(tokens + EOS), or None when no language model was fused."""
+        return self.scores.get("lm")
 
 
 @dataclass
@@ -74,7 +89,7 @@ class BeamSearch:
     ``config.pre_beam_size`` candidates per hypothesis that partial scorers (CTC) then score.
 
     Args:
-        scorers: name -> scorer; the names ``attention`` and ``ctc`` fill :class:`Hypothesis` fields.
+        scorers: name -> scorer; each ended :class:`Hypothesis` carries every scorer's sum by name.
         weights: name -> weight.
         config: search settings.
     """
@@ -169,9 +184,7 @@ class BeamSearch:
             if self.config.length_normalization:
                 score /= len(seq) + 1
             partial = {name: float(values[i]) for name, values in run.partial.items()}
-            ended[int(run.utterance[rows[i]])].append(
-                Hypothesis(seq, score, partial.get("attention"), partial.get("ctc"))
-            )
+            ended[int(run.utterance[rows[i]])].append(Hypothesis(seq, score, partial))
         run.score = run.score.masked_fill(tokens == EOS_ID, _NEG_INF)
 
     def _drop_finished(self, run: _Running, step: int, ended: list[list[Hypothesis]]) -> None:
@@ -220,22 +233,25 @@ def end_detect(hyps: list[Hypothesis], length: int, recent: int = 3, margin: flo
     return hopeless == recent
 
 
-def build_scorers(model, config: DecodingConfig) -> tuple[dict[str, Scorer], dict[str, float]]:
-    """The attention decoder and the CTC prefix scorer with weights ``1 - ctc_weight`` and ``ctc_weight``;
-    a scorer with weight 0 is left out so that it costs nothing.
+def build_scorers(model, config: DecodingConfig, lm=None) -> tuple[dict[str, Scorer], dict[str, float]]:
+    """The attention decoder and the CTC prefix scorer with weights ``1 - ctc_weight`` and ``ctc_weight``,
+    and the language model ``lm`` (if given) with ``lm_weight``; a scorer with weight 0 is left out so
+    that it costs nothing (``lm_weight = 0`` is exactly the search without the LM).
     """
     scorers: dict[str, Scorer] = {}
-    weights = {"attention": 1.0 - config.ctc_weight, "ctc": config.ctc_weight}
+    weights = {"attention": 1.0 - config.ctc_weight, "ctc": config.ctc_weight, "lm": config.lm_weight}
     if weights["attention"] > 0:
         scorers["attention"] = AttentionScorer(model)
     if weights["ctc"] > 0:
-        scorers["ctc"] = CTCPrefixScorer(model.ctc_log_probs)
+        scorers["ctc"] = CTCPrefixScorer(model.ctc_log_probs, config.ctc_window)
+    if lm is not None and weights["lm"] > 0:
+        scorers["lm"] = LMScorer(lm)
     return scorers, {name: weights[name] for name in scorers}
 
 
 @torch.inference_mode()
 def beam_search(
-    model, features: torch.Tensor, lengths: torch.Tensor, config: DecodingConfig
+    model, features: torch.Tensor, lengths: torch.Tensor, config: DecodingConfig, lm=None
 ) -> list[list[Hypothesis]]:
     """Joint CTC/attention beam search over a batch of utterances.
 
@@ -244,21 +260,22 @@ def beam_search(
             ``new_cache``, ``ctc_log_probs``, ``config.vocab_size``).
         features: (B, T, F) log-Mel features; lengths: (B,) valid frames.
         config: search settings.
+        lm: a :class:`~seq2seq.models.lm.LanguageModel` fused with weight ``config.lm_weight``, or None.
 
     Returns:
         B lists of up to ``config.nbest`` :class:`Hypothesis`, best first.
     """
     memory, memory_lengths = model.encode(features, lengths)
-    scorers, weights = build_scorers(model, config)
+    scorers, weights = build_scorers(model, config, lm)
     return BeamSearch(scorers, weights, config)(memory, memory_lengths, model.config.vocab_size)
 
 
 def decode_batch(
-    model, features: torch.Tensor, lengths: torch.Tensor, config: DecodingConfig
+    model, features: torch.Tensor, lengths: torch.Tensor, config: DecodingConfig, lm=None
 ) -> list[list[int]]:
-    """Best token ids per utterance: greedy search when ``beam_size == 1`` and ``ctc_weight == 0``,
+    """Best token ids per utterance: greedy search when ``beam_size == 1`` and only the decoder scores,
     beam search otherwise.
     """
-    if config.beam_size == 1 and config.ctc_weight == 0.0:
+    if config.beam_size == 1 and config.ctc_weight == 0.0 and (lm is None or config.lm_weight == 0.0):
         return greedy_search(model, features, lengths, config.max_length_ratio)
-    return [hyps[0].tokens if hyps else [] for hyps in beam_search(model, features, lengths, config)]
+    return [hyps[0].tokens if hyps else [] for hyps in beam_search(model, features, lengths, config, lm)]

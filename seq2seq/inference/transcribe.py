@@ -9,13 +9,13 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 import torch
 from torch.utils.data import DataLoader
 
 from seq2seq.core.package import ModelPackage, PackageError
-from seq2seq.decoding import DecodingConfig, decode_batch
+from seq2seq.decoding import DecodingConfig, Hypothesis, beam_search, decode_batch
 from seq2seq.inference.audio_inputs import (
     Segment,
     SegmentDataset,
@@ -26,7 +26,33 @@ from seq2seq.inference.audio_inputs import (
 
 Source = tuple[str, float, float | None]  # (path, offset, duration or None for "to the end")
 Result = tuple[str | None, str | None]  # (transcript, error)
-SegmentDecoder = Callable[["Transcriber", DataLoader], Iterable[tuple[Segment, str | None]]]
+NBest = list[dict]  # per hypothesis: text, tokens, attention, ctc, lm, length, total (best first)
+SegmentDecoder = Callable[["Transcriber", DataLoader], Iterable[tuple[Segment, "Decoded | None"]]]
+
+
+class Decoded(NamedTuple):
+    """One decoded segment: its best transcript and, when asked for, its n-best list (a named tuple:
+    Lightning's predict loop refuses frozen dataclasses in its outputs)."""
+
+    text: str
+    nbest: NBest | None = None
+
+
+def same_tokenizer(a, b) -> bool:
+    """True when two tokenizers map the same ids to the same symbols (kind, symbol table, model)."""
+    table = (type(a), a.vocab_size, getattr(a, "symbols", None), getattr(a, "model_proto", None))
+    return table == (type(b), b.vocab_size, getattr(b, "symbols", None), getattr(b, "model_proto", None))
+
+
+def check_language_model(package: ModelPackage, lm: ModelPackage) -> None:
+    """Refuse, in one line, an LM that is not one or that reads other token ids than the ASR model."""
+    if lm.task != "lm":
+        raise PackageError(f"{lm.path}: a {lm.task} package is not a language model; use an LM package")
+    if not same_tokenizer(package.tokenizer, lm.tokenizer):
+        raise PackageError(
+            f"{lm.path}: the language model's tokenizer differs from the ASR model's ({package.path}); "
+            "train the LM with the ASR package's tokenizer"
+        )
 
 
 class Engine(Protocol):
@@ -44,24 +70,56 @@ class Transcriber:
     Args:
         package: a loaded ASR model package.
         decoding: search settings; None uses the ones saved in the package.
+        lm: a loaded LM package with the same tokenizer, weighted by ``decoding.lm_weight``.
+        rescore: use the LM to re-rank the n-best list of a search without it (n-best rescoring)
+            instead of inside the search (shallow fusion).
         engine: runs the search instead of the package's PyTorch model (the ONNX graphs); None: torch.
+            It returns best transcripts only: no LM, rescoring or n-best lists.
     """
 
     def __init__(
-        self, package: ModelPackage, decoding: DecodingConfig | None = None, engine: Engine | None = None
+        self,
+        package: ModelPackage,
+        decoding: DecodingConfig | None = None,
+        lm: ModelPackage | None = None,
+        rescore: bool = False,
+        engine: Engine | None = None,
     ):
         if package.task != "asr":
             raise PackageError(
                 f"{package.path}: a {package.task} package cannot transcribe; use an ASR package"
             )
-        self.package = package
+        if lm is not None:
+            check_language_model(package, lm)
+        if engine is not None and lm is not None:
+            raise ValueError(
+                "--engine onnx decodes without a language model: drop --lm or use --engine torch"
+            )
+        self.package, self.lm, self.rescore, self.engine = package, lm, rescore, engine
         self.config: DecodingConfig = decoding or package.config.decoding
-        self.engine = engine
+        self.keep_nbest = False  # decoded segments carry their n-best lists (``--nbest``)
 
     def with_decoding(self, **changes) -> Transcriber:
-        """The same model with some search settings changed (``None`` values keep the package's)."""
+        """The same model with some search settings changed (``None`` values keep the package's).
+
+        A positive ``length_penalty`` (a length bonus) with the exact early stop ``bound``, which is
+        only exact without length rewards, switches early stopping to ``espnet``.
+        """
         changes = {k: v for k, v in changes.items() if v is not None}
-        return Transcriber(self.package, dataclasses.replace(self.config, **changes), self.engine)
+        bonus = changes.get("length_penalty", self.config.length_penalty) > 0
+        if bonus and changes.get("early_stop", self.config.early_stop) == "bound":
+            changes["early_stop"] = "espnet"
+        return self._copy(dataclasses.replace(self.config, **changes), self.lm, self.rescore)
+
+    def with_lm(self, lm: ModelPackage | None, weight: float | None = None, rescore: bool = False):
+        """The same model with a language model (fused with ``weight``, or the config's lm_weight)."""
+        config = self.config if weight is None else dataclasses.replace(self.config, lm_weight=weight)
+        return self._copy(config, lm, rescore)
+
+    def _copy(self, config: DecodingConfig, lm, rescore: bool) -> Transcriber:
+        copy = Transcriber(self.package, config, lm, rescore, self.engine)
+        copy.keep_nbest = self.keep_nbest
+        return copy
 
     @property
     def model(self) -> torch.nn.Module:
@@ -71,16 +129,59 @@ class Transcriber:
     def device(self) -> torch.device:
         return next(self.model.parameters()).device
 
+    @property
+    def lm_model(self) -> torch.nn.Module | None:
+        return None if self.lm is None else self.lm.model
+
     @torch.inference_mode()
     def __call__(self, features: torch.Tensor, lengths: torch.Tensor) -> list[str]:
         """features: (B, T, F) log-Mel; lengths: (B,) -> B transcripts."""
+        return [d.text for d in self.decode(features, lengths)]
+
+    @torch.inference_mode()
+    def decode(self, features: torch.Tensor, lengths: torch.Tensor) -> list[Decoded]:
+        """features: (B, T, F) log-Mel; lengths: (B,) -> B decoded segments (with n-best lists when
+        ``keep_nbest``)."""
         if not torch.isfinite(features).all():
             raise ValueError("features contain NaN or infinite values; check the audio's sample values")
         if self.engine is not None:
+            if self.keep_nbest:
+                raise ValueError(
+                    "--engine onnx writes best transcripts only: drop --nbest or use --engine torch"
+                )
             tokens = self.engine.decode(features, lengths, self.config)
+            return [Decoded(self.package.tokenizer.decode(t)) for t in tokens]
+        features, lengths = features.to(self.device), lengths.to(self.device)
+        if not (self.keep_nbest or self.rescore):
+            tokens = decode_batch(self.model, features, lengths, self.config, self.lm_model)
+            return [Decoded(self.package.tokenizer.decode(t)) for t in tokens]
+        if self.rescore:
+            search = dataclasses.replace(self.config, lm_weight=0.0)
+            found = [self._rescored(h) for h in beam_search(self.model, features, lengths, search)]
         else:
-            tokens = decode_batch(self.model, features.to(self.device), lengths.to(self.device), self.config)
-        return [self.package.tokenizer.decode(t) for t in tokens]
+            found = beam_search(self.model, features, lengths, self.config, self.lm_model)
+        lists = [[self._entry(h) for h in hyps] for hyps in found]
+        return [Decoded(n[0]["text"] if n else "", n if self.keep_nbest else None) for n in lists]
+
+    def _rescored(self, hyps: list[Hypothesis]) -> list[Hypothesis]:
+        """Re-rank ``hyps`` by ``score + lm_weight * log P_lm(tokens + EOS)`` (ties keep search order)."""
+        if self.lm is None or not hyps:
+            return hyps
+        lengths = torch.tensor([len(h.tokens) for h in hyps], device=self.device)
+        tokens = torch.zeros(len(hyps), max(1, int(lengths.max())), dtype=torch.long, device=self.device)
+        for row, h in enumerate(hyps):
+            tokens[row, : len(h.tokens)] = torch.tensor(h.tokens, dtype=torch.long)
+        lm = self.lm.model.sentence_log_probs(tokens, lengths).double().sum(-1).tolist()
+        weight = self.config.lm_weight
+        scored = [Hypothesis(h.tokens, h.score + weight * s, {**h.scores, "lm": s}) for h, s in zip(hyps, lm)]
+        return sorted(scored, key=lambda h: -h.score)
+
+    def _entry(self, h: Hypothesis) -> dict:
+        """One n-best line: the text, unweighted scorer sums, the length bonus and the ranking score."""
+        scores = {name: h.scores.get(name) for name in ("attention", "ctc", "lm")}
+        length = self.config.length_penalty * len(h.tokens)
+        text = self.package.tokenizer.decode(h.tokens)
+        return {"text": text, "tokens": len(h.tokens), **scores, "length": length, "total": h.score}
 
     def transcribe(
         self, files: Sequence[str | Path], batch_size: int = 8, window_seconds: float = 30.0
@@ -106,6 +207,24 @@ class Transcriber:
     ) -> list[Result]:
         """Per source ``(text, None)`` or ``(None, error)``: one bad file never stops the others.
 
+        Args: as for :meth:`decode_sources`.
+        """
+        decoded = self.decode_sources(sources, batch_size, window_seconds, decode, num_workers)
+        return [
+            (None, error) if error else (" ".join(d.text for d in windows if d.text), None)
+            for windows, error in decoded
+        ]
+
+    def decode_sources(
+        self,
+        sources: Sequence[Source],
+        batch_size: int = 8,
+        window_seconds: float = 30.0,
+        decode: SegmentDecoder | None = None,
+        num_workers: int = 0,
+    ) -> list[tuple[list[Decoded], str | None]]:
+        """Per source its decoded windows in order and None, or ``([], error)``.
+
         Args:
             sources: ``(path, offset, duration)``; duration None reads to the end of the file.
             batch_size: windows decoded together.
@@ -125,28 +244,32 @@ class Transcriber:
         return _join_windows(len(sources), (decode or decode_segments)(self, loader))
 
 
-def decode_segment_batch(transcriber: Transcriber, batch) -> list[tuple[Segment, str | None]]:
-    """``(segment, text)`` for one collated batch; failed segments keep their place with None."""
+def decode_segment_batch(transcriber: Transcriber, batch) -> list[tuple[Segment, Decoded | None]]:
+    """``(segment, decoded)`` for one collated batch; failed segments keep their place with None."""
     segments, features, lengths = batch
-    texts = iter(transcriber(features, lengths) if features is not None else [])
-    return [(segment, None if segment.error else next(texts)) for segment in segments]
+    decoded = iter(transcriber.decode(features, lengths) if features is not None else [])
+    return [(segment, None if segment.error else next(decoded)) for segment in segments]
 
 
-def decode_segments(transcriber: Transcriber, loader: DataLoader) -> Iterable[tuple[Segment, str | None]]:
-    """``(segment, text)`` for every segment of ``loader`` (the plain loop)."""
+def decode_segments(transcriber: Transcriber, loader: DataLoader) -> Iterable[tuple[Segment, Decoded | None]]:
+    """``(segment, decoded)`` for every segment of ``loader`` (the plain loop)."""
     for batch in loader:
         yield from decode_segment_batch(transcriber, batch)
 
 
-def _join_windows(count: int, decoded: Iterable[tuple[Segment, str | None]]) -> list[Result]:
-    pieces: dict[int, list[tuple[int, str]]] = {}
+def _join_windows(
+    count: int, decoded: Iterable[tuple[Segment, Decoded | None]]
+) -> list[tuple[list[Decoded], str | None]]:
+    pieces: dict[int, list[tuple[int, Decoded]]] = {}
     errors: dict[int, str] = {}
-    for segment, text in decoded:
+    for segment, result in decoded:
         if segment.error:
             errors.setdefault(segment.source, segment.error)
         else:
-            pieces.setdefault(segment.source, []).append((segment.window, text))
+            pieces.setdefault(segment.source, []).append((segment.window, result))
     return [
-        (None, errors[i]) if i in errors else (" ".join(t for _, t in sorted(pieces.get(i, [])) if t), None)
+        ([], errors[i])
+        if i in errors
+        else ([d for _, d in sorted(pieces.get(i, []), key=lambda p: p[0])], None)
         for i in range(count)
     ]
