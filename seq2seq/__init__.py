@@ -25,6 +25,7 @@ _EXPORTS = {
     "Transcriber": "seq2seq.inference.transcribe",
     "Synthesizer": "seq2seq.inference.synthesize",
     "Synthesized": "seq2seq.inference.synthesize",
+    "Generator": "seq2seq.inference.generate",
     "ModelPackage": "seq2seq.core.package",
     "PackageError": "seq2seq.core.package",
     "ConfigError": "seq2seq.core.config",
@@ -32,8 +33,10 @@ _EXPORTS = {
     "load_experiment": "seq2seq.experiments",
     "ASRExperimentConfig": "seq2seq.experiments",
     "TTSExperimentConfig": "seq2seq.experiments",
+    "Text2TextExperimentConfig": "seq2seq.experiments",
     "ASRModel": "seq2seq.models.asr",
     "TTSModel": "seq2seq.models.tts",
+    "Text2TextModel": "seq2seq.models.text2text",
 }
 __all__ = sorted(_EXPORTS)
 

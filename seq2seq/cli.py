@@ -115,7 +115,7 @@ def evaluate(
     device: str = "cpu",
     lightning: bool = False,
 ) -> int:
-    """Score a package on a manifest: ASR prints WER/CER; TTS prints mel L1, MCD and round-trip CER.
+    """Score a package on a manifest: ASR prints WER/CER; TTS mel L1, MCD, round-trip CER; G2P PER/WER.
 
     Args:
         model: ASR or TTS model package folder.
@@ -130,11 +130,15 @@ def evaluate(
         lightning: ASR only: decode through Lightning's predict loop.
     """
     from seq2seq import commands
+    from seq2seq.inference.generate import Generator
     from seq2seq.inference.synthesize import Synthesizer
     from seq2seq.tasks import load_package
 
     loaded = load_package(model, device)
     out = out or str(Path(model) / f"eval-{Path(manifest).stem}.jsonl")
+    if isinstance(loaded, Generator):  # text2text: PER/WER against every reference
+        generator = loaded.with_decoding(beam_size=beam_size, ctc_weight=ctc_weight)
+        return commands.evaluate_generator(generator, manifest, out, batch_size)
     if isinstance(loaded, Synthesizer):
         asr = _transcriber(asr_model, device, None, None) if asr_model else None
         return commands.evaluate_synthesizer(loaded, manifest, asr, limit, batch_size, out)
@@ -170,6 +174,42 @@ def synthesize(
     return max(synthesizer.write(sentences, out, batch_size=batch_size), 1 if problems else 0)
 
 
+def generate(
+    model: str,
+    *words: str,
+    input: str | None = None,
+    output_format: Literal["text", "jsonl"] = "text",
+    output: str | None = None,
+    nbest: int = 1,
+    beam_size: int | None = None,
+    ctc_weight: float | None = None,
+    batch_size: int = 64,
+    device: str = "cpu",
+) -> int:
+    """Generate outputs for words with a text-to-text package (pronunciations with a G2P package).
+
+    Args:
+        model: text2text model package folder (from `seq2seq export`).
+        words: words to pronounce.
+        input: a file with one word per line, instead of (or besides) words.
+        output_format: `text` (word<TAB>output, one line per n-best entry) or `jsonl`.
+        output: write results here instead of standard output.
+        nbest: outputs per word, best first (at most the beam size).
+        beam_size: beam width (default: the package's decoding settings); 1 is greedy.
+        ctc_weight: weight of the CTC prefix score (only for packages trained with CTC).
+        batch_size: words decoded together.
+        device: where decoding runs (cpu, cuda, ...).
+    """
+    from seq2seq.commands import generate_words
+    from seq2seq.inference.generate import Generator
+    from seq2seq.tasks import load_model_package
+
+    generator = Generator(load_model_package(model, device))
+    beam = max(beam_size or generator.config.beam_size, nbest)
+    generator = generator.with_decoding(beam_size=beam, nbest=nbest, ctc_weight=ctc_weight)
+    return generate_words(generator, list(words), input, output_format, output, batch_size)
+
+
 def demo(out: str = "runs/demo", minutes: float = 9.0, tts_minutes: float = 3.5) -> int:
     """The main job: make the synthetic corpus, train ASR (and TTS), evaluate, transcribe, synthesize.
 
@@ -201,6 +241,7 @@ def _prepare_commands() -> dict[str, Callable]:
         "ljspeech": prepare.ljspeech,
         "commonvoice": prepare.commonvoice,
         "fsdd": prepare.fsdd,
+        "cmudict": prepare.cmudict,
     }
 
 
@@ -213,7 +254,7 @@ def _tokenizer_command() -> dict[str, Callable]:
 # A name maps to a command, or to (help, group of commands) for commands with their own subcommands.
 COMMANDS: dict[str, Callable | tuple[str, Callable[[], dict[str, Callable]]]] = {
     "prepare": (
-        "corpus manifests: synthetic (eSpeak NG), librispeech, ljspeech, commonvoice, fsdd",
+        "corpus manifests: synthetic (eSpeak NG), librispeech, ljspeech, commonvoice, fsdd, cmudict",
         _prepare_commands,
     ),
     "tokenizer": ("", _tokenizer_command),
@@ -222,6 +263,7 @@ COMMANDS: dict[str, Callable | tuple[str, Callable[[], dict[str, Callable]]]] = 
     "transcribe": transcribe,
     "evaluate": evaluate,
     "synthesize": synthesize,
+    "generate": generate,
     "demo": demo,
 }
 

@@ -129,7 +129,7 @@ def non_empty_path(value: str) -> str | None:
 
 
 def free_text(value: str) -> None:
-    """Anything: sentences to speak (blank ones are skipped)."""
+    """Anything: sentences to speak, words to pronounce (blank ones are skipped)."""
 
 
 # Per parameter name, or ``command:name`` where a name means something else in one command. Flags and
@@ -147,6 +147,8 @@ CHECKS: dict[str, Check] = {
     "source_dir": Existing("folder"),
     "inputs": non_empty_path,  # a missing input is one error line of its own, and the others go on
     "texts": free_text,
+    "words": free_text,  # a word the vocabulary cannot represent is one error line, and the others go on
+    "input": Existing("file"),
     # written
     "out_dir": Output("folder"),
     "out": Output("folder"),
@@ -155,6 +157,7 @@ CHECKS: dict[str, Check] = {
     # numbers
     "batch_size": Range(1, 4096),
     "beam_size": Range(1, 256),
+    "nbest": Range(1, 256, why="at most the largest beam"),
     "ctc_weight": Range(0, 1),
     "average": Range(1, 1000),
     "limit": Range(1, MAX_COUNT),

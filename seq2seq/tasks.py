@@ -27,12 +27,15 @@ from seq2seq.core.package import (
 from seq2seq.experiments import (
     ASRExperimentConfig,
     ExperimentConfig,
+    Text2TextExperimentConfig,
     TTSExperimentConfig,
     experiment_from_dict,
 )
+from seq2seq.inference.generate import Generator
 from seq2seq.inference.synthesize import Synthesizer
 from seq2seq.inference.transcribe import Transcriber
 from seq2seq.models.asr import ASRModel
+from seq2seq.models.text2text import Text2TextModel
 from seq2seq.models.tts import TTSModel
 
 if TYPE_CHECKING:
@@ -81,9 +84,17 @@ def _tts_training() -> TrainingParts:
     return TrainingParts(TTSTask, TTSDataModule)
 
 
+def _text2text_training() -> TrainingParts:
+    from seq2seq.training.datamodules import TextPairDataModule
+    from seq2seq.training.text2text_module import Text2TextTask
+
+    return TrainingParts(Text2TextTask, TextPairDataModule)
+
+
 TASKS: dict[str, Task] = {
     "asr": Task("asr", ASRExperimentConfig, ASRModel, Transcriber, _asr_training),
     "tts": Task("tts", TTSExperimentConfig, TTSModel, Synthesizer, _tts_training),
+    "text2text": Task("text2text", Text2TextExperimentConfig, Text2TextModel, Generator, _text2text_training),
 }
 
 
@@ -110,7 +121,7 @@ def load_model_package(directory: str | Path, device: str | torch.device = "cpu"
 
 def load_package(directory: str | Path, device: str | torch.device = "cpu") -> Any:
     """A package, ready to use: ``Transcriber`` for ASR (``.transcribe(files)``), ``Synthesizer`` for
-    TTS (``.synthesize(texts)``). Plain PyTorch on ``device``; Lightning is never imported."""
+    TTS (``.synthesize(texts)``), ``Generator`` for text2text (``.generate(words)``). Plain PyTorch on ``device``; Lightning is never imported."""
     package = load_model_package(directory, device)
     return TASKS[package.task].inference(package)
 

@@ -1,4 +1,4 @@
-"""Lightning DataModules for ASR and TTS: manifests -> datasets -> bucketed, rank-sharded, resumable loaders.
+"""Lightning DataModules for ASR, TTS and text-to-text: manifests -> datasets -> bucketed, rank-sharded, resumable loaders.
 
 Build the Trainer with ``use_distributed_sampler=False``: ``BucketBatchSampler`` shards by rank itself.
 """
@@ -14,7 +14,7 @@ import lightning as L
 from torch.utils.data import DataLoader
 
 from seq2seq.core.audio import GlobalCMVN
-from seq2seq.core.text import Tokenizer
+from seq2seq.core.text import Tokenizer, TokenizerPair, load_tokenizer, train_tokenizer
 from seq2seq.data.config import DataConfig
 from seq2seq.data.datasets import (
     ASRDataset,
@@ -26,6 +26,7 @@ from seq2seq.data.datasets import (
 )
 from seq2seq.data.manifest import Utterance, read_manifest
 from seq2seq.data.sampler import BucketBatchSampler
+from seq2seq.data.text_pairs import TextPairDataset, collate_text_pairs, read_text_manifest
 
 logger = logging.getLogger(__name__)
 
@@ -252,3 +253,51 @@ class TTSDataModule(_SpeechDataModule):
 
     dataset_cls = TTSDataset
     collate = staticmethod(collate_tts)
+
+
+class TextPairDataModule(_SpeechDataModule):
+    """Text-to-text batches (``TextBatch``): source ids in, target ids out; bucketed by the longer side.
+
+    It shares the speech modules' bucketing, rank sharding and mid-epoch resume; only the dataset
+    differs (no audio, so no feature cache and no statistics).
+
+    Args:
+        config: text-pair manifests and batching.
+        tokenizer: the source and target tokenizers.
+    """
+
+    collate = staticmethod(collate_text_pairs)
+
+    def _dataset(self, split: str) -> TextPairDataset:  # type: ignore[override]
+        if split not in self.datasets:
+            pairs, problems = read_text_manifest(self._manifests()[split])
+            for problem in problems:
+                logger.warning("%s", problem)
+            everything = split == "train" and self.config.train_on_references
+            self.datasets[split] = TextPairDataset(pairs, self.tokenizer, all_references=everything)
+        return self.datasets[split]
+
+    def prepare_data(self) -> None:
+        """Nothing to cache: tokenising a word costs less than reading it back."""
+
+    @staticmethod
+    def prepare_tokenizer(experiment, out_dir: Path) -> tuple[TokenizerPair, Path]:
+        """The run's source and target tokenizers, built from the training manifest the first time."""
+        directory = out_dir / "tokenizer"
+        if (directory / "tokenizer.json").is_file():
+            return load_tokenizer(directory), directory
+        pairs, _ = read_text_manifest(experiment.data.train_manifest)
+        source = train_tokenizer([p.text for p in pairs], directory / "source",
+                                 kind=experiment.source_tokenizer.kind,
+                                 vocab_size=experiment.source_tokenizer.vocab_size,
+                                 normalizer=experiment.source_text)  # fmt: skip
+        targets = [r for p in pairs for r in p.references]
+        target = train_tokenizer(targets, directory / "target",
+                                 kind=experiment.target_tokenizer.kind,
+                                 vocab_size=experiment.target_tokenizer.vocab_size,
+                                 normalizer=experiment.target_text)  # fmt: skip
+        pair = TokenizerPair(source, target)
+        pair.save(directory)
+        logger.info("tokenizers: %d source ids, %d target ids -> %s", source.vocab_size, target.vocab_size,
+                    directory)  # fmt: skip
+        return pair, directory
