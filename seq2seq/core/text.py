@@ -243,6 +243,11 @@ class PhonemeTokenizer(CharTokenizer):
         return {"symbols": self.symbols, "language": self.language}
 
 
+def _symbol_normalizer() -> TextNormalizer:
+    """Symbols are case-sensitive and may hold punctuation: by default only whitespace is normalised."""
+    return TextNormalizer(TextNormalizerConfig(lowercase=False, strip_punctuation=False))
+
+
 class SymbolTokenizer(Tokenizer):
     """One id per whitespace-separated symbol (ARPAbet phonemes such as ``HH AH0 L OW1``).
 
@@ -253,7 +258,7 @@ class SymbolTokenizer(Tokenizer):
     kind = "symbols"
 
     def __init__(self, symbols: Sequence[str], normalizer: TextNormalizer | None = None) -> None:
-        super().__init__(normalizer)
+        super().__init__(normalizer or _symbol_normalizer())
         if len(set(symbols)) != len(symbols) or any(not s or s != s.strip() or " " in s for s in symbols):
             raise ValueError("SymbolTokenizer symbols must be distinct non-empty strings without spaces")
         self.symbols = list(symbols)
@@ -262,7 +267,7 @@ class SymbolTokenizer(Tokenizer):
     @classmethod
     def build(cls, texts: Iterable[str], normalizer: TextNormalizer | None = None) -> SymbolTokenizer:
         """Vocabulary of every symbol of the normalised ``texts``, sorted."""
-        normalizer = normalizer or TextNormalizer()
+        normalizer = normalizer or _symbol_normalizer()
         return cls(sorted({s for text in texts for s in normalizer(text).split()}), normalizer)
 
     @property

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import torch
 
 from seq2seq.core.package import ModelPackage, PackageError
-from seq2seq.core.text import SPACE, UNK_ID
+from seq2seq.core.text import UNK_ID
 from seq2seq.decoding import DecodingConfig
 from seq2seq.decoding.beam_search import beam_search, decode_batch
 
@@ -65,8 +65,8 @@ class Generator:
         if not source.normalizer(text):
             return f"{text!r}: nothing to read after normalization"
         unknown = list(source.unknown_characters(text))
-        if not unknown and UNK_ID in source.encode(text):  # only a space is left: not in a word vocabulary
-            unknown = [" "] if SPACE not in getattr(source, "symbols", [SPACE]) else []
+        if UNK_ID in source.encode(text) and not unknown:  # tokenizers never count the space as unknown
+            unknown = [" "]
         if not unknown:
             return None
         shown = ", ".join(repr(c) for c in unknown)
