@@ -1,5 +1,5 @@
-"""What the ``transcribe``, ``generate`` and ``evaluate`` commands print and write: one result, or one error line,
-per file; a summary line; per-utterance JSON Lines."""
+"""What the ``transcribe``, ``generate`` and ``evaluate`` commands print and write: one result, or one
+error line, per file (or word); a summary line; per-utterance JSON Lines."""
 
 from __future__ import annotations
 

@@ -121,7 +121,8 @@ def load_model_package(directory: str | Path, device: str | torch.device = "cpu"
 
 def load_package(directory: str | Path, device: str | torch.device = "cpu") -> Any:
     """A package, ready to use: ``Transcriber`` for ASR (``.transcribe(files)``), ``Synthesizer`` for
-    TTS (``.synthesize(texts)``), ``Generator`` for text2text (``.generate(words)``). Plain PyTorch on ``device``; Lightning is never imported."""
+    TTS (``.synthesize(texts)``), ``Generator`` for text2text (``.generate(words)``). Plain PyTorch on
+    ``device``; Lightning is never imported."""
     package = load_model_package(directory, device)
     return TASKS[package.task].inference(package)
 

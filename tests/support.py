@@ -285,6 +285,22 @@ def run_cli(*args, check: bool = False, timeout: float = 600) -> subprocess.Comp
     return result
 
 
+def run_main(capsys, *args, check: bool = False) -> subprocess.CompletedProcess:
+    """``seq2seq ARGS`` in this process (no interpreter start-up: fast), captured like :func:`run_cli`;
+    ``check``: fail unless it exits 0."""
+    from seq2seq import cli
+
+    capsys.readouterr()
+    try:
+        cli.main([str(a) for a in args])
+        code = 0
+    except SystemExit as exit_:
+        code = exit_.code if isinstance(exit_.code, int) else 0
+    captured = capsys.readouterr()
+    assert not check or code == 0, f"seq2seq {' '.join(map(str, args))} failed:\n{captured.err[-3000:]}"
+    return subprocess.CompletedProcess(list(args), code, captured.out, captured.err)
+
+
 def error_lines(stderr: str) -> list[str]:
     return [line for line in stderr.splitlines() if line.startswith("error:")]
 

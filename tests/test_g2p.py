@@ -10,7 +10,7 @@ import torch
 from support import (
     TINY_LEXICON,
     error_lines,
-    run_cli,
+    run_main,
     tiny_g2p_package,
     tiny_pair_tokenizer,
     tiny_text2text_experiment,
@@ -131,11 +131,13 @@ def test_cached_decoding_equals_uncached():
         steps = [model.decode(tokens[:, i : i + 1], memory, memory_lengths, cache) for i in range(6)]
     torch.testing.assert_close(torch.cat(steps, dim=1), full, atol=1e-5, rtol=1e-5)
     greedy = greedy_search(model, sources, lengths, 3.0)
-    beam = beam_search(model, sources, lengths, DecodingConfig(beam_size=1, ctc_weight=0.0, max_length_ratio=3.0))
+    beam = beam_search(
+        model, sources, lengths, DecodingConfig(beam_size=1, ctc_weight=0.0, max_length_ratio=3.0)
+    )
     assert [h[0].tokens for h in beam] == greedy
 
 
-def _overfit(steps: int = 300) -> dict[str, torch.Tensor]:
+def _overfit(steps: int = 200) -> dict[str, torch.Tensor]:
     """Train the tiny model on TINY_LEXICON (every reference) until it knows it by heart."""
     from seq2seq.training.text2text_module import Text2TextTask
 
@@ -163,7 +165,9 @@ def learned(tmp_path_factory):
 def test_overfitting_a_tiny_lexicon_reaches_zero_errors(learned, tmp_path):
     manifest = tmp_path / "lexicon.jsonl"
     manifest.write_text(
-        "".join(json.dumps({"text": w, "target": p[0], "references": p}) + "\n" for w, p in TINY_LEXICON.items())
+        "".join(
+            json.dumps({"text": w, "target": p[0], "references": p}) + "\n" for w, p in TINY_LEXICON.items()
+        )
     )
     generator = load_package(learned)
     assert isinstance(generator, Generator)
@@ -176,10 +180,10 @@ def test_overfitting_a_tiny_lexicon_reaches_zero_errors(learned, tmp_path):
     assert nbest[0].scores[0] >= nbest[0].scores[1]
 
 
-def test_generate_reports_out_of_vocabulary_words_and_bad_lines(learned, tmp_path):
+def test_generate_reports_out_of_vocabulary_words_and_bad_lines(learned, tmp_path, capsys):
     words = tmp_path / "words.txt"
     words.write_bytes(b"dog\n\xff\xfeox\nmat\n")
-    result = run_cli("generate", learned, "cat", "caté", "bed cat", "--input", words)
+    result = run_main(capsys, "generate", learned, "cat", "caté", "bed cat", "--input", words)
     assert result.returncode == 1 and "Traceback" not in result.stderr
     assert result.stdout.splitlines() == ["cat\tK AE T", "dog\tD AO G", "mat\tM AE T"]
     errors = error_lines(result.stderr)
@@ -187,20 +191,24 @@ def test_generate_reports_out_of_vocabulary_words_and_bad_lines(learned, tmp_pat
     assert f"{words}:2: not UTF-8" in errors[0]
     assert "caté: characters outside the source vocabulary: 'é'" in errors[1]
     assert "bed cat: characters outside the source vocabulary: ' '" in errors[2]  # one word per input
-    jsonl = run_cli("generate", learned, "tomato", "--nbest", "2", "--output-format", "jsonl", check=True)
+    jsonl = run_main(
+        capsys, "generate", learned, "tomato", "--nbest", "2", "--output-format", "jsonl", check=True
+    )
     record = json.loads(jsonl.stdout)
     assert set(record["outputs"]) == set(TINY_LEXICON["tomato"]) and len(record["scores"]) == 2
 
 
-def test_evaluate_prints_wer_and_per_of_a_g2p_package(learned, tmp_path):
+def test_evaluate_prints_wer_and_per_of_a_g2p_package(learned, tmp_path, capsys):
     manifest = tmp_path / "test.jsonl"
     manifest.write_text(
-        json.dumps({"text": "tomato", "target": "T AH M EY T OW", "references": ["T AH M AA T OW", "T AH M EY T OW"]})
+        json.dumps(
+            {"text": "tomato", "target": "T AH M EY T OW", "references": ["T AH M AA T OW", "T AH M EY T OW"]}
+        )
         + "\n"
         + json.dumps({"text": "cat", "target": "K AE T S"})
         + "\n"
     )
-    result = run_cli("evaluate", learned, manifest, "--out", tmp_path / "rows.jsonl", check=True)
+    result = run_main(capsys, "evaluate", learned, manifest, "--out", tmp_path / "rows.jsonl", check=True)
     assert "words 2/2  WER 50.00%  PER 10.00%" in result.stdout  # cat: 1 deletion; 10 reference phonemes
     rows = [json.loads(line) for line in (tmp_path / "rows.jsonl").read_text().splitlines()]
     assert [r["edits"] for r in rows] == [0, 1]

@@ -322,7 +322,9 @@ class TokenizerPair:
         self.source.save(directory / "source")
         self.target.save(directory / "target")
         path = directory / CONFIG_FILE
-        path.write_text(json.dumps({"kind": self.kind, "source": "source", "target": "target"}, indent=2) + "\n")
+        path.write_text(
+            json.dumps({"kind": self.kind, "source": "source", "target": "target"}, indent=2) + "\n"
+        )
         return path
 
 

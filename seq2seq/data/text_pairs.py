@@ -129,7 +129,11 @@ class TextPairDataset(Dataset):
     def __getitem__(self, key: int | tuple[int, int]) -> dict[str, Any]:
         index = key[0] if isinstance(key, tuple) else key  # (index, epoch) from the training sampler
         ident, source, target = self.examples[index]
-        return {"id": ident, "sources": torch.tensor(source, dtype=torch.long), "tokens": torch.tensor(target, dtype=torch.long)}
+        return {
+            "id": ident,
+            "sources": torch.tensor(source, dtype=torch.long),
+            "tokens": torch.tensor(target, dtype=torch.long),
+        }
 
 
 def collate_text_pairs(items: list[dict[str, Any]]) -> TextBatch:

@@ -7,7 +7,6 @@ e.g. Bisani & Ney 2008, Phonetisaurus and CMU g2p-seq2seq).
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field

@@ -1,4 +1,5 @@
-"""Lightning DataModules for ASR, TTS and text-to-text: manifests -> datasets -> bucketed, rank-sharded, resumable loaders.
+"""Lightning DataModules for ASR, TTS and text-to-text: manifests -> datasets -> bucketed, rank-sharded,
+resumable loaders.
 
 Build the Trainer with ``use_distributed_sampler=False``: ``BucketBatchSampler`` shards by rank itself.
 """

@@ -1,4 +1,4 @@
-"""The text-to-text LightningModule: attention cross-entropy (plus optional CTC), greedy PER/WER on validation."""
+"""The text-to-text LightningModule: attention cross-entropy (plus optional CTC), greedy PER/WER on dev."""
 
 from __future__ import annotations
 
