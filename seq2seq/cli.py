@@ -194,7 +194,7 @@ def generate(
         input: a file with one word per line, instead of (or besides) words.
         output_format: `text` (word<TAB>output, one line per n-best entry) or `jsonl`.
         output: write results here instead of standard output.
-        nbest: outputs per word, best first (at most the beam size).
+        nbest: outputs per word, best first (the beam is widened to at least N).
         beam_size: beam width (default: the package's decoding settings); 1 is greedy.
         ctc_weight: weight of the CTC prefix score (only for packages trained with CTC).
         batch_size: words decoded together.

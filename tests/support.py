@@ -163,12 +163,16 @@ def tiny_pair_tokenizer(lexicon: dict[str, list[str]] = TINY_LEXICON) -> Tokeniz
     return TokenizerPair(source, SymbolTokenizer.build(targets, TextNormalizer(experiment.target_text)))
 
 
-def tiny_text2text_experiment(tokenizer: TokenizerPair, **decoding) -> Text2TextExperimentConfig:
+def tiny_text2text_experiment(
+    tokenizer: TokenizerPair, train_ctc_weight: float = 0.0, **decoding
+) -> Text2TextExperimentConfig:
     """A one-layer text2text experiment sized for ``tokenizer``; greedy unless ``decoding`` says otherwise."""
     decoding = {"beam_size": 1, "ctc_weight": 0.0, "max_length_ratio": 3.0, **decoding}
     model = {"encoder": tiny_stack(d_model=32, ffn_dim=64), "decoder": tiny_stack(d_model=32, ffn_dim=64),
              **tokenizer.model_sizes()}  # fmt: skip
-    return from_dict(Text2TextExperimentConfig, {"model": model, "decoding": decoding})
+    return from_dict(
+        Text2TextExperimentConfig, {"model": model, "decoding": decoding, "ctc_weight": train_ctc_weight}
+    )
 
 
 def tiny_g2p_package(

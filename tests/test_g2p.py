@@ -219,3 +219,25 @@ def test_a_g2p_package_loads_as_a_generator_and_refuses_ctc_it_was_not_trained_f
     assert package.task == "text2text" and package.model.config.vocab_size == package.tokenizer.vocab_size
     with pytest.raises(ValueError, match="trained without CTC"):
         Generator(package).with_decoding(ctc_weight=0.3)
+
+
+def test_joint_ctc_attention_beam_search_runs_on_the_text_model(tmp_path):
+    from seq2seq.core.config import to_dict
+    from seq2seq.core.package import save_package
+
+    tokenizer = tiny_pair_tokenizer()
+    tokenizer.save(tmp_path / "tok")
+    experiment = tiny_text2text_experiment(tokenizer, 0.3, beam_size=4, ctc_weight=0.3, nbest=3)
+    config = to_dict(experiment)
+    torch.manual_seed(0)
+    state = Text2TextModel(experiment.model).state_dict()
+    package = load_model_package(save_package(tmp_path / "pkg", "text2text", config, state, tmp_path / "tok"))
+    model, sources = package.model, torch.tensor([[9, 6, 7, 8], [10, 11, 1, 1]])
+    lengths = torch.tensor([4, 2])
+    hypotheses = beam_search(model, sources, lengths, package.config.decoding)
+    assert [len(h) for h in hypotheses] == [3, 3]
+    for hyps, length in zip(hypotheses, lengths.tolist()):
+        # CTC cannot emit more tokens than source positions: every hypothesis it scored fits
+        assert all(len(h.tokens) <= length and h.ctc_score is not None and h.ctc_score > -1e3 for h in hyps)
+    outputs = Generator(package).generate(["cat", "ox"])
+    assert [len(o.outputs) for o in outputs] == [3, 3]
