@@ -4,6 +4,7 @@ decoding, learning a tiny lexicon, and words the vocabulary cannot represent."""
 from __future__ import annotations
 
 import json
+import logging
 
 import pytest
 import torch
@@ -241,3 +242,27 @@ def test_joint_ctc_attention_beam_search_runs_on_the_text_model(tmp_path):
         assert all(len(h.tokens) <= length and h.ctc_score is not None and h.ctc_score > -1e3 for h in hyps)
     outputs = Generator(package).generate(["cat", "ox"])
     assert [len(o.outputs) for o in outputs] == [3, 3]
+
+
+@pytest.mark.slow
+def test_train_resume_export_average_and_evaluate_from_the_cli(tmp_path, capsys, caplog):
+    lexicon = {f"{w}{s}": [" ".join([*p[0].split(), *tail])] for w, p in TINY_LEXICON.items()
+               for s, tail in (("", []), ("s", ["Z"]))}  # fmt: skip
+    manifest = tmp_path / "lexicon.jsonl"
+    manifest.write_text("".join(json.dumps({"text": w, "target": p[0]}) + "\n" for w, p in lexicon.items()))
+    stack = "{num_layers: 1, d_model: 32, num_heads: 2, ffn_dim: 64, dropout: 0.0}"
+    args = ["train", "-c", "g2p/cmudict.yaml", f"--out_dir={tmp_path / 'run'}",
+            *(f"--data.{s}_manifest={manifest}" for s in ("train", "dev", "test")),
+            f"--model.encoder={stack}", f"--model.decoder={stack}", "--data.max_tokens=64",
+            "--optim.warmup_steps=5", "--optim.decay_steps=40", "--trainer.val_every_steps=10",
+            "--trainer.checkpoint_every_steps=10", "--trainer.log_every_steps=10"]  # fmt: skip
+    run_main(capsys, *args, "--trainer.max_steps=20", check=True)
+    caplog.clear()
+    with caplog.at_level(logging.INFO):
+        run_main(capsys, *args, "--trainer.max_steps=40", check=True)
+    assert "resuming from" in caplog.text and "last.ckpt" in caplog.text
+    checkpoints = sorted(p.name for p in (tmp_path / "run" / "checkpoints").glob("best-*.ckpt"))
+    assert any("step=40" in name for name in checkpoints)
+    run_main(capsys, "export", tmp_path / "run", tmp_path / "pkg", "--average", "2", check=True)
+    result = run_main(capsys, "evaluate", tmp_path / "pkg", manifest, check=True)
+    assert f"words {len(lexicon)}/{len(lexicon)}" in result.stdout and "PER" in result.stdout
