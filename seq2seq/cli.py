@@ -115,7 +115,7 @@ def evaluate(
     device: str = "cpu",
     lightning: bool = False,
 ) -> int:
-    """Score a package on a manifest: ASR prints WER/CER; TTS mel L1, MCD, round-trip CER; G2P PER/WER.
+    """Score a package on a manifest: ASR prints WER/CER; TTS prints mel L1, MCD and round-trip CER.
 
     Args:
         model: ASR or TTS model package folder.
