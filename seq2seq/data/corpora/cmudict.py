@@ -47,9 +47,8 @@ def entries(dictionary: Mapping[str, list[list[str]]], stress: bool) -> tuple[li
         if not usable:
             dropped["words with no usable pronunciation"] += 1
             continue
-        dropped["pronunciations equal to another once stress is stripped"] += (
-            len(prons) - prons.count(None) - len(usable)
-        )
+        repeated = "pronunciations equal to another" + ("" if stress else " once stress is stripped")
+        dropped[repeated] += len(prons) - prons.count(None) - len(usable)
         pairs.append(TextPair(word, word, tuple(usable)))
     return pairs, +dropped
 
