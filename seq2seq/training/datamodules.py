@@ -288,17 +288,16 @@ class TextPairDataModule(_SpeechDataModule):
         if (directory / "tokenizer.json").is_file():
             return load_tokenizer(directory), directory
         pairs, _ = read_text_manifest(experiment.data.train_manifest)
-        source = train_tokenizer([p.text for p in pairs], directory / "source",
-                                 kind=experiment.source_tokenizer.kind,
-                                 vocab_size=experiment.source_tokenizer.vocab_size,
-                                 normalizer=experiment.source_text)  # fmt: skip
+
+        def side(texts: list[str], name: str, spec, normalizer) -> Tokenizer:
+            return train_tokenizer(texts, directory / name, spec.kind, spec.vocab_size, normalizer)
+
+        source = side([p.text for p in pairs], "source", experiment.source_tokenizer, experiment.source_text)
         targets = [r for p in pairs for r in p.references]
-        target = train_tokenizer(targets, directory / "target",
-                                 kind=experiment.target_tokenizer.kind,
-                                 vocab_size=experiment.target_tokenizer.vocab_size,
-                                 normalizer=experiment.target_text)  # fmt: skip
+        target = side(targets, "target", experiment.target_tokenizer, experiment.target_text)
         pair = TokenizerPair(source, target)
-        pair.save(directory)
-        logger.info("tokenizers: %d source ids, %d target ids -> %s", source.vocab_size, target.vocab_size,
-                    directory)  # fmt: skip
+        pair.save(directory)  # its tokenizer.json last: a run killed before it builds them again
+        logger.info(
+            "tokenizers: %d source, %d target ids -> %s", source.vocab_size, target.vocab_size, directory
+        )
         return pair, directory
