@@ -27,6 +27,7 @@ _EXPORTS = {
     "Synthesizer": "seq2seq.inference.synthesize",
     "Synthesized": "seq2seq.inference.synthesize",
     "LanguageModelScorer": "seq2seq.inference.lm",
+    "Generator": "seq2seq.inference.generate",
     "ModelPackage": "seq2seq.core.package",
     "PackageError": "seq2seq.core.package",
     "ConfigError": "seq2seq.core.config",
@@ -38,6 +39,8 @@ _EXPORTS = {
     "ASRModel": "seq2seq.models.asr",
     "TTSModel": "seq2seq.models.tts",
     "LanguageModel": "seq2seq.models.lm",
+    "Text2TextExperimentConfig": "seq2seq.experiments",
+    "Text2TextModel": "seq2seq.models.text2text",
 }
 __all__ = sorted(_EXPORTS)
 

@@ -178,6 +178,7 @@ def evaluate(
         rescore: ASR only: re-rank the beam's n-best list with the LM instead of fusing it.
     """
     from seq2seq import commands
+    from seq2seq.inference.generate import Generator
     from seq2seq.inference.lm import LanguageModelScorer
     from seq2seq.inference.synthesize import Synthesizer
     from seq2seq.inference.transcribe import Transcriber
@@ -187,6 +188,9 @@ def evaluate(
     out = out or str(Path(model) / f"eval-{Path(manifest).stem}.jsonl")
     if isinstance(loaded, LanguageModelScorer):
         return commands.evaluate_language_model(loaded, manifest, out, batch_size)
+    if isinstance(loaded, Generator):  # text2text: PER/WER against every reference
+        generator = loaded.with_decoding(beam_size=beam_size, ctc_weight=ctc_weight)
+        return commands.evaluate_generator(generator, manifest, out, batch_size)
     if isinstance(loaded, Synthesizer):
         asr = _transcriber(asr_model, device, None, None, engine) if asr_model else None
         loaded = Synthesizer(loaded.package, _engine(model, engine, device, False, "tts"))
@@ -225,6 +229,42 @@ def synthesize(
         print(f"error: {problem}", file=sys.stderr)
     synthesizer = Synthesizer(load_model_package(model, device), _engine(model, engine, device, False, "tts"))
     return max(synthesizer.write(sentences, out, batch_size=batch_size), 1 if problems else 0)
+
+
+def generate(
+    model: str,
+    *words: str,
+    input: str | None = None,
+    output_format: Literal["text", "jsonl"] = "text",
+    output: str | None = None,
+    nbest: int = 1,
+    beam_size: int | None = None,
+    ctc_weight: float | None = None,
+    batch_size: int = 64,
+    device: str = "cpu",
+) -> int:
+    """Generate outputs for words with a text-to-text package (pronunciations with a G2P package).
+
+    Args:
+        model: text2text model package folder (from `seq2seq export`).
+        words: words to pronounce.
+        input: a file with one word per line, instead of (or besides) words.
+        output_format: `text` (word<TAB>output, one line per n-best entry) or `jsonl`.
+        output: write results here instead of standard output.
+        nbest: outputs per word, best first (the beam is widened to at least N).
+        beam_size: beam width (default: the package's decoding settings); 1 is greedy.
+        ctc_weight: weight of the CTC prefix score (only for packages trained with CTC).
+        batch_size: words decoded together.
+        device: where decoding runs (cpu, cuda, ...).
+    """
+    from seq2seq.commands import generate_words
+    from seq2seq.inference.generate import Generator
+    from seq2seq.tasks import load_model_package
+
+    generator = Generator(load_model_package(model, device))
+    beam = max(beam_size or generator.config.beam_size, nbest)
+    generator = generator.with_decoding(beam_size=beam, nbest=nbest, ctc_weight=ctc_weight)
+    return generate_words(generator, list(words), input, output_format, output, batch_size)
 
 
 def demo(out: str = "runs/demo", minutes: float = 9.0, tts_minutes: float = 3.5) -> int:
@@ -300,6 +340,7 @@ def _prepare_commands() -> dict[str, Callable]:
         "commonvoice": prepare.commonvoice,
         "fsdd": prepare.fsdd,
         "lm-text": prepare.lm_text,
+        "cmudict": prepare.cmudict,
     }
 
 
@@ -312,7 +353,7 @@ def _tokenizer_command() -> dict[str, Callable]:
 # A name maps to a command, or to (help, group of commands) for commands with their own subcommands.
 COMMANDS: dict[str, Callable | tuple[str, Callable[[], dict[str, Callable]]]] = {
     "prepare": (
-        "corpus manifests: synthetic (eSpeak NG), librispeech, ljspeech, commonvoice, fsdd; lm-text",
+        "corpus manifests: synthetic (eSpeak NG), librispeech, ljspeech, commonvoice, fsdd, cmudict; lm-text",
         _prepare_commands,
     ),
     "tokenizer": ("", _tokenizer_command),
@@ -321,6 +362,7 @@ COMMANDS: dict[str, Callable | tuple[str, Callable[[], dict[str, Callable]]]] = 
     "transcribe": transcribe,
     "evaluate": evaluate,
     "synthesize": synthesize,
+    "generate": generate,
     "demo": demo,
 }
 

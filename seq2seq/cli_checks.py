@@ -129,7 +129,7 @@ def non_empty_path(value: str) -> str | None:
 
 
 def free_text(value: str) -> None:
-    """Anything: sentences to speak (blank ones are skipped)."""
+    """Anything: sentences to speak, words to pronounce (blank ones are skipped)."""
 
 
 # Per parameter name, or ``command:name`` where a name means something else in one command. Flags and
@@ -150,6 +150,8 @@ CHECKS: dict[str, Check] = {
     "source_dir": Existing("folder"),
     "inputs": non_empty_path,  # a missing input is one error line of its own, and the others go on
     "texts": free_text,
+    "words": free_text,  # a word the vocabulary cannot represent is one error line, and the others go on
+    "input": Existing("file"),
     # written
     "out_dir": Output("folder"),
     "out": Output("folder"),
@@ -159,11 +161,11 @@ CHECKS: dict[str, Check] = {
     # numbers
     "batch_size": Range(1, 4096),
     "beam_size": Range(1, 256),
+    "nbest": Range(1, 256, why="at most the largest beam"),
     "ctc_weight": Range(0, 1),
     "lm_weight": Range(0, 10, why="the LM's log-probability next to the ASR model's, weight 1"),
     "length_bonus": Range(0, 10, why="a bonus per token, against log-probabilities of a few nats"),
     "ctc_window": Range(0, 100_000, unit=" frames", why="0 reads every frame"),
-    "nbest": Range(1, 256, why="at most the largest beam"),
     "average": Range(1, 1000),
     "quantize_tolerance": Range(0, 100, unit=" CER points"),
     "limit": Range(1, MAX_COUNT),

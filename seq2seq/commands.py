@@ -1,5 +1,5 @@
-"""What the ``transcribe`` and ``evaluate`` commands print and write: one result, or one error line,
-per file; a summary line; per-utterance JSON Lines."""
+"""What the ``transcribe``, ``generate`` and ``evaluate`` commands print and write: one result, or one
+error line, per file (or word); a summary line; per-utterance JSON Lines."""
 
 from __future__ import annotations
 
@@ -15,8 +15,9 @@ from pathlib import Path
 from seq2seq.data.manifest import read_manifest
 from seq2seq.data.text_corpus import read_sentences
 from seq2seq.inference.audio_inputs import find_audio
+from seq2seq.inference.generate import Generator
 from seq2seq.inference.lm import LanguageModelScorer
-from seq2seq.inference.synthesize import Synthesizer
+from seq2seq.inference.synthesize import Synthesizer, read_texts
 from seq2seq.inference.transcribe import SegmentDecoder, Transcriber
 
 
@@ -156,3 +157,49 @@ def evaluate_language_model(scorer: LanguageModelScorer, text: str, out: str, ba
     perplexity = math.exp(-sum(r["log_prob"] for r in rows) / tokens)
     print(f"sentences {len(rows)}/{len(sentences)}  tokens {tokens}  perplexity {perplexity:.3f}  -> {out}")
     return 1 if unreadable or len(rows) < len(sentences) else 0
+
+
+def generate_words(
+    generator: Generator,
+    words: list[str],
+    input_file: str | None,
+    output_format: str,
+    output: str | None,
+    batch_size: int,
+) -> int:
+    """Print each word's outputs (n-best: one line each); returns 1 when some word or line was refused.
+
+    A word with characters outside the source vocabulary, or a line of ``input_file`` that is not UTF-8,
+    is one ``error:`` line on standard error; the other words are generated.
+    """
+    texts, problems = read_texts(words, input_file)
+    for problem in problems:
+        print(f"error: {problem}", file=sys.stderr)
+    if not texts and not problems:
+        raise ValueError("nothing to generate: give words or --input")
+    lines, failed = [], len(problems)
+    for result in generator.generate(texts, batch_size=batch_size):
+        if result.error:
+            failed += 1
+            print(f"error: {result.error}", file=sys.stderr)
+        elif output_format == "jsonl":
+            record = {"text": result.text, "outputs": list(result.outputs)}
+            lines.append(json.dumps({**record, **({"scores": list(result.scores)} if result.scores else {})}))
+        else:
+            lines += [f"{result.text}\t{text}" for text in result.outputs]
+    write_lines(lines, output)
+    return 1 if failed else 0
+
+
+def evaluate_generator(generator: Generator, manifest: str, out: str, batch_size: int) -> int:
+    """Generate a text-pair manifest, print PER/WER (any reference counts), write per-entry results."""
+    from seq2seq.evaluation.text2text import evaluate_text2text
+
+    result = evaluate_text2text(generator, manifest, batch_size)
+    write_lines([json.dumps(r, ensure_ascii=False) for r in result.rows], out)
+    print(
+        f"words {result.scored}/{result.entries}  WER {100 * result.wer:.2f}%  PER {100 * result.per:.2f}%  "
+        f"{result.words_per_second:.0f} words/s  (beam {generator.config.beam_size}, "
+        f"ctc_weight {generator.config.ctc_weight})  -> {out}"
+    )
+    return 0 if result.scored == result.entries else 1

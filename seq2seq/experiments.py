@@ -10,10 +10,11 @@ from typing import Literal, Union, get_args, get_type_hints
 from seq2seq.core.audio import SpecAugmentConfig
 from seq2seq.core.config import ConfigError, from_dict, merge, parse_overrides, read_yaml
 from seq2seq.core.text import TextNormalizerConfig, TokenizerKind
-from seq2seq.data.config import DataConfig, LMDataConfig
+from seq2seq.data.config import DataConfig, LMDataConfig, TextDataConfig
 from seq2seq.decoding.config import DecodingConfig
 from seq2seq.models.asr import ASRModelConfig
 from seq2seq.models.lm import LMModelConfig
+from seq2seq.models.text2text import Text2TextModelConfig
 from seq2seq.models.tts import TTSModelConfig
 
 
@@ -349,7 +350,76 @@ class LMExperimentConfig:
 
 # Every experiment a recipe can run; ``task`` tells them apart. The task table (seq2seq.tasks) gives each
 # its model, training and inference parts.
-ExperimentConfig = Union[ASRExperimentConfig, TTSExperimentConfig, LMExperimentConfig]
+def _word_normalizer() -> TextNormalizerConfig:
+    # Words keep their apostrophes wherever they are ("'bout"); case is folded.
+    return TextNormalizerConfig(strip_punctuation=False)
+
+
+def _symbol_normalizer() -> TextNormalizerConfig:
+    # ARPAbet is upper case and its symbols are the vocabulary: only whitespace is normalised.
+    return TextNormalizerConfig(lowercase=False, strip_punctuation=False)
+
+
+def _text2text_decoding() -> DecodingConfig:
+    # No CTC by default (a word may have more phonemes than letters, which CTC cannot emit), and up to
+    # three output tokens per source token.
+    return DecodingConfig(beam_size=5, ctc_weight=0.0, max_length_ratio=3.0)
+
+
+@dataclass(frozen=True)
+class Text2TextExperimentConfig:
+    """Everything one text-to-text run (grapheme-to-phoneme) needs; saved in checkpoints and packages.
+
+    Attributes:
+        task: always ``text2text``; selects this class when a YAML is read.
+        out_dir: where checkpoints, logs and the tokenizers go.
+        seed: seeds model initialisation, dropout and batch order.
+        data: text-pair manifests and batching.
+        source_tokenizer: the source side's tokenizer (characters of a word).
+        target_tokenizer: the target side's tokenizer (``symbols``: space-separated phonemes).
+        source_text: normalization of source texts (saved with the model).
+        target_text: normalization of target texts.
+        model: the network's shape (both vocabulary sizes are filled from the tokenizers).
+        ctc_weight: lambda in ``lambda * CTC + (1 - lambda) * attention`` (0: no CTC loss).
+        label_smoothing: smoothing of the attention decoder's targets.
+        optim: optimizer and schedule.
+        trainer: steps, hardware, precision, checkpoints.
+        decoding: how ``generate`` and ``evaluate`` search.
+        analysis: landscape / internal covariate shift probes during training (off by default).
+    """
+
+    task: Literal["text2text"] = "text2text"
+    out_dir: str = "runs/text2text"
+    seed: int = 0
+    data: TextDataConfig = field(default_factory=TextDataConfig)
+    source_tokenizer: TokenizerConfig = field(default_factory=TokenizerConfig)
+    target_tokenizer: TokenizerConfig = field(default_factory=lambda: TokenizerConfig(kind="symbols"))
+    source_text: TextNormalizerConfig = field(default_factory=_word_normalizer)
+    target_text: TextNormalizerConfig = field(default_factory=_symbol_normalizer)
+    model: Text2TextModelConfig = field(default_factory=Text2TextModelConfig)
+    ctc_weight: float = 0.0
+    label_smoothing: float = 0.1
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    trainer: TrainerConfig = field(default_factory=TrainerConfig)
+    decoding: DecodingConfig = field(default_factory=_text2text_decoding)
+    analysis: AnalysisConfig = field(default_factory=AnalysisConfig)
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.ctc_weight <= 1.0:
+            raise ValueError(f"ctc_weight={self.ctc_weight} must be in [0, 1]")
+        if not 0.0 <= self.label_smoothing < 1.0:
+            raise ValueError(f"label_smoothing={self.label_smoothing} must be in [0, 1)")
+        if self.ctc_weight == 0.0 and self.decoding.ctc_weight > 0.0:
+            raise ValueError(
+                f"decoding.ctc_weight={self.decoding.ctc_weight} needs a CTC head trained with ctc_weight > 0"
+            )
+
+
+# Every experiment a recipe can run; ``task`` tells them apart. The task table (seq2seq.tasks) gives each
+# its model, training and inference parts.
+ExperimentConfig = Union[
+    ASRExperimentConfig, TTSExperimentConfig, LMExperimentConfig, Text2TextExperimentConfig
+]
 EXPERIMENT_CLASSES: tuple[type, ...] = get_args(ExperimentConfig)
 
 

@@ -36,14 +36,17 @@ from seq2seq.experiments import (
     ASRExperimentConfig,
     ExperimentConfig,
     LMExperimentConfig,
+    Text2TextExperimentConfig,
     TTSExperimentConfig,
     experiment_from_dict,
 )
+from seq2seq.inference.generate import Generator
 from seq2seq.inference.lm import LanguageModelScorer
 from seq2seq.inference.synthesize import Synthesizer
 from seq2seq.inference.transcribe import Transcriber
 from seq2seq.models.asr import ASRModel
 from seq2seq.models.lm import LanguageModel
+from seq2seq.models.text2text import Text2TextModel
 from seq2seq.models.tts import TTSModel
 
 if TYPE_CHECKING:
@@ -99,10 +102,18 @@ def _lm_training() -> TrainingParts:
     return TrainingParts(LMTask, LMDataModule)
 
 
+def _text2text_training() -> TrainingParts:
+    from seq2seq.training.datamodules import TextPairDataModule
+    from seq2seq.training.text2text_module import Text2TextTask
+
+    return TrainingParts(Text2TextTask, TextPairDataModule)
+
+
 TASKS: dict[str, Task] = {
     "asr": Task("asr", ASRExperimentConfig, ASRModel, Transcriber, _asr_training),
     "tts": Task("tts", TTSExperimentConfig, TTSModel, Synthesizer, _tts_training),
     "lm": Task("lm", LMExperimentConfig, LanguageModel, LanguageModelScorer, _lm_training),
+    "text2text": Task("text2text", Text2TextExperimentConfig, Text2TextModel, Generator, _text2text_training),
 }
 
 
@@ -136,8 +147,9 @@ def load_model_package(directory: str | Path, device: str | torch.device = "cpu"
 
 def load_package(directory: str | Path, device: str | torch.device = "cpu") -> Any:
     """A package, ready to use: ``Transcriber`` for ASR (``.transcribe(files)``), ``Synthesizer`` for
-    TTS (``.synthesize(texts)``), ``LanguageModelScorer`` for LM (``.perplexity(sentences)``). Plain
-    PyTorch on ``device``; Lightning is never imported."""
+    TTS (``.synthesize(texts)``), ``LanguageModelScorer`` for LM (``.perplexity(sentences)``),
+    ``Generator`` for text2text (``.generate(words)``). Plain PyTorch on ``device``; Lightning is
+    never imported."""
     package = load_model_package(directory, device)
     return TASKS[package.task].inference(package)
 

@@ -21,10 +21,16 @@ import torch
 
 from seq2seq.core.config import from_dict, to_dict
 from seq2seq.core.package import save_package
-from seq2seq.core.text import CharTokenizer, Tokenizer
-from seq2seq.experiments import ASRExperimentConfig, LMExperimentConfig, TTSExperimentConfig
+from seq2seq.core.text import CharTokenizer, SymbolTokenizer, TextNormalizer, Tokenizer, TokenizerPair
+from seq2seq.experiments import (
+    ASRExperimentConfig,
+    LMExperimentConfig,
+    Text2TextExperimentConfig,
+    TTSExperimentConfig,
+)
 from seq2seq.models.asr import ASRModel, ASRModelConfig
 from seq2seq.models.lm import LanguageModel, LMModelConfig
+from seq2seq.models.text2text import Text2TextModel
 from seq2seq.models.tts import TTSModel, TTSModelConfig
 from seq2seq.nn.transformer import TransformerConfig
 
@@ -154,6 +160,55 @@ def tiny_lm_package(out_dir: Path, seed: int = 0, texts: Iterable[str] = (ALPHAB
     return save_package(out_dir, "lm", to_dict(experiment), LanguageModel(model).state_dict(), tokenizer_dir)
 
 
+# A few words and their ARPAbet pronunciations (without stress), for G2P tests.
+TINY_LEXICON = {
+    "cat": ["K AE T"],
+    "dog": ["D AO G"],
+    "tomato": ["T AH M EY T OW", "T AH M AA T OW"],
+    "either": ["IY DH ER", "AY DH ER"],
+    "bed": ["B EH D"],
+    "mat": ["M AE T"],
+    "god": ["G AA D"],
+    "ox": ["AA K S"],
+}
+
+
+def tiny_pair_tokenizer(lexicon: dict[str, list[str]] = TINY_LEXICON) -> TokenizerPair:
+    """Letters of the words in, their phonemes out (the recipe's normalisers)."""
+    experiment = Text2TextExperimentConfig()
+    source = CharTokenizer.build(list(lexicon), TextNormalizer(experiment.source_text))
+    targets = [p for prons in lexicon.values() for p in prons]
+    return TokenizerPair(source, SymbolTokenizer.build(targets, TextNormalizer(experiment.target_text)))
+
+
+def tiny_text2text_experiment(
+    tokenizer: TokenizerPair, train_ctc_weight: float = 0.0, **decoding
+) -> Text2TextExperimentConfig:
+    """A one-layer text2text experiment sized for ``tokenizer``; greedy unless ``decoding`` says otherwise."""
+    decoding = {"beam_size": 1, "ctc_weight": 0.0, "max_length_ratio": 3.0, **decoding}
+    model = {"encoder": tiny_stack(d_model=32, ffn_dim=64), "decoder": tiny_stack(d_model=32, ffn_dim=64),
+             **tokenizer.model_sizes()}  # fmt: skip
+    return from_dict(
+        Text2TextExperimentConfig, {"model": model, "decoding": decoding, "ctc_weight": train_ctc_weight}
+    )
+
+
+def tiny_g2p_package(
+    out_dir: Path, state: dict[str, torch.Tensor] | None = None, seed: int = 0, **decoding
+) -> Path:
+    """A text2text package over ``TINY_LEXICON`` (random init unless ``state`` is given).
+
+    The tokenizers are saved beside the package, in ``<out_dir>-tokenizer``.
+    """
+    tokenizer = tiny_pair_tokenizer()
+    tokenizer_dir = out_dir.parent / f"{out_dir.name}-tokenizer"
+    tokenizer.save(tokenizer_dir)
+    experiment = tiny_text2text_experiment(tokenizer, **decoding)
+    torch.manual_seed(seed)
+    state = state if state is not None else Text2TextModel(experiment.model).state_dict()
+    return save_package(out_dir, "text2text", to_dict(experiment), state, tokenizer_dir)
+
+
 # ---------------------------------------------------------------------------------------------
 # Tiny training runs (overrides of the shipped small configs) over the `tiny_corpus` fixture
 
@@ -271,6 +326,22 @@ def run_cli(*args, check: bool = False, timeout: float = 600) -> subprocess.Comp
         command = " ".join(map(str, args))
         assert result.returncode == 0, f"seq2seq {command} failed:\n{result.stderr[-3000:]}"
     return result
+
+
+def run_main(capsys, *args, check: bool = False) -> subprocess.CompletedProcess:
+    """``seq2seq ARGS`` in this process (no interpreter start-up: fast), captured like :func:`run_cli`;
+    ``check``: fail unless it exits 0."""
+    from seq2seq import cli
+
+    capsys.readouterr()
+    try:
+        cli.main([str(a) for a in args])
+        code = 0
+    except SystemExit as exit_:
+        code = exit_.code if isinstance(exit_.code, int) else 0
+    captured = capsys.readouterr()
+    assert not check or code == 0, f"seq2seq {' '.join(map(str, args))} failed:\n{captured.err[-3000:]}"
+    return subprocess.CompletedProcess(list(args), code, captured.out, captured.err)
 
 
 def error_lines(stderr: str) -> list[str]:

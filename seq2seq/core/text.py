@@ -33,7 +33,7 @@ SPACE = "▁"  # visible space symbol, the same one sentencepiece uses
 CONFIG_FILE = "tokenizer.json"
 MODEL_FILE = "tokenizer.model"
 
-TokenizerKind = Literal["char", "phoneme", "unigram", "bpe"]
+TokenizerKind = Literal["char", "phoneme", "unigram", "bpe", "symbols"]
 _APOSTROPHES = str.maketrans({"’": "'", "‘": "'", "ʼ": "'"})
 
 
@@ -118,6 +118,10 @@ class Tokenizer:
     def vocab_size(self) -> int:
         """Number of ids, reserved ones included."""
         raise NotImplementedError
+
+    def model_sizes(self) -> dict[str, int]:
+        """The model config fields this tokenizer fills (``vocab_size``)."""
+        return {"vocab_size": self.vocab_size}
 
     def encode(self, text: str) -> list[int]:
         """Normalise and tokenise; unknown characters map to ``UNK_ID`` and count in ``unknown_counts``."""
@@ -239,6 +243,91 @@ class PhonemeTokenizer(CharTokenizer):
         return {"symbols": self.symbols, "language": self.language}
 
 
+def _symbol_normalizer() -> TextNormalizer:
+    """Symbols are case-sensitive and may hold punctuation: by default only whitespace is normalised."""
+    return TextNormalizer(TextNormalizerConfig(lowercase=False, strip_punctuation=False))
+
+
+class SymbolTokenizer(Tokenizer):
+    """One id per whitespace-separated symbol (ARPAbet phonemes such as ``HH AH0 L OW1``).
+
+    The symbols are the vocabulary; a symbol unseen in training is unknown as a whole (its characters
+    are what ``unknown_characters`` reports, joined: the symbol itself).
+    """
+
+    kind = "symbols"
+
+    def __init__(self, symbols: Sequence[str], normalizer: TextNormalizer | None = None) -> None:
+        super().__init__(normalizer or _symbol_normalizer())
+        if len(set(symbols)) != len(symbols) or any(not s or s != s.strip() or " " in s for s in symbols):
+            raise ValueError("SymbolTokenizer symbols must be distinct non-empty strings without spaces")
+        self.symbols = list(symbols)
+        self._ids = {s: NUM_RESERVED + i for i, s in enumerate(self.symbols)}
+
+    @classmethod
+    def build(cls, texts: Iterable[str], normalizer: TextNormalizer | None = None) -> SymbolTokenizer:
+        """Vocabulary of every symbol of the normalised ``texts``, sorted."""
+        normalizer = normalizer or _symbol_normalizer()
+        return cls(sorted({s for text in texts for s in normalizer(text).split()}), normalizer)
+
+    @property
+    def vocab_size(self) -> int:
+        return NUM_RESERVED + len(self.symbols)
+
+    def _encode_normalized(self, text: str) -> list[int]:
+        return [self._ids.get(s, UNK_ID) for s in text.split()]
+
+    def _decode_content(self, ids: list[int]) -> str:
+        return " ".join(self.symbols[i - NUM_RESERVED] for i in ids if i < self.vocab_size)
+
+    def _unknown_in(self, normalized: str) -> Counter[str]:
+        return Counter(s for s in normalized.split() if s not in self._ids)
+
+    def _save_extra(self, directory: Path) -> dict:
+        return {"symbols": self.symbols}
+
+
+class TokenizerPair:
+    """The source and target tokenizers of a text-to-text model, saved as one tokenizer folder::
+
+        tokenizer.json   {"kind": "pair", "source": "source", "target": "target"}
+        source/          the source tokenizer (e.g. characters of a word)
+        target/          the target tokenizer (e.g. ARPAbet symbols)
+
+    ``vocab_size``, ``encode`` and ``decode`` are the target's, so code that trains and decodes a
+    decoder's ids (export, initialisation) treats a pair like any tokenizer.
+    """
+
+    kind = "pair"
+
+    def __init__(self, source: Tokenizer, target: Tokenizer) -> None:
+        self.source, self.target = source, target
+
+    @property
+    def vocab_size(self) -> int:
+        return self.target.vocab_size
+
+    def model_sizes(self) -> dict[str, int]:
+        """The model config fields the pair fills: both vocabulary sizes."""
+        return {"source_vocab_size": self.source.vocab_size, "vocab_size": self.target.vocab_size}
+
+    def encode(self, text: str) -> list[int]:
+        return self.target.encode(text)
+
+    def decode(self, ids: Iterable[int]) -> str:
+        return self.target.decode(ids)
+
+    def save(self, directory: str | Path) -> Path:
+        directory = Path(directory)
+        self.source.save(directory / "source")
+        self.target.save(directory / "target")
+        path = directory / CONFIG_FILE
+        path.write_text(
+            json.dumps({"kind": self.kind, "source": "source", "target": "target"}, indent=2) + "\n"
+        )
+        return path
+
+
 def _phonemize(text: str, language: str) -> str:
     from seq2seq.core.espeak import phonemize  # loads libespeak-ng only when phonemes are used
 
@@ -318,6 +407,8 @@ def load_tokenizer(directory: str | Path) -> Tokenizer:
     """Load a tokenizer saved with ``Tokenizer.save``."""
     directory = Path(directory)
     config = json.loads((directory / CONFIG_FILE).read_text(encoding="utf-8"))
+    if config.get("kind") == TokenizerPair.kind:
+        return TokenizerPair(load_tokenizer(directory / "source"), load_tokenizer(directory / "target"))  # type: ignore[return-value]
     normalizer = TextNormalizer.from_dict(config["normalizer"])
     match config["kind"]:
         case "char":
@@ -326,9 +417,12 @@ def load_tokenizer(directory: str | Path) -> Tokenizer:
             return PhonemeTokenizer(config["symbols"], config["language"], normalizer)
         case "sentencepiece":
             return SentencePieceTokenizer((directory / config["model_file"]).read_bytes(), normalizer)
+        case "symbols":
+            return SymbolTokenizer(config["symbols"], normalizer)
         case other:
             raise ValueError(
-                f"{directory / CONFIG_FILE}: unknown tokenizer kind {other!r} (char, phoneme, sentencepiece)"
+                f"{directory / CONFIG_FILE}: unknown tokenizer kind {other!r} "
+                "(char, phoneme, sentencepiece, symbols, pair)"
             )
 
 
@@ -345,7 +439,7 @@ def train_tokenizer(
     Args:
         texts: the training text, one transcript or sentence each.
         out_dir: folder that receives ``tokenizer.json`` (and ``tokenizer.model``).
-        kind: ``char``, ``phoneme`` (eSpeak NG IPA), ``unigram`` or ``bpe``.
+        kind: ``char``, ``phoneme`` (eSpeak NG IPA), ``unigram``, ``bpe`` or ``symbols`` (space-separated).
         vocab_size: upper bound on ids including the 5 reserved ones (sentencepiece only).
         normalizer: text normalisation applied before training and encoding.
         language: eSpeak NG voice that phonemises text (``phoneme`` only).
@@ -362,7 +456,9 @@ def train_tokenizer(
             tokenizer = PhonemeTokenizer.build(texts, norm, language)
         case "unigram" | "bpe":
             tokenizer = SentencePieceTokenizer.train(texts, kind, vocab_size, norm)
+        case "symbols":
+            tokenizer = SymbolTokenizer.build(texts, norm)
         case _:
-            raise ValueError(f"kind must be one of char, phoneme, unigram, bpe; got {kind!r}")
+            raise ValueError(f"kind must be one of char, phoneme, unigram, bpe, symbols; got {kind!r}")
     tokenizer.save(out_dir)
     return tokenizer

@@ -183,3 +183,45 @@ class LMDataConfig:
             raise ValueError(f"LMDataConfig.num_workers must be >= 0, got {self.num_workers}")
         if not self.train_manifest:
             raise ValueError("LMDataConfig.train_manifest must name a text file or manifest")
+
+
+@dataclass(frozen=True)
+class TextDataConfig:
+    """Data settings of a text-to-text run (manifests of ``{"id", "text", "target", "references"}``).
+
+    Attributes:
+        train_manifest: JSON Lines manifest of the training pairs.
+        dev_manifest: manifest used for validation.
+        test_manifest: manifest used for evaluation.
+        max_tokens: padded tokens per batch (batch size x longest of source and target + 1), the
+            length-bucketing budget.
+        max_batch_size: optional cap on pairs per batch.
+        train_on_references: train on every reference of a training entry (all pronunciations of a word),
+            not only its ``target``; dev and test always use ``target``.
+        num_workers: DataLoader worker processes (0: tokenised in the main process, which is cheapest).
+        seed: seed of batch composition and order.
+    """
+
+    train_manifest: str = "data/cmudict/train.jsonl"
+    dev_manifest: str = "data/cmudict/dev.jsonl"
+    test_manifest: str | None = "data/cmudict/test.jsonl"
+    max_tokens: int = 2000
+    max_batch_size: int | None = None
+    train_on_references: bool = True
+    num_workers: int = 0
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.max_tokens <= 0:
+            raise ValueError(f"TextDataConfig.max_tokens must be > 0, got {self.max_tokens}")
+        if self.max_batch_size is not None and self.max_batch_size < 1:
+            raise ValueError(f"TextDataConfig.max_batch_size must be >= 1 or null, got {self.max_batch_size}")
+        if self.num_workers < 0:
+            raise ValueError(f"TextDataConfig.num_workers must be >= 0, got {self.num_workers}")
+        if not self.train_manifest:
+            raise ValueError("TextDataConfig.train_manifest must name a manifest file")
+
+    @property
+    def max_frames(self) -> int:
+        """The bucketing budget under the name the shared data module reads (tokens here, not frames)."""
+        return self.max_tokens

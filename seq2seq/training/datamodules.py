@@ -1,5 +1,5 @@
-"""Lightning DataModules for ASR, TTS and LM: manifests (or text) -> datasets -> bucketed, rank-sharded,
-resumable loaders.
+"""Lightning DataModules for ASR, TTS, LM and text-to-text: manifests (or text) -> datasets ->
+bucketed, rank-sharded, resumable loaders.
 
 Build the Trainer with ``use_distributed_sampler=False``: ``BucketBatchSampler`` shards by rank itself.
 """
@@ -15,7 +15,7 @@ import lightning as L
 from torch.utils.data import DataLoader
 
 from seq2seq.core.audio import GlobalCMVN
-from seq2seq.core.text import Tokenizer
+from seq2seq.core.text import Tokenizer, TokenizerPair, load_tokenizer, train_tokenizer
 from seq2seq.data.config import DataConfig, LMDataConfig
 from seq2seq.data.datasets import (
     ASRDataset,
@@ -28,6 +28,7 @@ from seq2seq.data.datasets import (
 from seq2seq.data.manifest import Utterance, read_manifest
 from seq2seq.data.sampler import BucketBatchSampler
 from seq2seq.data.text_corpus import TextDataset, collate_text, read_sentences
+from seq2seq.data.text_pairs import TextPairDataset, collate_text_pairs, read_text_manifest
 
 logger = logging.getLogger(__name__)
 
@@ -309,3 +310,50 @@ class LMDataModule(_SpeechDataModule):
     def feature_statistics(self, max_utterances: int | None = None) -> None:
         """No features, so no statistics (the model has none to set)."""
         return None
+
+
+class TextPairDataModule(_SpeechDataModule):
+    """Text-to-text batches (``TextBatch``): source ids in, target ids out; bucketed by the longer side.
+
+    It shares the speech modules' bucketing, rank sharding and mid-epoch resume; only the dataset
+    differs (no audio, so no feature cache and no statistics).
+
+    Args:
+        config: text-pair manifests and batching.
+        tokenizer: the source and target tokenizers.
+    """
+
+    collate = staticmethod(collate_text_pairs)
+
+    def _dataset(self, split: str) -> TextPairDataset:  # type: ignore[override]
+        if split not in self.datasets:
+            pairs, problems = read_text_manifest(self._manifests()[split])
+            for problem in problems:
+                logger.warning("%s", problem)
+            everything = split == "train" and self.config.train_on_references
+            self.datasets[split] = TextPairDataset(pairs, self.tokenizer, all_references=everything)
+        return self.datasets[split]
+
+    def prepare_data(self) -> None:
+        """Nothing to cache: tokenising a word costs less than reading it back."""
+
+    @staticmethod
+    def prepare_tokenizer(experiment, out_dir: Path) -> tuple[TokenizerPair, Path]:
+        """The run's source and target tokenizers, built from the training manifest the first time."""
+        directory = out_dir / "tokenizer"
+        if (directory / "tokenizer.json").is_file():
+            return load_tokenizer(directory), directory
+        pairs, _ = read_text_manifest(experiment.data.train_manifest)
+
+        def side(texts: list[str], name: str, spec, normalizer) -> Tokenizer:
+            return train_tokenizer(texts, directory / name, spec.kind, spec.vocab_size, normalizer)
+
+        source = side([p.text for p in pairs], "source", experiment.source_tokenizer, experiment.source_text)
+        targets = [r for p in pairs for r in p.references]
+        target = side(targets, "target", experiment.target_tokenizer, experiment.target_text)
+        pair = TokenizerPair(source, target)
+        pair.save(directory)  # its tokenizer.json last: a run killed before it builds them again
+        logger.info(
+            "tokenizers: %d source, %d target ids -> %s", source.vocab_size, target.vocab_size, directory
+        )
+        return pair, directory

@@ -88,10 +88,14 @@ def fit(
     resume = last_checkpoint(out_dir)
     if init_from is not None and resume is None:
         package_tokenizer(Path(init_from), out_dir / "tokenizer")
-    tokenizer, tokenizer_dir = prepare_tokenizer(experiment, out_dir, datamodule_class.texts)
-    report_unknown_characters(experiment, tokenizer, datamodule_class.texts)
+    own_tokenizer = getattr(datamodule_class, "prepare_tokenizer", None)  # text2text: two tokenizers
+    if own_tokenizer is not None:
+        tokenizer, tokenizer_dir = own_tokenizer(experiment, out_dir)
+    else:
+        tokenizer, tokenizer_dir = prepare_tokenizer(experiment, out_dir, datamodule_class.texts)
+        report_unknown_characters(experiment, tokenizer, datamodule_class.texts)
     experiment = dataclasses.replace(
-        experiment, model=dataclasses.replace(experiment.model, vocab_size=tokenizer.vocab_size)
+        experiment, model=dataclasses.replace(experiment.model, **tokenizer.model_sizes())
     )
     datamodule = datamodule_class(experiment.data, tokenizer)
     task = module_class(experiment, tokenizer, tokenizer_dir)
@@ -99,7 +103,7 @@ def fit(
         datamodule.prepare_data()
         count = load_initial_weights(task.model, Path(init_from), experiment.task)
         log.info("initialised %d tensors (and the feature statistics) from %s", count, init_from)
-    elif resume is None:
+    elif resume is None and hasattr(task.model, "set_feature_stats"):  # no statistics for text inputs
         datamodule.prepare_data()
         stats = datamodule.feature_statistics(max_utterances=2000)
         if stats is not None:  # None: a task without features (LM)

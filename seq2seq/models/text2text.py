@@ -1,0 +1,113 @@
+"""Text-to-text Transformer (grapheme-to-phoneme and the like): token embeddings on both sides, an encoder
+with an optional CTC head, an attention decoder.
+
+It offers the entry points of :class:`~seq2seq.models.asr.ASRModel` (``encode``, ``decode`` with an
+explicit cache, ``new_cache``, ``ctc_log_probs``, ``forward``), so greedy and joint CTC/attention beam
+search (:mod:`seq2seq.decoding`) run on it unchanged: the source ids are its "features".
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+from seq2seq.core.text import NUM_RESERVED, PAD_ID
+from seq2seq.nn.masking import lengths_to_mask
+from seq2seq.nn.positional import PositionalEncoding
+from seq2seq.nn.transformer import Decoder, DecoderCache, Encoder, TransformerConfig
+
+
+def _stack() -> TransformerConfig:
+    return TransformerConfig(num_layers=3, d_model=256, num_heads=4, ffn_dim=1024)
+
+
+@dataclass(frozen=True)
+class Text2TextModelConfig:
+    """Shape of a text-to-text model; saved inside every checkpoint and model package.
+
+    Attributes:
+        source_vocab_size: source ids, reserved ones included (set from the source tokenizer).
+        vocab_size: target ids, reserved ones included (set from the target tokenizer).
+        encoder: the encoder stack (its norm kind and placement as for ASR).
+        decoder: the decoder stack (same ``d_model``).
+        tie_target_embeddings: share the decoder's input embedding and output projection.
+    """
+
+    source_vocab_size: int = 64
+    vocab_size: int = 64
+    encoder: TransformerConfig = field(default_factory=_stack)
+    decoder: TransformerConfig = field(default_factory=_stack)
+    tie_target_embeddings: bool = False
+
+    def __post_init__(self) -> None:
+        for name in ("source_vocab_size", "vocab_size"):
+            if getattr(self, name) < NUM_RESERVED + 1:
+                raise ValueError(f"{name}={getattr(self, name)} must be >= {NUM_RESERVED + 1}")
+        if self.encoder.d_model != self.decoder.d_model:
+            raise ValueError(
+                f"encoder.d_model={self.encoder.d_model} must equal decoder.d_model={self.decoder.d_model}"
+            )
+
+
+def _embedding(vocab_size: int, d_model: int) -> nn.Embedding:
+    embedding = nn.Embedding(vocab_size, d_model, padding_idx=PAD_ID)
+    # std D^-1/2, so that the sqrt(D) scale of the positional encoding gives unit-scale inputs
+    nn.init.normal_(embedding.weight, std=d_model**-0.5)
+    with torch.no_grad():
+        embedding.weight[PAD_ID].zero_()
+    return embedding
+
+
+class Text2TextModel(nn.Module):
+    """Encoder-decoder over token ids, with a CTC head on the encoder."""
+
+    def __init__(self, config: Text2TextModelConfig):
+        super().__init__()
+        self.config = config
+        d_model = config.encoder.d_model
+        self.source_embedding = _embedding(config.source_vocab_size, d_model)
+        self.encoder_position = PositionalEncoding(d_model, config.encoder.dropout)
+        self.encoder = Encoder(config.encoder)
+        self.ctc_head = nn.Linear(d_model, config.vocab_size)
+        self.embedding = _embedding(config.vocab_size, d_model)
+        self.decoder_position = PositionalEncoding(d_model, config.decoder.dropout)
+        self.decoder = Decoder(config.decoder)
+        self.output = nn.Linear(d_model, config.vocab_size)
+        if config.tie_target_embeddings:
+            self.output.weight = self.embedding.weight
+
+    def encode(self, sources: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """sources: (B, S) ids, lengths: (B,) -> memory (B, S, D), memory lengths (B,) (= lengths)."""
+        mask = lengths_to_mask(lengths, sources.shape[1])
+        return self.encoder(self.encoder_position(self.source_embedding(sources)), mask), lengths
+
+    def ctc_log_probs(self, memory: torch.Tensor) -> torch.Tensor:
+        """memory: (B, S, D) -> (B, S, V) CTC log-probabilities (float32), a transposed time-major view."""
+        return self.ctc_head(memory.transpose(0, 1)).float().log_softmax(-1).transpose(0, 1)
+
+    def new_cache(self) -> DecoderCache:
+        return DecoderCache.empty(len(self.decoder.layers))
+
+    def decode(
+        self,
+        tokens: torch.Tensor,
+        memory: torch.Tensor,
+        memory_lengths: torch.Tensor,
+        cache: DecoderCache | None = None,
+        token_lengths: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """Next-token logits (B, U, V) for ``tokens`` (B, U) after ``cache.length`` positions; the
+        arguments mean what they mean for :meth:`seq2seq.models.asr.ASRModel.decode`."""
+        offset = cache.length if cache is not None else 0
+        mask = None if token_lengths is None else lengths_to_mask(token_lengths, tokens.shape[1])
+        x = self.decoder_position(self.embedding(tokens), offset)
+        memory_mask = lengths_to_mask(memory_lengths, memory.shape[1])
+        return self.output(self.decoder(x, mask, memory, memory_mask, cache))
+
+    def forward(self, sources, source_lengths, tokens_in, token_lengths):
+        """Teacher-forced pass -> CTC log-probs (B, S, V), memory lengths (B,), decoder logits (B, U, V)."""
+        memory, memory_lengths = self.encode(sources, source_lengths)
+        logits = self.decode(tokens_in, memory, memory_lengths, token_lengths=token_lengths)
+        return self.ctc_log_probs(memory), memory_lengths, logits
