@@ -3,19 +3,30 @@ by piece and never cut off silently, plot titles draw in any script, and ``--out
 
 from __future__ import annotations
 
-import builtins
 import errno
 import json
 import logging
 import math
+import os
+import signal
+import subprocess
+import sys
+import time
 import warnings
+from collections.abc import Callable
+from contextlib import contextmanager
+from pathlib import Path
+from typing import NamedTuple
 
 import pytest
 import torch
-from support import tiny_asr_package, tiny_tts_package, write_tone
+from support import cli_command, error_lines, run_cli, tiny_asr_package, tiny_tts_package, write_tone
 
 from seq2seq import cli, commands
-from seq2seq.core.text import CharTokenizer
+from seq2seq.core.text import CharTokenizer, PhonemeTokenizer
+from seq2seq.data.corpora.commonvoice import prepare_commonvoice
+from seq2seq.data.corpora.librispeech import prepare_librispeech
+from seq2seq.data.corpora.ljspeech import prepare_ljspeech
 from seq2seq.data.manifest import read_manifest
 from seq2seq.decoding.tts import frame_limits
 from seq2seq.inference.synthesize import (
@@ -41,49 +52,152 @@ def _record(path, text: str = "a") -> bytes:
     return json.dumps({"audio_filepath": str(path), "duration": 0.3, "text": text}).encode() + b"\n"
 
 
-@pytest.fixture
-def latin1_manifest(tmp_path):
-    """Two good lines around one in Latin-1 (line 2), one malformed (line 4), the first behind a BOM."""
-    waves = [write_tone(tmp_path / f"{name}.wav") for name in ("a", "b", "c")]
-    latin1 = _record(waves[1]).replace(b'"text": "a"', b'"text": "caf\xe9"')
-    manifest = tmp_path / "m.jsonl"
-    manifest.write_bytes(b"\xef\xbb\xbf" + _record(waves[0]) + latin1 + _record(waves[2]) + b"{oops\n")
-    return manifest, waves, latin1.index(b"\xe9") + 1
-
-
 # ---------------------------------------------------------------------------------------------
-# Text readers: manifests and --text-file
+# Text readers: every reader decodes line by line; a bad line is `FILE:LINE: reason`, the others go on
+
+LATIN1 = b"caf\xe9"  # "café" in Latin-1: not UTF-8
 
 
-def test_manifest_line_that_is_not_utf8_is_one_problem_and_the_others_load(latin1_manifest):
-    manifest, waves, column = latin1_manifest
-    utterances, problems = read_manifest(manifest)
-    assert [u.audio_filepath for u in utterances] == [str(waves[0]), str(waves[2])]
-    assert problems[0] == f"{manifest}:2: not UTF-8 (byte 0xe9 at column {column})"
-    assert problems[1].startswith(f"{manifest}:4: malformed JSON (") and len(problems) == 2
+class Reader(NamedTuple):
+    """A file format and the code that reads it. ``make(tmp)`` writes what the lines refer to and returns
+    ``(line, key)`` per line (``key`` None for a line that is not data); ``run(tmp, file, capsys)``
+    returns the keys of what was read and the problem lines. ``bad`` is a line that is UTF-8 but
+    malformed, with the start of its reason (None for plain text, where every such line is good)."""
+
+    make: Callable
+    run: Callable
+    bad: tuple[bytes, str] | None
 
 
-def test_transcribe_reports_the_bad_manifest_line_and_transcribes_the_rest(latin1_manifest, tmp_path, capsys):
-    manifest, waves, column = latin1_manifest
-    package = tiny_asr_package(tmp_path / "asr")
-    code, out, err = _main(["transcribe", package, "--manifest", manifest], capsys)
-    assert code != 2, err  # it used to stop here: error: 'utf-8' codec can't decode byte 0xe9 ...
-    assert [line.split("\t")[0] for line in out.splitlines()] == [str(waves[0]), str(waves[2])]
-    assert f"error: {manifest}:2: not UTF-8 (byte 0xe9 at column {column})" in err.splitlines()
-    assert "Traceback" not in err and "codec" not in err
+def _manifest_lines(tmp):
+    waves = [write_tone(tmp / f"w{i}.wav") for i in range(3)]
+    latin1 = _record(waves[1], "cab").replace(b'"cab"', b'"' + LATIN1 + b'"')
+    lines = [b"\xef\xbb\xbf" + _record(waves[0]), latin1, _record(waves[2])]
+    return list(zip((line.rstrip(b"\n") for line in lines), ["w0", None, "w2"]))
+
+
+def _problems(err: str) -> list[str]:
+    return [line.removeprefix("error: ") for line in err.splitlines() if line.startswith("error: ")]
+
+
+def _read_manifest(tmp, file, capsys):
+    utterances, problems = read_manifest(file)
+    return [Path(u.audio_filepath).stem for u in utterances], problems
+
+
+def _read_text_file(tmp, file, capsys):
+    return read_texts([], file)
+
+
+def _transcribe(tmp, file, capsys):
+    code, out, err = _main(["transcribe", tiny_asr_package(tmp / "asr"), "--manifest", file], capsys)
+    assert code == 1, err  # reported lines: exit status 1, the rest transcribed
+    return [Path(line.split("\t")[0]).stem for line in out.splitlines()], _problems(err)
+
+
+def _evaluate(tmp, file, capsys, package=None):
+    package = package or tiny_asr_package(tmp / "asr")
+    code, _, err = _main(["evaluate", package, file, "--out", tmp / "eval.jsonl"], capsys)
+    assert code == 1, err
+    rows = [json.loads(line) for line in (tmp / "eval.jsonl").read_text().splitlines()]
+    return [row["id"] for row in rows], _problems(err)
+
+
+def _evaluate_tts(tmp, file, capsys):
+    return _evaluate(tmp, file, capsys, tiny_tts_package(tmp / "tts", CharTokenizer.build(["a cab"])))
+
+
+def _corpus_reader(prepare):
+    def run(tmp, file, capsys):
+        with _warnings() as records:
+            paths = prepare(tmp / "corpus", tmp / "manifests")
+        ids = sorted(u.id for path in paths.values() for u in read_manifest(path)[0])
+        return ids, [r for r in records if str(file) in r]
+
+    return run
+
+
+def _ljspeech_lines(tmp):
+    for name in ("LJ1", "LJ3"):
+        write_tone(tmp / "corpus" / "wavs" / f"{name}.wav")
+    return [(b"LJ1|One|one", "LJ1"), (b"LJ2|" + LATIN1 + b"|x", None), (b"LJ3|Three|three", "LJ3")]
+
+
+def _librispeech_lines(tmp):
+    for name in ("1-2-0001", "1-2-0003"):
+        write_tone(tmp / "corpus" / "train" / "1" / "2" / f"{name}.flac")
+    return [(b"1-2-0001 ONE", "1-2-0001"), (b"1-2-0002 " + LATIN1, None), (b"1-2-0003 THREE", "1-2-0003")]
+
+
+def _commonvoice_lines(tmp):
+    for name in ("a", "c"):
+        write_tone(tmp / "corpus" / "clips" / f"{name}.wav")
+    return [
+        (b"client_id\tpath\tsentence", None),
+        (b"x\ta.wav\tone", "a"),
+        (b"x\tb.wav\t" + LATIN1, None),
+        (b"x\tc.wav\tthree", "c"),
+    ]
+
+
+READERS = {
+    "manifest": Reader(_manifest_lines, _read_manifest, (b"{oops", "malformed JSON (")),
+    "text-file": Reader(lambda tmp: [(b"one", "one"), (LATIN1, None), (b"three", "three")], _read_text_file, None),
+    "transcribe --manifest": Reader(_manifest_lines, _transcribe, (b"[1, 2]", "expected a JSON object")),
+    "evaluate --manifest": Reader(_manifest_lines, _evaluate, (b'{"text": "a"}', "missing field")),
+    "evaluate (TTS) --manifest": Reader(_manifest_lines, _evaluate_tts, (b"{oops", "malformed JSON (")),
+    "ljspeech metadata.csv": Reader(_ljspeech_lines, _corpus_reader(prepare_ljspeech), (b"LJ9", "expected")),
+    "librispeech trans.txt": Reader(
+        _librispeech_lines, _corpus_reader(prepare_librispeech), (b"1-2-0009", "expected '<utterance-id>")
+    ),
+    "commonvoice tsv": Reader(
+        _commonvoice_lines, _corpus_reader(prepare_commonvoice), (b"x\t\tempty", "empty path or sentence")
+    ),
+}
+READER_FILES = {
+    "ljspeech metadata.csv": "corpus/metadata.csv",
+    "librispeech trans.txt": "corpus/train/1/2/1-2.trans.txt",
+    "commonvoice tsv": "corpus/train.tsv",
+}
+
+
+@pytest.mark.parametrize("name", list(READERS))
+def test_every_text_reader_reports_a_bad_line_by_file_and_line_and_reads_the_others(name, tmp_path, capsys):
+    reader = READERS[name]
+    lines = reader.make(tmp_path)
+    if reader.bad:  # a malformed line after the one that is not UTF-8
+        lines.insert(-1, (reader.bad[0], None))
+    file = tmp_path / READER_FILES.get(name, "input.txt")
+    file.parent.mkdir(parents=True, exist_ok=True)
+    file.write_bytes(b"\n".join(line for line, _ in lines) + b"\n\n")
+    latin1 = next(i for i, (line, _) in enumerate(lines, 1) if LATIN1 in line)
+    column = lines[latin1 - 1][0].index(b"\xe9") + 1
+    keys, problems = reader.run(tmp_path, file, capsys)
+    assert keys == [key for _, key in lines if key], problems
+    assert problems[0] == f"{file}:{latin1}: not UTF-8 (byte 0xe9 at column {column})"
+    if reader.bad:
+        assert problems[1].startswith(f"{file}:{latin1 + 1}: {reader.bad[1]}"), problems
+    assert len(problems) == 1 + bool(reader.bad), problems
+    assert not any("codec" in p or "Traceback" in p for p in problems)
+
+
+@contextmanager
+def _warnings():
+    """Messages of the WARNING records logged inside the block."""
+    records: list[str] = []
+    handler = logging.Handler(logging.WARNING)
+    handler.emit = lambda record: records.append(record.getMessage())
+    logging.getLogger().addHandler(handler)
+    try:
+        yield records
+    finally:
+        logging.getLogger().removeHandler(handler)
 
 
 def _text_file(tmp_path):
     path = tmp_path / "lines.txt"
     path.write_bytes(b"hello\n\xff\xfe bad\nworld\r\n\n   \nca\xc3\xa9 ok\nlast")
     return path
-
-
-def test_text_file_line_that_is_not_utf8_is_one_problem_and_the_others_are_read(tmp_path):
-    path = _text_file(tmp_path)
-    sentences, problems = read_texts(["first", "  "], path)
-    assert sentences == ["first", "hello", "world", "caé ok", "last"]
-    assert problems == [f"{path}:2: not UTF-8 (byte 0xff at column 1)"]
 
 
 def test_synthesize_command_reports_the_bad_line_and_speaks_the_rest(tmp_path, monkeypatch, capsys):

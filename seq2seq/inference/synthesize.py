@@ -26,8 +26,8 @@ import torch
 from seq2seq.core.audio import mel_to_audio
 from seq2seq.core.package import ModelPackage, PackageError
 from seq2seq.core.safety import output_path, safe_name
-from seq2seq.core.text import PAD_ID
-from seq2seq.data.manifest import decode_line
+from seq2seq.core.text import PAD_ID, UNK_ID
+from seq2seq.data.manifest import text_lines
 from seq2seq.decoding.tts import frame_limits, synthesize
 
 log = logging.getLogger(__name__)
@@ -67,15 +67,7 @@ def read_texts(texts: list[str], text_file: str | Path | None = None) -> tuple[l
     """
     sentences, problems = [t for t in texts if t.strip()], []
     if text_file is not None:
-        with Path(text_file).open("rb") as lines:
-            for number, raw in enumerate(lines, start=1):
-                try:
-                    line = decode_line(raw).strip()
-                except ValueError as error:
-                    problems.append(f"{text_file}:{number}: {error}")
-                    continue
-                if line:
-                    sentences.append(line)
+        sentences += [line.strip() for _, line in text_lines(text_file, problems) if line.strip()]
     return sentences, problems
 
 
@@ -122,17 +114,15 @@ def _even_chunks(clause: str, max_words: int) -> list[str]:
     return [" ".join(words[i : i + size]) + " " for i in range(0, len(words), size)]
 
 
-def unrepresentable(package: ModelPackage, texts: list[str]) -> dict[int, str]:
-    """Sentence index -> one line naming the characters the tokenizer cannot represent (would become UNK)."""
-    problems = {}
-    for index, text in enumerate(texts):
-        unknown = package.tokenizer.unknown_characters(text)
-        if unknown:
-            shown = ", ".join(repr(c) for c in sorted(unknown))
-            problems[index] = (
-                f"sentence {index + 1} {text[:40]!r}: characters outside the vocabulary: {shown}"
-            )
-    return problems
+def outside_language(package: ModelPackage, texts: list[str]) -> dict[int, str]:
+    """Sentence index -> one line counting the characters outside the model's language, e.g.
+    ``"sentence 2 '你好 world': 2 characters outside the model's language: 2 spelled out ('你', '好')"``.
+
+    A character tokenizer drops what it has no symbol for; eSpeak NG spells other scripts and emoji out
+    by name ("Chinese letter", "grinning face"). Either way the audio is not the text as written.
+    """
+    found = {i: package.tokenizer.outside_language(text) for i, text in enumerate(texts)}
+    return {i: f"sentence {i + 1} {texts[i][:40]!r}: {o.describe()}" for i, o in found.items() if o}
 
 
 @torch.no_grad()
@@ -152,7 +142,7 @@ def synthesize_texts(
 
     Args:
         package: a loaded TTS package.
-        texts: sentences; none may be empty after tokenization.
+        texts: sentences; each must have a character the model can speak (others are dropped).
         names: output names (default ``0001``, ``0002``, ...).
         batch_size: pieces synthesized together.
         seed: seed of the decoder prenet dropout (None: unseeded, a different rendition each call).
@@ -192,9 +182,11 @@ class Spoken(NamedTuple):
 
 
 def _plan(package: ModelPackage, text: str) -> list[Piece]:
-    """The pieces of ``text`` that have tokens; the last one is followed by no pause."""
+    """The pieces of ``text`` that have tokens, without unknown symbols (never trained, they would be
+    noise); the last one is followed by no pause."""
     encoded = [
-        Piece(p, torch.tensor(package.tokenizer.encode(p), dtype=torch.long), s) for p, s in split_text(text)
+        Piece(p, torch.tensor([i for i in package.tokenizer.encode(p) if i != UNK_ID], dtype=torch.long), s)
+        for p, s in split_text(text)
     ]
     kept = [piece for piece in encoded if len(piece.ids)]
     if not kept:
@@ -318,18 +310,23 @@ class Synthesizer:
     def write(
         self, sentences: list[str], out_dir: str | Path, batch_size: int = 16, seed: int | None = 0
     ) -> int:
-        """Speak every sentence the model can represent into ``out_dir`` (four files each, and an index).
+        """Speak every sentence into ``out_dir`` (four files each, and an index).
 
-        Sentences with characters outside the vocabulary are reported (one line each, naming the
-        characters) and skipped rather than spoken with those characters dropped.
+        A sentence with characters outside the model's language is spoken without them (or with them
+        spelled out, see :func:`outside_language`) and reported: one warning line naming it and counting
+        them. A sentence with nothing left to speak is one error line and is skipped.
 
         Returns:
-            0 when every sentence was synthesized, 1 when some were skipped or none were given.
+            0 when every sentence was spoken as written; 1 when any was reported, or none were given.
         """
-        problems = unrepresentable(self.package, sentences)
-        for line in problems.values():
-            log.error("%s", line)
-        keep = [i for i in range(len(sentences)) if i not in problems]
+        warned, unspeakable = outside_language(self.package, sentences), self.unspeakable(sentences)
+        for index in sorted(warned.keys() | unspeakable):
+            if index in unspeakable:
+                line = warned.get(index, f"sentence {index + 1} {sentences[index][:40]!r}")
+                log.error("%s; nothing left to speak (skipped)", line)
+            else:
+                log.warning("%s", warned[index])
+        keep = [i for i in range(len(sentences)) if i not in unspeakable]
         if not keep:
             log.error("nothing to synthesize")
             return 1
@@ -350,4 +347,14 @@ class Synthesizer:
             elapsed / max(audio_seconds, 1e-9),
             out_dir,
         )
-        return 1 if problems else 0
+        return 1 if warned or unspeakable else 0
+
+    def unspeakable(self, sentences: list[str]) -> set[int]:
+        """Indices of the sentences with no character the model can speak."""
+        found = set()
+        for index, text in enumerate(sentences):
+            try:
+                _plan(self.package, text)
+            except ValueError:
+                found.add(index)
+        return found

@@ -7,7 +7,7 @@ swaps in Lightning's predict loop through the ``decode`` argument of :meth:`Tran
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 
 import torch
@@ -88,6 +88,7 @@ class Transcriber:
         num_workers: int = 0,
     ) -> list[Result]:
         """Per source ``(text, None)`` or ``(None, error)``: one bad file never stops the others.
+        Also as an iterator: :meth:`stream_sources`.
 
         Args:
             sources: ``(path, offset, duration)``; duration None reads to the end of the file.
@@ -96,6 +97,18 @@ class Transcriber:
             decode: runs the loader's batches through the model (default: a plain loop here).
             num_workers: data loader processes reading audio.
         """
+        return list(self.stream_sources(sources, batch_size, window_seconds, decode, num_workers))
+
+    def stream_sources(
+        self,
+        sources: Sequence[Source],
+        batch_size: int = 8,
+        window_seconds: float = 30.0,
+        decode: SegmentDecoder | None = None,
+        num_workers: int = 0,
+    ) -> Iterator[Result]:
+        """The results of :meth:`transcribe_sources` in source order, each as soon as its last window is
+        decoded, so that a caller can write them while the rest is decoded."""
         segments = [
             s
             for i, (path, offset, duration) in enumerate(sources)
@@ -105,7 +118,7 @@ class Transcriber:
         loader = DataLoader(
             dataset, batch_size=batch_size, collate_fn=collate_segments, num_workers=num_workers
         )
-        return _join_windows(len(sources), (decode or decode_segments)(self, loader))
+        yield from _join_windows(len(sources), (decode or decode_segments)(self, loader))
 
 
 def decode_segment_batch(transcriber: Transcriber, batch) -> list[tuple[Segment, str | None]]:
@@ -121,15 +134,22 @@ def decode_segments(transcriber: Transcriber, loader: DataLoader) -> Iterable[tu
         yield from decode_segment_batch(transcriber, batch)
 
 
-def _join_windows(count: int, decoded: Iterable[tuple[Segment, str | None]]) -> list[Result]:
-    pieces: dict[int, list[tuple[int, str]]] = {}
-    errors: dict[int, str] = {}
+def _join_windows(count: int, decoded: Iterable[tuple[Segment, str | None]]) -> Iterator[Result]:
+    """One result per source, in order: segments arrive in source order, so a source is complete when a
+    segment of a later one arrives."""
+    done, pieces, errors = 0, [], []
+
+    def result() -> Result:
+        return (None, errors[0]) if errors else (" ".join(t for _, t in sorted(pieces) if t), None)
+
     for segment, text in decoded:
+        while done < segment.source:
+            yield result()
+            done, pieces, errors = done + 1, [], []
         if segment.error:
-            errors.setdefault(segment.source, segment.error)
+            errors.append(segment.error)
         else:
-            pieces.setdefault(segment.source, []).append((segment.window, text))
-    return [
-        (None, errors[i]) if i in errors else (" ".join(t for _, t in sorted(pieces.get(i, [])) if t), None)
-        for i in range(count)
-    ]
+            pieces.append((segment.window, text))
+    while done < count:
+        yield result()
+        done, pieces, errors = done + 1, [], []
