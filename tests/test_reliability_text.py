@@ -142,7 +142,9 @@ def _commonvoice_lines(tmp):
 
 READERS = {
     "manifest": Reader(_manifest_lines, _read_manifest, (b"{oops", "malformed JSON (")),
-    "text-file": Reader(lambda tmp: [(b"one", "one"), (LATIN1, None), (b"three", "three")], _read_text_file, None),
+    "text-file": Reader(
+        lambda tmp: [(b"one", "one"), (LATIN1, None), (b"three", "three")], _read_text_file, None
+    ),
     "transcribe --manifest": Reader(_manifest_lines, _transcribe, (b"[1, 2]", "expected a JSON object")),
     "evaluate --manifest": Reader(_manifest_lines, _evaluate, (b'{"text": "a"}', "missing field")),
     "evaluate (TTS) --manifest": Reader(_manifest_lines, _evaluate_tts, (b"{oops", "malformed JSON (")),
@@ -282,6 +284,57 @@ def test_output_grows_with_the_text_from_1_to_400_words(tts_package, caplog):
 
 
 # ---------------------------------------------------------------------------------------------
+# Text the model cannot speak as written: CJK and emoji into an English model
+
+
+FOREIGN = ["a cab", "你好 a cab 😀", "你好", "bad"]
+OUTSIDE = "characters outside the model's language"
+SKIPPED = "nothing left to speak (skipped)"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("kind", ["char", "phoneme"])
+def test_foreign_text_is_counted_per_sentence_and_the_rest_is_spoken(kind, tmp_path):
+    if kind == "char":  # no symbol for 你, 好, 😀: dropped; a sentence of nothing else is skipped
+        tokenizer = CharTokenizer.build(["a cab bad dab"])
+        warned = {
+            2: f"warning: sentence 2 '你好 a cab 😀': 3 {OUTSIDE}: 3 dropped ('你', '好', '😀')",
+            3: f"error: sentence 3 '你好': 2 {OUTSIDE}: 2 dropped ('你', '好'); {SKIPPED}",
+        }
+    else:  # eSpeak NG (en-us) reads them out by name: "Chinese letter", "grinning face"
+        tokenizer = PhonemeTokenizer.build(["a cab bad dab", "你好 😀"])
+        warned = {
+            2: f"warning: sentence 2 '你好 a cab 😀': 3 {OUTSIDE}: 3 spelled out ('你', '好', '😀')",
+            3: f"warning: sentence 3 '你好': 2 {OUTSIDE}: 2 spelled out ('你', '好')",
+        }
+    package, out = tiny_tts_package(tmp_path / "tts", tokenizer), tmp_path / "out"
+    result = run_cli("synthesize", package, *FOREIGN, "--out", out)
+    assert result.returncode == 1, result.stderr  # reported, the rest done
+    lines = [line for line in result.stderr.splitlines() if "no stop token" not in line]  # random weights
+    assert lines[:-1] == list(warned.values()), result.stderr  # and no matplotlib glyph warnings:
+    assert "Glyph" not in result.stderr and "Warning" not in result.stderr  # titles hold CJK and emoji
+    assert lines[-1].startswith(f"{4 - ('skipped' in warned[3])} sentences, ")  # the summary; nothing else
+    entries = [json.loads(line) for line in (out / "synthesized.jsonl").read_text().splitlines()]
+    spoken = [i for i in range(1, 5) if i not in warned or "skipped" not in warned[i]]
+    assert [e["name"] for e in entries] == [f"{i:04d}" for i in spoken]
+    assert all(
+        (out / f"{e['name']}{suffix}").stat().st_size > 0 for e in entries for suffix in (".png", ".wav")
+    )
+    unstopped = run_cli("synthesize", package, "a cab", "bad", "--out", tmp_path / "unstopped")
+    assert unstopped.returncode == 1 and len(error_lines(unstopped.stderr)) == 2  # "no stop token": reported
+    config = json.loads((package / "config.json").read_text())
+    config["experiment"]["inference"]["stop_threshold"] = 1e-6  # stops at once: nothing to report
+    (package / "config.json").write_text(json.dumps(config))
+    clean = run_cli("synthesize", package, "a cab", "bad", "--out", tmp_path / "clean")
+    assert clean.returncode == 0 and clean.stderr.splitlines()[0].startswith("2 sentences, "), clean.stderr
+
+
+def test_a_char_model_speaks_the_sentence_without_the_dropped_characters(tts_package):
+    (with_foreign,), (plain,) = (synthesize_texts(tts_package, [text]) for text in ("你好 a cab 😀", "a cab"))
+    assert torch.equal(with_foreign.mel, plain.mel)  # the same tokens, the same seed: the same frames
+
+
+# ---------------------------------------------------------------------------------------------
 # Plots
 
 
@@ -318,46 +371,81 @@ def test_write_lines_stopped_midway_leaves_the_previous_file_or_none(tmp_path):
 
 
 class DiskFullAfter:
-    """A text file whose ``writelines`` writes (and flushes) ``n`` lines, then fails as a full disk does."""
+    """``LineFile._write`` that writes ``n`` whole lines, then half of the next one and fails as a full
+    disk does."""
 
-    def __init__(self, file, n: int):
-        self.file, self.n = file, n
+    def __init__(self, n: int):
+        self.n, self.calls = n, 0
 
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.file.close()
-
-    def __getattr__(self, name):
-        return getattr(self.file, name)
-
-    def writelines(self, lines):
-        for i, line in enumerate(lines):
-            if i == self.n:
-                raise OSError(errno.ENOSPC, "No space left on device")
-            self.file.write(line)
-            self.file.flush()
+    def __call__(self, file: commands.LineFile, data: memoryview) -> int:
+        self.calls += 1
+        if self.calls <= self.n:
+            return os.write(file.descriptor, data)
+        os.write(file.descriptor, data[: len(data) // 2])
+        raise OSError(errno.ENOSPC, "No space left on device")
 
 
-def test_transcribe_output_is_all_or_nothing(tmp_path, monkeypatch, capsys):
+def test_transcribe_output_keeps_whole_lines_when_the_disk_fills(tmp_path, monkeypatch, capsys):
     waves = [write_tone(tmp_path / f"{i}.wav") for i in range(4)]
     package, output = tiny_asr_package(tmp_path / "asr"), tmp_path / "out" / "t.tsv"
-    output.parent.mkdir()
-    output.write_text("previous\tresult\n")
-
-    def failing(*args, **kwargs):
-        return DiskFullAfter(builtins.open(*args, **kwargs), 2)  # noqa: SIM115 (closed by DiskFullAfter)
-
-    monkeypatch.setattr(commands, "open", failing, raising=False)  # shadows the builtin in commands only
+    full = DiskFullAfter(2)
+    monkeypatch.setattr(commands.LineFile, "_write", lambda file, data: full(file, data))
     code, _, err = _main(["transcribe", package, *waves, "--output", output], capsys)
     assert code == 2 and err == "error: [Errno 28] No space left on device\n"
-    assert output.read_text() == "previous\tresult\n"
-    assert [p.name for p in output.parent.iterdir()] == ["t.tsv"]
+    lines = output.read_text().split("\n")  # cut back to the last whole line: no half of the third
+    assert lines[-1] == "" and [line.split("\t")[0] for line in lines[:-1]] == list(map(str, waves[:2]))
     monkeypatch.undo()
     code, _, err = _main(["transcribe", package, *waves, "--output", output], capsys)
     assert code == 0, err
     text = output.read_text()
     assert text.endswith("\n") and [line.split("\t")[0] for line in text.splitlines()] == list(
+        map(str, waves)
+    )
+    assert [p.name for p in output.parent.iterdir()] == ["t.tsv"]  # no temporary file
+
+
+SLOW_TRANSCRIBE = """
+import sys, time
+from seq2seq.inference import transcribe
+decode = transcribe.decode_segment_batch
+transcribe.decode_segment_batch = lambda *a: (time.sleep(0.05), decode(*a))[1]  # 30 files take >= 1.5 s
+from seq2seq.cli import main
+main(sys.argv[1:])
+"""
+
+
+@pytest.mark.slow
+def test_transcribe_killed_halfway_leaves_only_whole_lines(tmp_path):
+    folder, output = tmp_path / "audio", tmp_path / "out.jsonl"
+    waves = [write_tone(folder / f"{i:02d}.wav", 0.2 + 0.02 * i) for i in range(30)]
+    package = tiny_asr_package(tmp_path / "asr")
+    argv = [
+        "transcribe",
+        package,
+        folder,
+        "--batch-size",
+        "1",
+        "--output-format",
+        "jsonl",
+        "--output",
+        output,
+    ]
+    command = [sys.executable, "-c", SLOW_TRANSCRIBE, *map(str, argv)]
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 120
+    while not (output.exists() and output.stat().st_size > 0) and process.poll() is None:
+        assert time.monotonic() < deadline, "no result appeared"
+        time.sleep(0.002)
+    time.sleep(0.1)  # a few more results, then SIGKILL wherever it is (perhaps inside a write)
+    process.send_signal(signal.SIGKILL)
+    assert process.wait() == -signal.SIGKILL, process.stderr.read()
+    text = output.read_text(encoding="utf-8")
+    assert text.endswith("\n")  # no half-written line
+    done = [json.loads(line)["audio_filepath"] for line in text.splitlines()]
+    assert 0 < len(done) < len(waves)  # killed halfway
+    assert done == list(map(str, waves[: len(done)]))  # whole results, in input order
+    rerun = subprocess.run(cli_command(*argv), capture_output=True, text=True)
+    assert rerun.returncode == 0, rerun.stderr
+    assert [json.loads(line)["audio_filepath"] for line in output.read_text().splitlines()] == list(
         map(str, waves)
     )

@@ -93,7 +93,7 @@ class TTSEvaluation:
     cer_reference: float | None
     rtf_acoustic: float
     length_ratio: float
-    reported: int = 0  # lines reported on standard error: manifest lines, unreadable audio, foreign text
+    reported: int = 0  # lines on standard error: manifest lines, unreadable audio, foreign text, no stop
 
 
 @torch.no_grad()
@@ -176,7 +176,7 @@ def evaluate_tts(
         *cers,
         rtf_acoustic=elapsed / (synthesized_frames / features.frame_rate),
         length_ratio=synthesized_frames / sum(r.shape[0] for r in references),
-        reported=reported,
+        reported=reported + sum(item.unstopped for item in items),  # "no stop token" lines
     )
 
 

@@ -49,12 +49,14 @@ class Synthesized:
         mel: (T, n_mels) log-mel.
         alignment: (U, S) cross-attention of decoder steps over text positions; for a text spoken in
             several pieces, each piece's block on the diagonal (pause steps are zero).
+        unstopped: pieces that reached the maximum length without a stop token (each one logged).
     """
 
     name: str
     text: str
     mel: torch.Tensor
     alignment: torch.Tensor
+    unstopped: int = 0
 
 
 def read_texts(texts: list[str], text_file: str | Path | None = None) -> tuple[list[str], list[str]]:
@@ -160,8 +162,8 @@ def synthesize_texts(
     results, offset = [], 0
     for name, text, plan in zip(names, texts, plans):
         parts, offset = spoken[offset : offset + len(plan)], offset + len(plan)
-        _report_unstopped(package, f"sentence {name} {text[:40]!r}", plan, parts)
-        results.append(Synthesized(name, text, *_join(package, plan, parts)))
+        unstopped = _report_unstopped(package, f"sentence {name} {text[:40]!r}", plan, parts)
+        results.append(Synthesized(name, text, *_join(package, plan, parts), unstopped))
     return results
 
 
@@ -182,12 +184,15 @@ class Spoken(NamedTuple):
 
 
 def _plan(package: ModelPackage, text: str) -> list[Piece]:
-    """The pieces of ``text`` that have tokens, without unknown symbols (never trained, they would be
-    noise); the last one is followed by no pause."""
-    encoded = [
-        Piece(p, torch.tensor([i for i in package.tokenizer.encode(p) if i != UNK_ID], dtype=torch.long), s)
-        for p, s in split_text(text)
-    ]
+    """The pieces of ``text`` that have tokens, without the characters outside the vocabulary (never
+    trained, they would be noise; removed before normalisation, so no stray spaces are left either);
+    the last piece is followed by no pause."""
+    tokenizer, encoded = package.tokenizer, []
+    for piece, pause in split_text(text):
+        unknown = tokenizer.unknown_characters(piece)
+        spoken = "".join(c for c in piece if tokenizer.normalizer(c) not in unknown) if unknown else piece
+        ids = [i for i in tokenizer.encode(spoken) if i != UNK_ID]
+        encoded.append(Piece(piece, torch.tensor(ids, dtype=torch.long), pause))
     kept = [piece for piece in encoded if len(piece.ids)]
     if not kept:
         raise ValueError(f"{text[:40]!r}: a sentence has no characters the model can speak")
@@ -212,12 +217,13 @@ def _synthesize_batch(
     return results
 
 
-def _report_unstopped(package: ModelPackage, sentence: str, plan: list[Piece], parts: list[Spoken]) -> None:
-    """One error line per piece that reached the maximum length: its end may be missing."""
-    ratio = package.config.inference.max_length_ratio
+def _report_unstopped(package: ModelPackage, sentence: str, plan: list[Piece], parts: list[Spoken]) -> int:
+    """One error line per piece that reached the maximum length (its end may be missing); their count."""
+    ratio, count = package.config.inference.max_length_ratio, 0
     for index, (piece, spoken) in enumerate(zip(plan, parts)):
         if spoken.stopped:
             continue
+        count += 1
         where = f", piece {index + 1} of {len(plan)} {piece.text[:40]!r}" if len(plan) > 1 else ""
         log.error(
             "%s%s: no stop token within %d frames (max_length_ratio %g x %d tokens); its end may be cut off",
@@ -227,6 +233,7 @@ def _report_unstopped(package: ModelPackage, sentence: str, plan: list[Piece], p
             ratio,
             len(piece.ids),
         )
+    return count
 
 
 def _join(package: ModelPackage, plan: list[Piece], parts: list[Spoken]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -317,7 +324,8 @@ class Synthesizer:
         them. A sentence with nothing left to speak is one error line and is skipped.
 
         Returns:
-            0 when every sentence was spoken as written; 1 when any was reported, or none were given.
+            0 when every sentence was spoken as written; 1 when any was reported (text outside the
+            model's language, nothing left to speak, no stop token), or none were given.
         """
         warned, unspeakable = outside_language(self.package, sentences), self.unspeakable(sentences)
         for index in sorted(warned.keys() | unspeakable):
@@ -347,7 +355,7 @@ class Synthesizer:
             elapsed / max(audio_seconds, 1e-9),
             out_dir,
         )
-        return 1 if warned or unspeakable else 0
+        return 1 if warned or unspeakable or any(item.unstopped for item in items) else 0
 
     def unspeakable(self, sentences: list[str]) -> set[int]:
         """Indices of the sentences with no character the model can speak."""
