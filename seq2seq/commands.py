@@ -61,8 +61,9 @@ class LineFile:
     """A results file written one whole line at a time, as results come.
 
     Each line goes out in one ``os.write`` of its bytes (no buffer holds half of it), so a run that is
-    killed (even by SIGKILL) leaves the lines of the files done so far; when a write fails part-way (a
-    full disk) or the run stops with an exception, the file is cut back to its last whole line.
+    killed (even by SIGKILL) leaves the lines of the files done so far (only a kill inside the write of a
+    line that crosses a page could cut it: the last line, without its newline); when a write fails
+    part-way (a full disk) or the run stops with an exception, the file is cut back to its last whole line.
     """
 
     def __init__(self, path: str):
