@@ -7,7 +7,9 @@ Workload: a random-init ASR model (encoder 12 layers, decoder 6, d_model 256, 4 
 BPE-like), which makes runs comparable. Also measures the cost of one decoder step with the KV cache
 against a full recomputation, at several output lengths. Shallow fusion: beam 10 + CTC again with a
 random-init language model (4 layers, d_model 256, 4 heads, FFN 1024, same vocabulary) at weight 0.3,
-and the cost of one cached LM step at several lengths.
+and the cost of one cached LM step at several lengths. With ``--encoders``: beam 10 + CTC 0.3 with a
+Conformer encoder of the reference size (12 layers, d 256, 4 heads, two FFN halves of 1024, kernel 31, as
+``conformer_step.py``) against the Transformer one, at batch 8 and batch 1, interleaved round by round.
 
 Usage: ``python benchmarks/decoding.py [--quick]``; prints a table and writes
 ``benchmarks/results/decoding.json``.
@@ -22,27 +24,31 @@ import platform
 from pathlib import Path
 
 import torch  # noqa: E402  (after _timing sets OMP_WAIT_POLICY)
-from _timing import add_device_arguments, autocast, parse_arguments, timed
+from _timing import add_device_arguments, autocast, interleaved, median, median_ratio, parse_arguments, timed
 
 from seq2seq.core.text import EOS_ID, SOS_ID
 from seq2seq.decoding import DecodingConfig, beam_search, greedy_search
 from seq2seq.models.asr import ASRModel, ASRModelConfig
 from seq2seq.models.lm import LanguageModel, LMModelConfig
+from seq2seq.nn.conformer import ConformerConfig
 from seq2seq.nn.transformer import TransformerConfig
 
 FRAMES_PER_SECOND = 100  # 10 ms hop
 DEVICE = "cpu"  # set by --device; cuda runs under bf16 autocast
 
 
-def build_model(vocab_size: int) -> ASRModel:
+def build_model(vocab_size: int, encoder: str = "transformer") -> ASRModel:
     stack = dict(d_model=256, num_heads=4, ffn_dim=2048, dropout=0.0)
+    conformer = dict(ffn_dim=1024, activation="swish") if encoder == "conformer" else {}
     config = ASRModelConfig(
         vocab_size=vocab_size,
         input_dim=80,
         subsampling=4,
         conv_channels=256,
-        encoder=TransformerConfig(num_layers=12, **stack),
+        encoder=TransformerConfig(num_layers=12, **{**stack, **conformer}),
         decoder=TransformerConfig(num_layers=6, **stack),
+        encoder_kind=encoder,
+        conformer=ConformerConfig(kernel_size=31),
     )
     model = ASRModel(config).eval()
     with torch.no_grad():
@@ -134,6 +140,53 @@ def step_costs(model, features, lengths, rows: int, positions: list[int], window
     return results
 
 
+def encoder_rows(args, features, lengths, batches: list[int], rounds: int = 3) -> list[dict]:
+    """Beam 10 + CTC 0.3 per encoder kind, the batch decoded together (``B``) or one utterance at a time
+    (1); ratios are against the Transformer in the same round."""
+    config = DecodingConfig(beam_size=10, ctc_weight=0.3, max_length_ratio=args.max_length_ratio)
+    models = {kind: build_model(args.vocab_size, kind).to(DEVICE) for kind in args.encoders}
+
+    def run(model, size: int):
+        with torch.inference_mode(), autocast(DEVICE):
+            for start in range(0, len(lengths), size):
+                length = lengths[start : start + size]
+                beam_search(model, features[start : start + size, : int(length.max())], length, config)
+
+    variants = {
+        f"{kind} {size}": lambda m=model, n=size: run(m, n)
+        for size in batches
+        for kind, model in models.items()
+    }
+    times = interleaved(variants, rounds, budget_s=600.0, device=DEVICE)
+    audio_seconds = float(lengths.sum()) / FRAMES_PER_SECOND
+    rows = []
+    for name, series in times.items():
+        kind, size = name.split()
+        reference = f"{args.encoders[0]} {size}"
+        rows.append(
+            dict(
+                encoder=kind,
+                batch=int(size),
+                parameters=sum(p.numel() for p in models[kind].encoder.parameters()),
+                seconds_per_utterance=median(series) / len(lengths),
+                cpu_seconds_per_utterance=median(series, cpu=True) / len(lengths),
+                real_time_factor=median(series) / audio_seconds,
+                ratio=median_ratio(times, name, reference),
+                rounds=series,
+            )
+        )
+    return rows
+
+
+def print_encoders(rows: list[dict]) -> None:
+    print(f"\n{'encoder':<13}{'batch':>6}{'params':>12}{'s/utt':>9}{'RTF':>8}{'ratio':>7}{'CPU s/utt':>11}")
+    for r in rows:
+        print(
+            f"{r['encoder']:<13}{r['batch']:>6}{r['parameters']:>12,}{r['seconds_per_utterance']:>9.3f}"
+            f"{r['real_time_factor']:>8.4f}{r['ratio']:>7.3f}{r['cpu_seconds_per_utterance']:>11.3f}"
+        )
+
+
 @torch.inference_mode()
 def lm_step_costs(lm, rows: int, positions: list[int], window: int = 5) -> list[dict]:
     """Cost of the LM's cached step producing token ``U`` (mean of the ``window`` steps up to ``U``)
@@ -196,6 +249,13 @@ def main() -> None:
     parser.add_argument("--vocab-size", type=int, default=5000, help="output symbols (BPE-sized)")
     parser.add_argument("--max-length-ratio", type=float, default=0.2, help="output tokens per encoder frame")
     parser.add_argument("--output", type=Path, default=Path("benchmarks/results/decoding.json"))
+    parser.add_argument(
+        "--encoders",
+        nargs="*",
+        default=["transformer", "conformer"],
+        choices=("transformer", "conformer"),
+        help="encoder kinds compared at beam 10 + CTC 0.3, batch 8 and 1 (none: skip the comparison)",
+    )
     add_device_arguments(parser)
     args = parse_arguments(parser)
     global DEVICE
@@ -216,6 +276,8 @@ def main() -> None:
     steps = step_costs(model, features, lengths, rows=batch * 10, positions=positions)
     lm_steps = lm_step_costs(lm, rows=batch * 10, positions=positions)
     print_tables(search, steps, lm_steps)
+    encoders = encoder_rows(args, features, lengths, [batch, 1]) if args.encoders else []
+    print_encoders(encoders)
     args.output.parent.mkdir(parents=True, exist_ok=True)
     meta = dict(
         torch=torch.__version__,
@@ -232,7 +294,10 @@ def main() -> None:
         cpus=os.cpu_count(),
     )
     args.output.write_text(
-        json.dumps(dict(meta=meta, search=search, decoder_step=steps, lm_step=lm_steps), indent=2) + "\n"
+        json.dumps(
+            dict(meta=meta, search=search, decoder_step=steps, lm_step=lm_steps, encoders=encoders), indent=2
+        )
+        + "\n"
     )
     print(f"\nwrote {args.output}")
 

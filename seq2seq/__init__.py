@@ -14,7 +14,15 @@ Names are imported on first use, so ``import seq2seq`` (and ``seq2seq --help``) 
 from __future__ import annotations
 
 import importlib
+import os
 from typing import Any
+
+# oneDNN keeps every convolution it compiled, one per input shape, up to 1024 of them (~0.25 MB each):
+# the front-end convolves each utterance over its own length, so decoding a corpus of varied lengths grew
+# the resident set by ~0.5 MB per new length, up to ~500 MB. Lengths rarely repeat, so a smaller cache
+# costs no speed; it must be set before oneDNN compiles its first primitive (set it yourself to override).
+ONEDNN_PRIMITIVE_CACHE_CAPACITY = "128"
+os.environ.setdefault("ONEDNN_PRIMITIVE_CACHE_CAPACITY", ONEDNN_PRIMITIVE_CACHE_CAPACITY)
 
 # public name -> module that defines it
 _EXPORTS = {

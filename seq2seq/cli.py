@@ -474,13 +474,25 @@ def call(function: Callable, values: dict, rest: list[str]):
     return function(*before, *spread, **after)
 
 
+class LineFormatter(logging.Formatter):
+    """Log records as the CLI's own lines: ``error: ...`` and ``warning: ...``; information plain."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        line = super().format(record)
+        if record.levelno >= logging.ERROR:
+            return f"error: {line}"
+        return f"warning: {line}" if record.levelno >= logging.WARNING else line
+
+
 def main(argv: list[str] | None = None) -> None:
     argv = sys.argv[1:] if argv is None else argv
     parser = build_parser()
     args, rest = parser.parse_known_args(argv)
     if rest and not takes_overrides(args.function):
         parser.error(f"unrecognized arguments: {' '.join(rest)}")
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(message)s")
+    handler = logging.StreamHandler()
+    handler.setFormatter(LineFormatter("%(message)s"))
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, handlers=[handler])
     values = {
         k: v for k, v in vars(args).items() if k not in ("command", "verbose", "subcommand", "function")
     }

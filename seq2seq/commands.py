@@ -1,5 +1,10 @@
 """What the ``transcribe``, ``generate`` and ``evaluate`` commands print and write: one result, or one
-error line, per file (or word); a summary line; per-utterance JSON Lines."""
+error line, per file (or word); a summary line; per-utterance JSON Lines.
+
+Exit status of every command that reads many inputs: 0 when nothing was reported, 1 when some input
+was reported (an ``error:`` or ``warning:`` line: a file that failed, a manifest line left out, text
+the model cannot speak as written) and the rest was done, 2 when nothing was done (``cli.main``).
+"""
 
 from __future__ import annotations
 
@@ -8,7 +13,8 @@ import math
 import os
 import secrets
 import sys
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import asdict
 from pathlib import Path
 
@@ -55,6 +61,49 @@ def write_lines(lines: Iterable[str], output: str | None) -> None:
         temporary.unlink(missing_ok=True)
 
 
+class LineFile:
+    """A results file written one whole line at a time, as results come.
+
+    Each line goes out in one ``os.write`` of its bytes (no buffer holds half of it), so a run that is
+    killed (even by SIGKILL) leaves the lines of the files done so far (only a kill inside the write of a
+    line that crosses a page could cut it: the last line, without its newline); when a write fails
+    part-way (a full disk) or the run stops with an exception, the file is cut back to its last whole line.
+    """
+
+    def __init__(self, path: str):
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        self.descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o666)
+        self.whole = 0  # bytes up to the end of the last whole line
+
+    def write(self, line: str) -> None:
+        data = memoryview((line + "\n").encode("utf-8"))
+        while data:
+            data = data[self._write(data) :]
+        self.whole = os.lseek(self.descriptor, 0, os.SEEK_CUR)
+
+    def _write(self, data: memoryview) -> int:
+        return os.write(self.descriptor, data)
+
+    def close(self, failed: bool) -> None:
+        if failed:
+            os.ftruncate(self.descriptor, self.whole)
+        os.close(self.descriptor)
+
+
+@contextmanager
+def line_writer(output: str | None) -> Iterator:
+    """``write(line)`` to standard output (flushed per line) or to a :class:`LineFile`."""
+    if not output:
+        yield lambda line: print(line, flush=True)
+        return
+    file, failed = LineFile(output), True
+    try:
+        yield file.write
+        failed = False
+    finally:
+        file.close(failed)
+
+
 def transcribe_files(
     transcriber: Transcriber,
     inputs: list[str],
@@ -65,8 +114,14 @@ def transcribe_files(
     window_seconds: float,
     lightning: bool = False,
 ) -> int:
-    """Returns 0 when every file was transcribed, 1 when some failed (each failure is reported)."""
+    """Transcribe and write each result as soon as it is decoded, in input order.
+
+    Returns:
+        0 when every input was transcribed; 1 when anything was reported (a file that failed, a
+        manifest line left out), each on its own ``error:`` line.
+    """
     sources = [(path, 0.0, None) for path in find_audio(inputs)]
+    problems: list[str] = []
     if manifest:
         utterances, problems = read_manifest(manifest)
         for problem in problems:
@@ -74,32 +129,38 @@ def transcribe_files(
         sources += [(u.audio_filepath, u.offset, u.duration if u.offset else None) for u in utterances]
     if not sources:
         raise ValueError("nothing to transcribe: give audio files, folders or --manifest")
-    decoded = transcriber.decode_sources(sources, batch_size, window_seconds, decode=_decoder(lightning))
-    lines, failed = [], 0
-    for (path, _, _), (windows, error) in zip(sources, decoded):
-        text = " ".join(d.text for d in windows if d.text)
-        if error:
-            failed += 1
-            print(f"error: {error}", file=sys.stderr)
-        elif output_format == "jsonl":
-            row = {"audio_filepath": path, "text": text}
-            if transcriber.keep_nbest:  # one list per window: one unless the file is longer than a window
-                row["nbest"] = [d.nbest for d in windows]
-            lines.append(json.dumps(row, ensure_ascii=False))
-        else:
-            lines.append(f"{path}\t{text}")
-    write_lines(lines, output)
-    if failed:
+    decoded = transcriber.stream_sources(sources, batch_size, window_seconds, decode=_decoder(lightning))
+    failed = 0
+    with line_writer(output) as write:
+        for (path, _, _), (windows, error) in zip(sources, decoded):
+            text = " ".join(d.text for d in windows if d.text)
+            if error:
+                failed += 1
+                print(f"error: {error}", file=sys.stderr)
+            elif output_format == "jsonl":
+                row = {"audio_filepath": path, "text": text}
+                if transcriber.keep_nbest:  # one list per window: one unless the file is longer than a window
+                    row["nbest"] = [d.nbest for d in windows]
+                write(json.dumps(row, ensure_ascii=False))
+            else:
+                write(f"{path}\t{text}")
+    if failed or problems:
+        left_out = f"; {len(problems)} manifest lines left out" if problems else ""
         print(
-            f"{failed} of {len(sources)} files failed; {len(sources) - failed} transcribed", file=sys.stderr
+            f"{failed} of {len(sources)} files failed; {len(sources) - failed} transcribed{left_out}",
+            file=sys.stderr,
         )
-    return 1 if failed else 0
+    return 1 if failed or problems else 0
 
 
 def evaluate_transcriber(
     transcriber: Transcriber, manifest: str, out: str, batch_size: int, lightning: bool = False
 ) -> int:
-    """Decode a manifest, print WER/CER and the real-time factor, write per-utterance results."""
+    """Decode a manifest, print WER/CER and the real-time factor, write per-utterance results.
+
+    Returns:
+        0 when every manifest line was decoded; 1 when a line was left out or its audio failed.
+    """
     from seq2seq.evaluation.asr import evaluate_asr  # torchmetrics: only when scoring
 
     result = evaluate_asr(transcriber, manifest, batch_size, decode=_decoder(lightning))
@@ -108,7 +169,7 @@ def evaluate_transcriber(
         f"utterances {result.decoded}/{result.utterances}  WER {100 * result.wer:.2f}%  "
         f"CER {100 * result.cer:.2f}%  RTF {result.rtf:.3f}  ({_search_summary(transcriber)})  -> {out}"
     )
-    return 0 if result.decoded == result.utterances else 1
+    return 0 if result.decoded == result.utterances and not result.left_out else 1
 
 
 def _search_summary(transcriber: Transcriber) -> str:
@@ -128,11 +189,16 @@ def evaluate_synthesizer(
     batch_size: int,
     out: str,
 ) -> int:
-    """Print the TTS metrics as JSON and write per-sentence results."""
+    """Print the TTS metrics as JSON and write per-sentence results.
+
+    Returns:
+        0 when every sentence was scored as written; 1 when anything was reported (``reported``).
+    """
     from seq2seq.evaluation.tts import evaluate_tts
 
-    print(json.dumps(asdict(evaluate_tts(synthesizer, manifest, asr, limit, batch_size, out)), indent=2))
-    return 0
+    result = evaluate_tts(synthesizer, manifest, asr, limit, batch_size, out)
+    print(json.dumps(asdict(result), indent=2))
+    return 1 if result.reported else 0
 
 
 def evaluate_language_model(scorer: LanguageModelScorer, text: str, out: str, batch_size: int) -> int:

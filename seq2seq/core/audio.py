@@ -271,8 +271,12 @@ def mel_to_audio(
         power=2.0,
     )
     power = log_mel.detach().float().cpu().exp().transpose(0, 1)  # (n_mels, T)
-    linear = inverse(power).clamp(min=0.0)
-    return griffin_lim(linear)
+    frames = power.shape[1]
+    fewest = config.n_fft // (2 * config.hop_length) + 2  # the centred inverse STFT needs > n_fft / 2 samples
+    if frames < fewest:  # a sentence that stopped at once: padded with silence, then cut to its length
+        power = torch.nn.functional.pad(power, (0, fewest - frames))
+        return griffin_lim(inverse(power).clamp(min=0.0))[: frames * config.hop_length]
+    return griffin_lim(inverse(power).clamp(min=0.0))
 
 
 class GlobalCMVN(nn.Module):

@@ -34,6 +34,24 @@ CONFIG_FILE = "tokenizer.json"
 MODEL_FILE = "tokenizer.model"
 
 TokenizerKind = Literal["char", "phoneme", "unigram", "bpe", "symbols"]
+# Scripts (first word of a letter's Unicode name) that eSpeak NG voices read as their language; every voice
+# also reads Latin. Any other letter, and any emoji or other symbol (category So), it spells out by name.
+_VOICE_SCRIPTS = {
+    **dict.fromkeys(("ru", "uk", "bg", "be", "mk", "sr", "ky", "kk", "tt", "ba", "cv"), {"CYRILLIC"}),
+    **dict.fromkeys(("el", "grc"), {"GREEK"}),
+    **dict.fromkeys(("cmn", "yue", "hak"), {"CJK"}),
+    "ja": {"CJK", "HIRAGANA", "KATAKANA"},
+    "ko": {"HANGUL"},
+    **dict.fromkeys(("ar", "fa", "ur", "ps", "sd"), {"ARABIC"}),
+    "he": {"HEBREW"},
+    **dict.fromkeys(("hi", "mr", "ne", "kok"), {"DEVANAGARI"}),
+    **dict.fromkeys(("bn", "as"), {"BENGALI"}),
+    **{code: {script} for code, script in (("ta", "TAMIL"), ("te", "TELUGU"), ("kn", "KANNADA"))},
+    **{code: {script} for code, script in (("ml", "MALAYALAM"), ("gu", "GUJARATI"), ("pa", "GURMUKHI"))},
+    **{code: {script} for code, script in (("th", "THAI"), ("ka", "GEORGIAN"), ("hy", "ARMENIAN"))},
+    **{code: {script} for code, script in (("am", "ETHIOPIC"), ("my", "MYANMAR"), ("si", "SINHALA"))},
+}
+_NEUTRAL_NAMES = {"LATIN", "MODIFIER", "COMBINING"}
 _APOSTROPHES = str.maketrans({"’": "'", "‘": "'", "ʼ": "'"})
 
 
@@ -137,6 +155,11 @@ class Tokenizer:
         """Characters of ``text`` (after normalisation) that the vocabulary cannot represent."""
         return self._unknown_in(self._prepare(text))
 
+    def outside_language(self, text: str) -> OutsideLanguage:
+        """Characters of ``text`` the model cannot say as written: here, those outside the vocabulary,
+        which a synthesizer drops (the phoneme tokenizer also finds the ones eSpeak NG spells out)."""
+        return OutsideLanguage(dropped=self.unknown_characters(text), spelled=Counter())
+
     def _prepare(self, text: str) -> str:
         """The string whose characters are tokenised: the normalised text."""
         return self.normalizer(text)
@@ -165,6 +188,51 @@ class Tokenizer:
 
     def _save_extra(self, directory: Path) -> dict:
         raise NotImplementedError
+
+
+@dataclass(frozen=True)
+class OutsideLanguage:
+    """Characters of a text outside the language a model speaks, with their counts.
+
+    Attributes:
+        dropped: characters left out (no symbol for them, or the phonemizer says nothing for them).
+        spelled: characters the phonemizer reads out by name (``你`` as "Chinese letter", ``😀`` as
+            "grinning face") rather than as words of the language.
+    """
+
+    dropped: Counter[str]
+    spelled: Counter[str]
+
+    def __bool__(self) -> bool:
+        return bool(self.dropped or self.spelled)
+
+    def describe(self) -> str:
+        """``"3 characters outside the model's language: 2 dropped ('你' x2), 1 spelled out ('😀')"``."""
+        parts = [
+            f"{sum(counts.values())} {verb} ({_shown(counts)})"
+            for verb, counts in (("dropped", self.dropped), ("spelled out", self.spelled))
+            if counts
+        ]
+        total = sum(self.dropped.values()) + sum(self.spelled.values())
+        return f"{total} character{'s' * (total != 1)} outside the model's language: {', '.join(parts)}"
+
+
+def _shown(counts: Counter[str], most: int = 8) -> str:
+    shown = [f"{c!r}" + (f" x{n}" if n > 1 else "") for c, n in counts.most_common(most)]
+    return ", ".join(shown) + (", ..." if len(counts) > most else "")
+
+
+def foreign_script(character: str, language: str) -> bool:
+    """Whether an eSpeak NG voice for ``language`` reads ``character`` as a name, not as its language:
+    a letter of another script, or an emoji or other symbol. Digits, punctuation, currency and maths
+    signs are read in every language."""
+    category = unicodedata.category(character)
+    if category == "So":
+        return True
+    if not category.startswith("L"):
+        return False
+    script = unicodedata.name(character, "UNNAMED").split(" ")[0]
+    return script not in _NEUTRAL_NAMES | _VOICE_SCRIPTS.get(language.split("-")[0], set())
 
 
 class CharTokenizer(Tokenizer):
@@ -238,6 +306,13 @@ class PhonemeTokenizer(CharTokenizer):
         return _phonemize(self.normalizer(text), self.language)
 
     _prepare = phonemes  # encoding and unknown-symbol counting both work on the phonemes
+
+    def outside_language(self, text: str) -> OutsideLanguage:
+        """Letters of other scripts and emoji in ``text``: spelled out when eSpeak NG says something for
+        them alone, else dropped; IPA symbols unseen in training are dropped as well."""
+        foreign = Counter(c for c in self.normalizer(text) if foreign_script(c, self.language))
+        spelled = Counter({c: n for c, n in foreign.items() if _phonemize(c, self.language).strip()})
+        return OutsideLanguage(dropped=foreign - spelled + self.unknown_characters(text), spelled=spelled)
 
     def _save_extra(self, directory: Path) -> dict:
         return {"symbols": self.symbols, "language": self.language}

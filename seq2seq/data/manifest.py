@@ -14,7 +14,7 @@ import codecs
 import json
 import os
 import tempfile
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -72,6 +72,20 @@ def decode_line(raw: bytes) -> str:
         raise ValueError(f"not UTF-8 (byte 0x{raw[error.start]:02x} at column {error.start + 1})") from None
 
 
+def text_lines(path: str | Path, problems: list[str]) -> Iterator[tuple[int, str]]:
+    """``(line number, text)`` of each line of a UTF-8 text file, decoded one line at a time.
+
+    A line that is not UTF-8 adds ``"<path>:<line>: not UTF-8 (...)"`` to ``problems`` and is passed
+    over; every other line is yielded (blank ones too), so one bad byte costs one line, not the file.
+    """
+    with Path(path).open("rb") as lines:
+        for number, raw in enumerate(lines, start=1):
+            try:
+                yield number, decode_line(raw)
+            except ValueError as error:
+                problems.append(f"{path}:{number}: {error}")
+
+
 def _parse_line(line: str, base: Path) -> Utterance:
     """Utterance from one JSON line; raises ValueError with a short reason."""
     try:
@@ -115,21 +129,20 @@ def read_manifest(path: str | Path) -> tuple[list[Utterance], list[str]]:
     utterances: list[Utterance] = []
     problems: list[str] = []
     first_line: dict[str, int] = {}
-    with path.open("rb") as lines:
-        for number, raw in enumerate(lines, start=1):
-            if not raw.strip():
-                continue
-            try:
-                utterance = _parse_line(decode_line(raw), base)
-            except ValueError as error:
-                problems.append(f"{path}:{number}: {error}")
-                continue
-            if utterance.id in first_line:
-                first = first_line[utterance.id]
-                problems.append(f"{path}:{number}: duplicate id '{utterance.id}' (first on line {first})")
-                continue
-            first_line[utterance.id] = number
-            utterances.append(utterance)
+    for number, line in text_lines(path, problems):
+        if not line.strip():
+            continue
+        try:
+            utterance = _parse_line(line, base)
+        except ValueError as error:
+            problems.append(f"{path}:{number}: {error}")
+            continue
+        if utterance.id in first_line:
+            first = first_line[utterance.id]
+            problems.append(f"{path}:{number}: duplicate id '{utterance.id}' (first on line {first})")
+            continue
+        first_line[utterance.id] = number
+        utterances.append(utterance)
     return utterances, problems
 
 

@@ -21,6 +21,7 @@ class ASREvaluation:
         wer, cer: corpus word and character error rates over the decoded utterances (NaN if none).
         rtf: decoding seconds per second of audio.
         rows: ``{"id", "reference", "hypothesis", "error", "cer"}`` per utterance.
+        left_out: manifest lines left out (each reported on standard error).
     """
 
     utterances: int
@@ -29,6 +30,7 @@ class ASREvaluation:
     cer: float
     rtf: float
     rows: list[dict] = field(default_factory=list)
+    left_out: int = 0
 
 
 def evaluate_asr(
@@ -36,7 +38,8 @@ def evaluate_asr(
 ) -> ASREvaluation:
     """Decode every utterance of ``manifest`` (whole, not windowed) and score it against its text.
 
-    Malformed manifest lines are reported on standard error, one line each, and skipped.
+    Malformed manifest lines and audio that cannot be read are reported on standard error, one line
+    each, and skipped.
     """
     utterances, problems = read_manifest(manifest)
     for problem in problems:
@@ -50,7 +53,9 @@ def evaluate_asr(
     for utterance, (text, error) in zip(utterances, results):
         ref = normalize(utterance.text)
         row = {"id": utterance.id, "reference": ref, "hypothesis": text, "error": error}
-        if error is None:
+        if error is not None:
+            print(f"error: {error}", file=sys.stderr)
+        else:
             hyps.append(text)
             refs.append(ref)
             row["cer"] = float(char_error_rate(text, ref))
@@ -58,4 +63,5 @@ def evaluate_asr(
     audio_seconds = sum(u.duration for u in utterances)
     wer = float(word_error_rate(hyps, refs)) if refs else float("nan")
     cer = float(char_error_rate(hyps, refs)) if refs else float("nan")
-    return ASREvaluation(len(utterances), len(refs), wer, cer, elapsed / max(audio_seconds, 1e-9), rows)
+    rtf = elapsed / max(audio_seconds, 1e-9)
+    return ASREvaluation(len(utterances), len(refs), wer, cer, rtf, rows, left_out=len(problems))

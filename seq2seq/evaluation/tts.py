@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import json
 import math
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,9 +32,9 @@ import numpy as np
 import torch
 from torchmetrics.functional.text import char_error_rate
 
-from seq2seq.core.audio import LogMel, mel_to_audio, read_audio
+from seq2seq.core.audio import AudioError, LogMel, mel_to_audio, read_audio
 from seq2seq.core.package import ModelPackage
-from seq2seq.data.manifest import read_manifest
+from seq2seq.data.manifest import Utterance, read_manifest
 from seq2seq.inference.synthesize import Synthesizer
 from seq2seq.inference.transcribe import Transcriber
 
@@ -92,6 +93,7 @@ class TTSEvaluation:
     cer_reference: float | None
     rtf_acoustic: float
     length_ratio: float
+    reported: int = 0  # lines on standard error: manifest lines, unreadable audio, foreign text, no stop
 
 
 @torch.no_grad()
@@ -137,9 +139,9 @@ def evaluate_tts(
     """
     package = synthesizer.package
     features = package.config.data.features
-    utterances = read_manifest(manifest)[0][:limit]
+    utterances, problems = read_manifest(manifest)
+    utterances, waves, reported = _usable(synthesizer, utterances[:limit], problems)
     texts = [u.text for u in utterances]
-    waves = [read_audio(u.audio_filepath, features.sample_rate) for u in utterances]
     references = [LogMel(features).single(w) for w in waves]
     tokens = [torch.tensor(package.tokenizer.encode(t), dtype=torch.long) for t in texts]
     start = time.perf_counter()
@@ -174,7 +176,41 @@ def evaluate_tts(
         *cers,
         rtf_acoustic=elapsed / (synthesized_frames / features.frame_rate),
         length_ratio=synthesized_frames / sum(r.shape[0] for r in references),
+        reported=reported + sum(item.unstopped for item in items),  # "no stop token" lines
     )
+
+
+def _usable(
+    synthesizer: Synthesizer, utterances: list[Utterance], problems: list[str]
+) -> tuple[list[Utterance], list[torch.Tensor], int]:
+    """The utterances that can be scored, their reference audio, and the number of lines reported.
+
+    Manifest lines left out and unreadable reference audio are ``error:`` lines (that utterance is
+    skipped), text outside the model's language a ``warning:`` line (it is spoken without those
+    characters), as ``synthesize`` reports them.
+    """
+    rate = synthesizer.package.config.data.features.sample_rate
+    lines = [f"error: {problem}" for problem in problems]
+    kept, waves = [], []
+    for utterance in utterances:
+        try:
+            waves.append(read_audio(utterance.audio_filepath, rate))
+        except AudioError as error:
+            lines.append(f"error: {error} (utterance '{utterance.id}' skipped)")
+            continue
+        kept.append(utterance)
+    tokenizer = synthesizer.package.tokenizer
+    for utterance in kept:
+        if outside := tokenizer.outside_language(utterance.text):
+            lines.append(f"warning: utterance '{utterance.id}' {utterance.text[:40]!r}: {outside.describe()}")
+    unspeakable = synthesizer.unspeakable([u.text for u in kept])
+    lines += [f"error: utterance '{kept[i].id}': nothing to speak (skipped)" for i in sorted(unspeakable)]
+    for line in lines:
+        print(line, file=sys.stderr)
+    keep = [i for i in range(len(kept)) if i not in unspeakable]
+    if not keep:
+        raise ValueError(f"{len(utterances)} utterances, none can be evaluated")
+    return [kept[i] for i in keep], [waves[i] for i in keep], len(lines)
 
 
 def round_trip_cer(

@@ -26,8 +26,8 @@ import torch
 from seq2seq.core.audio import mel_to_audio
 from seq2seq.core.package import ModelPackage, PackageError
 from seq2seq.core.safety import output_path, safe_name
-from seq2seq.core.text import PAD_ID
-from seq2seq.data.manifest import decode_line
+from seq2seq.core.text import PAD_ID, UNK_ID
+from seq2seq.data.manifest import text_lines
 from seq2seq.decoding.tts import frame_limits, synthesize
 
 log = logging.getLogger(__name__)
@@ -49,12 +49,14 @@ class Synthesized:
         mel: (T, n_mels) log-mel.
         alignment: (U, S) cross-attention of decoder steps over text positions; for a text spoken in
             several pieces, each piece's block on the diagonal (pause steps are zero).
+        unstopped: pieces that reached the maximum length without a stop token (each one logged).
     """
 
     name: str
     text: str
     mel: torch.Tensor
     alignment: torch.Tensor
+    unstopped: int = 0
 
 
 def read_texts(texts: list[str], text_file: str | Path | None = None) -> tuple[list[str], list[str]]:
@@ -67,15 +69,7 @@ def read_texts(texts: list[str], text_file: str | Path | None = None) -> tuple[l
     """
     sentences, problems = [t for t in texts if t.strip()], []
     if text_file is not None:
-        with Path(text_file).open("rb") as lines:
-            for number, raw in enumerate(lines, start=1):
-                try:
-                    line = decode_line(raw).strip()
-                except ValueError as error:
-                    problems.append(f"{text_file}:{number}: {error}")
-                    continue
-                if line:
-                    sentences.append(line)
+        sentences += [line.strip() for _, line in text_lines(text_file, problems) if line.strip()]
     return sentences, problems
 
 
@@ -122,17 +116,15 @@ def _even_chunks(clause: str, max_words: int) -> list[str]:
     return [" ".join(words[i : i + size]) + " " for i in range(0, len(words), size)]
 
 
-def unrepresentable(package: ModelPackage, texts: list[str]) -> dict[int, str]:
-    """Sentence index -> one line naming the characters the tokenizer cannot represent (would become UNK)."""
-    problems = {}
-    for index, text in enumerate(texts):
-        unknown = package.tokenizer.unknown_characters(text)
-        if unknown:
-            shown = ", ".join(repr(c) for c in sorted(unknown))
-            problems[index] = (
-                f"sentence {index + 1} {text[:40]!r}: characters outside the vocabulary: {shown}"
-            )
-    return problems
+def outside_language(package: ModelPackage, texts: list[str]) -> dict[int, str]:
+    """Sentence index -> one line counting the characters outside the model's language, e.g.
+    ``"sentence 2 '你好 world': 2 characters outside the model's language: 2 spelled out ('你', '好')"``.
+
+    A character tokenizer drops what it has no symbol for; eSpeak NG spells other scripts and emoji out
+    by name ("Chinese letter", "grinning face"). Either way the audio is not the text as written.
+    """
+    found = {i: package.tokenizer.outside_language(text) for i, text in enumerate(texts)}
+    return {i: f"sentence {i + 1} {texts[i][:40]!r}: {o.describe()}" for i, o in found.items() if o}
 
 
 @torch.no_grad()
@@ -153,7 +145,7 @@ def synthesize_texts(
 
     Args:
         package: a loaded TTS package.
-        texts: sentences; none may be empty after tokenization.
+        texts: sentences; each must have a character the model can speak (others are dropped).
         names: output names (default ``0001``, ``0002``, ...).
         batch_size: pieces synthesized together.
         seed: seed of the decoder prenet dropout (None: unseeded, a different rendition each call).
@@ -172,8 +164,8 @@ def synthesize_texts(
     results, offset = [], 0
     for name, text, plan in zip(names, texts, plans):
         parts, offset = spoken[offset : offset + len(plan)], offset + len(plan)
-        _report_unstopped(package, f"sentence {name} {text[:40]!r}", plan, parts)
-        results.append(Synthesized(name, text, *_join(package, plan, parts)))
+        unstopped = _report_unstopped(package, f"sentence {name} {text[:40]!r}", plan, parts)
+        results.append(Synthesized(name, text, *_join(package, plan, parts), unstopped))
     return results
 
 
@@ -194,10 +186,15 @@ class Spoken(NamedTuple):
 
 
 def _plan(package: ModelPackage, text: str) -> list[Piece]:
-    """The pieces of ``text`` that have tokens; the last one is followed by no pause."""
-    encoded = [
-        Piece(p, torch.tensor(package.tokenizer.encode(p), dtype=torch.long), s) for p, s in split_text(text)
-    ]
+    """The pieces of ``text`` that have tokens, without the characters outside the vocabulary (never
+    trained, they would be noise; removed before normalisation, so no stray spaces are left either);
+    the last piece is followed by no pause."""
+    tokenizer, encoded = package.tokenizer, []
+    for piece, pause in split_text(text):
+        unknown = tokenizer.unknown_characters(piece)
+        spoken = "".join(c for c in piece if tokenizer.normalizer(c) not in unknown) if unknown else piece
+        ids = [i for i in tokenizer.encode(spoken) if i != UNK_ID]
+        encoded.append(Piece(piece, torch.tensor(ids, dtype=torch.long), pause))
     kept = [piece for piece in encoded if len(piece.ids)]
     if not kept:
         raise ValueError(f"{text[:40]!r}: a sentence has no characters the model can speak")
@@ -222,12 +219,13 @@ def _synthesize_batch(
     return results
 
 
-def _report_unstopped(package: ModelPackage, sentence: str, plan: list[Piece], parts: list[Spoken]) -> None:
-    """One error line per piece that reached the maximum length: its end may be missing."""
-    ratio = package.config.inference.max_length_ratio
+def _report_unstopped(package: ModelPackage, sentence: str, plan: list[Piece], parts: list[Spoken]) -> int:
+    """One error line per piece that reached the maximum length (its end may be missing); their count."""
+    ratio, count = package.config.inference.max_length_ratio, 0
     for index, (piece, spoken) in enumerate(zip(plan, parts)):
         if spoken.stopped:
             continue
+        count += 1
         where = f", piece {index + 1} of {len(plan)} {piece.text[:40]!r}" if len(plan) > 1 else ""
         log.error(
             "%s%s: no stop token within %d frames (max_length_ratio %g x %d tokens); its end may be cut off",
@@ -237,6 +235,7 @@ def _report_unstopped(package: ModelPackage, sentence: str, plan: list[Piece], p
             ratio,
             len(piece.ids),
         )
+    return count
 
 
 def _join(package: ModelPackage, plan: list[Piece], parts: list[Spoken]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -321,18 +320,24 @@ class Synthesizer:
     def write(
         self, sentences: list[str], out_dir: str | Path, batch_size: int = 16, seed: int | None = 0
     ) -> int:
-        """Speak every sentence the model can represent into ``out_dir`` (four files each, and an index).
+        """Speak every sentence into ``out_dir`` (four files each, and an index).
 
-        Sentences with characters outside the vocabulary are reported (one line each, naming the
-        characters) and skipped rather than spoken with those characters dropped.
+        A sentence with characters outside the model's language is spoken without them (or with them
+        spelled out, see :func:`outside_language`) and reported: one warning line naming it and counting
+        them. A sentence with nothing left to speak is one error line and is skipped.
 
         Returns:
-            0 when every sentence was synthesized, 1 when some were skipped or none were given.
+            0 when every sentence was spoken as written; 1 when any was reported (text outside the
+            model's language, nothing left to speak, no stop token), or none were given.
         """
-        problems = unrepresentable(self.package, sentences)
-        for line in problems.values():
-            log.error("%s", line)
-        keep = [i for i in range(len(sentences)) if i not in problems]
+        warned, unspeakable = outside_language(self.package, sentences), self.unspeakable(sentences)
+        for index in sorted(warned.keys() | unspeakable):
+            if index in unspeakable:
+                line = warned.get(index, f"sentence {index + 1} {sentences[index][:40]!r}")
+                log.error("%s; nothing left to speak (skipped)", line)
+            else:
+                log.warning("%s", warned[index])
+        keep = [i for i in range(len(sentences)) if i not in unspeakable]
         if not keep:
             log.error("nothing to synthesize")
             return 1
@@ -353,4 +358,14 @@ class Synthesizer:
             elapsed / max(audio_seconds, 1e-9),
             out_dir,
         )
-        return 1 if problems else 0
+        return 1 if warned or unspeakable or any(item.unstopped for item in items) else 0
+
+    def unspeakable(self, sentences: list[str]) -> set[int]:
+        """Indices of the sentences with no character the model can speak."""
+        found = set()
+        for index, text in enumerate(sentences):
+            try:
+                _plan(self.package, text)
+            except ValueError:
+                found.add(index)
+        return found

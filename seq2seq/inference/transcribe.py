@@ -7,7 +7,7 @@ swaps in Lightning's predict loop through the ``decode`` argument of :meth:`Tran
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import NamedTuple, Protocol
 
@@ -207,23 +207,29 @@ class Transcriber:
     ) -> list[Result]:
         """Per source ``(text, None)`` or ``(None, error)``: one bad file never stops the others.
 
-        Args: as for :meth:`decode_sources`.
+        Args: as for :meth:`stream_sources`.
         """
-        decoded = self.decode_sources(sources, batch_size, window_seconds, decode, num_workers)
         return [
             (None, error) if error else (" ".join(d.text for d in windows if d.text), None)
-            for windows, error in decoded
+            for windows, error in self.stream_sources(
+                sources, batch_size, window_seconds, decode, num_workers
+            )
         ]
 
-    def decode_sources(
+    def decode_sources(self, *args, **kwargs) -> list[tuple[list[Decoded], str | None]]:
+        """All of :meth:`stream_sources` as a list."""
+        return list(self.stream_sources(*args, **kwargs))
+
+    def stream_sources(
         self,
         sources: Sequence[Source],
         batch_size: int = 8,
         window_seconds: float = 30.0,
         decode: SegmentDecoder | None = None,
         num_workers: int = 0,
-    ) -> list[tuple[list[Decoded], str | None]]:
-        """Per source its decoded windows in order and None, or ``([], error)``.
+    ) -> Iterator[tuple[list[Decoded], str | None]]:
+        """Per source, in source order, its decoded windows and None, or ``([], error)``; each as soon as
+        its last window is decoded, so that a caller can write it while the rest is decoded.
 
         Args:
             sources: ``(path, offset, duration)``; duration None reads to the end of the file.
@@ -241,7 +247,7 @@ class Transcriber:
         loader = DataLoader(
             dataset, batch_size=batch_size, collate_fn=collate_segments, num_workers=num_workers
         )
-        return _join_windows(len(sources), (decode or decode_segments)(self, loader))
+        yield from _join_windows(len(sources), (decode or decode_segments)(self, loader))
 
 
 def decode_segment_batch(transcriber: Transcriber, batch) -> list[tuple[Segment, Decoded | None]]:
@@ -259,17 +265,22 @@ def decode_segments(transcriber: Transcriber, loader: DataLoader) -> Iterable[tu
 
 def _join_windows(
     count: int, decoded: Iterable[tuple[Segment, Decoded | None]]
-) -> list[tuple[list[Decoded], str | None]]:
-    pieces: dict[int, list[tuple[int, Decoded]]] = {}
-    errors: dict[int, str] = {}
-    for segment, result in decoded:
+) -> Iterator[tuple[list[Decoded], str | None]]:
+    """One result per source, in order: segments arrive in source order, so a source is complete when a
+    segment of a later one arrives."""
+    done, pieces, errors = 0, [], []
+
+    def result() -> tuple[list[Decoded], str | None]:
+        return ([], errors[0]) if errors else ([d for _, d in sorted(pieces, key=lambda p: p[0])], None)
+
+    for segment, item in decoded:
+        while done < segment.source:
+            yield result()
+            done, pieces, errors = done + 1, [], []
         if segment.error:
-            errors.setdefault(segment.source, segment.error)
+            errors.append(segment.error)
         else:
-            pieces.setdefault(segment.source, []).append((segment.window, result))
-    return [
-        ([], errors[i])
-        if i in errors
-        else ([d for _, d in sorted(pieces.get(i, []), key=lambda p: p[0])], None)
-        for i in range(count)
-    ]
+            pieces.append((segment.window, item))
+    while done < count:
+        yield result()
+        done, pieces, errors = done + 1, [], []

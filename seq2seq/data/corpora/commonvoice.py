@@ -6,30 +6,35 @@ import csv
 from pathlib import Path
 
 from seq2seq.data.corpora import probe_utterance, write_split
-from seq2seq.data.manifest import Utterance
+from seq2seq.data.manifest import Utterance, text_lines
 
 SPLITS = ("train", "dev", "test")
 
 
 def _read_tsv(tsv: Path, clips: Path, problems: list[str]) -> list[Utterance]:
-    utterances = []
-    with tsv.open(encoding="utf-8", newline="") as handle:
-        # QUOTE_NONE: sentences contain quote characters that are text, not CSV quoting.
-        rows = csv.DictReader(handle, delimiter="\t", quoting=csv.QUOTE_NONE)
-        missing = {"client_id", "path", "sentence"} - set(rows.fieldnames or ())
-        if missing:
-            problems.append(f"{tsv}: missing column(s) {', '.join(sorted(missing))}")
-            return []
-        for number, row in enumerate(rows, start=2):
-            if not row["path"] or row["sentence"] is None:
-                problems.append(f"{tsv}:{number}: empty path or sentence")
-                continue
-            utt_id = Path(row["path"]).stem
-            utterance = probe_utterance(
-                clips / row["path"], row["sentence"].strip(), utt_id, row["client_id"], problems
-            )
-            if utterance is not None:
-                utterances.append(utterance)
+    utterances, numbers = [], []
+
+    def lines():  # decoded one at a time; ``numbers`` follows the file line of each row read
+        for number, line in text_lines(tsv, problems):
+            numbers.append(number)
+            yield line
+
+    # QUOTE_NONE: sentences contain quote characters that are text, not CSV quoting (one row per line).
+    rows = csv.DictReader(lines(), delimiter="\t", quoting=csv.QUOTE_NONE)
+    missing = {"client_id", "path", "sentence"} - set(rows.fieldnames or ())
+    if missing:
+        problems.append(f"{tsv}: missing column(s) {', '.join(sorted(missing))}")
+        return []
+    for row in rows:
+        if not row["path"] or row["sentence"] is None:
+            problems.append(f"{tsv}:{numbers[-1]}: empty path or sentence")
+            continue
+        utt_id = Path(row["path"]).stem
+        utterance = probe_utterance(
+            clips / row["path"], row["sentence"].strip(), utt_id, row["client_id"], problems
+        )
+        if utterance is not None:
+            utterances.append(utterance)
     return utterances
 
 

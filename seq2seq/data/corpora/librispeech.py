@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from seq2seq.data.corpora import probe_utterance, write_split
-from seq2seq.data.manifest import Utterance
+from seq2seq.data.manifest import Utterance, text_lines
 
 
 def _split_dirs(source_dir: Path) -> list[Path]:
@@ -20,7 +20,7 @@ def _read_split(split_dir: Path, problems: list[str]) -> list[Utterance]:
     utterances = []
     for transcript in sorted(split_dir.glob("*/*/*.trans.txt")):
         speaker = transcript.parent.parent.name
-        for number, line in enumerate(transcript.read_text(encoding="utf-8").splitlines(), start=1):
+        for number, line in text_lines(transcript, problems):
             if not line.strip():
                 continue
             utt_id, _, text = line.strip().partition(" ")

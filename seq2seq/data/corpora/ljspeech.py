@@ -6,14 +6,14 @@ import random
 from pathlib import Path
 
 from seq2seq.data.corpora import probe_utterance, write_split
-from seq2seq.data.manifest import Utterance
+from seq2seq.data.manifest import Utterance, text_lines
 
 
 def _read_metadata(source_dir: Path, problems: list[str]) -> list[Utterance]:
     metadata = source_dir / "metadata.csv"
     utterances = []
     # Not the csv module: LJSpeech transcripts contain unbalanced quote characters.
-    for number, line in enumerate(metadata.read_text(encoding="utf-8").splitlines(), start=1):
+    for number, line in text_lines(metadata, problems):
         if not line.strip():
             continue
         fields = line.split("|")
