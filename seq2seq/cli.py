@@ -121,7 +121,7 @@ def transcribe(
         lightning: decode through Lightning's predict loop instead (it picks the accelerator).
         engine: torch, or onnx: the package's ONNX graphs on onnxruntime (CPU; `export --onnx`).
         lm: language-model package (same tokenizer as the ASR model) fused into the beam search.
-        lm_weight: weight of the LM's log-probability (default 0.3 with --lm, else the package's).
+        lm_weight: weight of the LM's log-probability (default 0.6 with --lm).
         length_bonus: added to the score per output token (a positive bonus switches early stop to espnet).
         ctc_window: the CTC prefix score reads this many encoder frames each side of the alignment (0: all).
         nbest: with --output-format jsonl, write the N best hypotheses with per-scorer scores.
@@ -172,7 +172,7 @@ def evaluate(
         lightning: ASR only: decode through Lightning's predict loop.
         engine: torch, or onnx: the package's ONNX graphs on onnxruntime (CPU; `export --onnx`).
         lm: ASR only: language-model package (same tokenizer) fused into the beam search.
-        lm_weight: ASR only: weight of the LM's log-probability (default 0.3 with --lm).
+        lm_weight: ASR only: weight of the LM's log-probability (default 0.6 with --lm).
         length_bonus: ASR only: added to the score per output token (positive: espnet early stop).
         ctc_window: ASR only: CTC prefix-score frames each side of the alignment (0: all).
         rescore: ASR only: re-rank the beam's n-best list with the LM instead of fusing it.
@@ -310,7 +310,7 @@ def _engine(model: str, engine: str, device: str, lightning: bool, task: str = "
     return (OnnxASR if task == "asr" else OnnxTTS)(Path(model) / ONNX_DIR)
 
 
-DEFAULT_LM_WEIGHT = 0.3  # --lm without --lm-weight: the best weight of the synthetic recipe's sweep
+DEFAULT_LM_WEIGHT = 0.6  # --lm without --lm-weight: the best weight of the synthetic recipe's dev sweep
 
 
 def _search(transcriber, device, lm, lm_weight, length_bonus, ctc_window, nbest, rescore: bool):
