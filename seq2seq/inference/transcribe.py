@@ -197,23 +197,14 @@ class Transcriber:
                 raise ValueError(error)
         return [text or "" for text, _ in results]
 
-    def transcribe_sources(
-        self,
-        sources: Sequence[Source],
-        batch_size: int = 8,
-        window_seconds: float = 30.0,
-        decode: SegmentDecoder | None = None,
-        num_workers: int = 0,
-    ) -> list[Result]:
+    def transcribe_sources(self, *args, **kwargs) -> list[Result]:
         """Per source ``(text, None)`` or ``(None, error)``: one bad file never stops the others.
 
-        Args: as for :meth:`stream_sources`.
+        Takes the arguments of :meth:`stream_sources`.
         """
         return [
             (None, error) if error else (" ".join(d.text for d in windows if d.text), None)
-            for windows, error in self.stream_sources(
-                sources, batch_size, window_seconds, decode, num_workers
-            )
+            for windows, error in self.stream_sources(*args, **kwargs)
         ]
 
     def decode_sources(self, *args, **kwargs) -> list[tuple[list[Decoded], str | None]]:
