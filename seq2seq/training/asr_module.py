@@ -13,7 +13,7 @@ from seq2seq.core.text import BLANK_ID, EOS_ID, PAD_ID, SOS_ID, Tokenizer
 from seq2seq.decoding.greedy import ctc_greedy
 from seq2seq.experiments import ASRExperimentConfig
 from seq2seq.models.asr import ASRModel
-from seq2seq.training.task import Seq2SeqTask
+from seq2seq.training.task import Seq2SeqTask, token_loss
 
 log = logging.getLogger(__name__)
 
@@ -55,20 +55,13 @@ class ASRTask(Seq2SeqTask):
             reduction="mean",
             zero_infinity=True,
         )
-        attention = F.cross_entropy(
-            logits.float().flatten(0, 1),
-            targets.flatten(),
-            ignore_index=PAD_ID,
-            label_smoothing=self.config.label_smoothing,
-        )
-        valid = targets != PAD_ID
-        accuracy = (logits.argmax(-1) == targets)[valid].float().mean()
+        attention, accuracy = token_loss(logits, targets, self.config.label_smoothing)
         weight = self.config.ctc_weight
         losses = {
             "loss": weight * ctc + (1 - weight) * attention,
             "ctc_loss": ctc,
             "attention_loss": attention,
-            "attention_accuracy": accuracy.detach(),
+            "attention_accuracy": accuracy,
         }
         return losses, ctc_log_probs, memory_lengths
 

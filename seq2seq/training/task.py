@@ -6,10 +6,23 @@ from typing import Any
 
 import lightning as L
 import torch
+import torch.nn.functional as F
 
 from seq2seq.core.config import to_dict
-from seq2seq.core.text import Tokenizer
+from seq2seq.core.text import PAD_ID, Tokenizer
 from seq2seq.training.optim import BadBatchGuard, build_optimizer
+
+
+def token_loss(
+    logits: torch.Tensor, targets: torch.Tensor, label_smoothing: float
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Cross-entropy of next-token logits (B, U, V) against targets (B, U), PAD ignored, and the (detached)
+    accuracy over the real targets: the attention decoder's loss of ASR and text2text, and the LM's."""
+    loss = F.cross_entropy(
+        logits.float().flatten(0, 1), targets.flatten(), ignore_index=PAD_ID, label_smoothing=label_smoothing
+    )
+    valid = targets != PAD_ID
+    return loss, (logits.argmax(-1) == targets)[valid].float().mean().detach()
 
 
 class Seq2SeqTask(L.LightningModule):

@@ -7,12 +7,12 @@ import torch.nn.functional as F
 from torchmetrics import MeanMetric
 from torchmetrics.text import WordErrorRate
 
-from seq2seq.core.text import BLANK_ID, PAD_ID, TokenizerPair
+from seq2seq.core.text import BLANK_ID, TokenizerPair
 from seq2seq.decoding.greedy import greedy_search
 from seq2seq.experiments import Text2TextExperimentConfig
 from seq2seq.models.text2text import Text2TextModel
 from seq2seq.training.asr_module import decoder_io
-from seq2seq.training.task import Seq2SeqTask
+from seq2seq.training.task import Seq2SeqTask, token_loss
 
 
 class Text2TextTask(Seq2SeqTask):
@@ -30,17 +30,8 @@ class Text2TextTask(Seq2SeqTask):
     def losses(self, batch) -> dict[str, torch.Tensor]:
         ctc_log_probs, memory_lengths, logits = self.forward_batch(batch)
         _, targets = decoder_io(batch.tokens, batch.token_lengths)
-        attention = F.cross_entropy(
-            logits.float().flatten(0, 1),
-            targets.flatten(),
-            ignore_index=PAD_ID,
-            label_smoothing=self.config.label_smoothing,
-        )
-        valid = targets != PAD_ID
-        losses = {
-            "attention_loss": attention,
-            "attention_accuracy": (logits.argmax(-1) == targets)[valid].float().mean().detach(),
-        }
+        attention, accuracy = token_loss(logits, targets, self.config.label_smoothing)
+        losses = {"attention_loss": attention, "attention_accuracy": accuracy}
         weight = self.config.ctc_weight
         if weight == 0.0:
             return {"loss": attention, **losses}
