@@ -162,6 +162,13 @@ class TokenizerConfig:
     source: str = ""
 
 
+def _check_loss_weights(ctc_weight: float, label_smoothing: float) -> None:
+    if not 0.0 <= ctc_weight <= 1.0:
+        raise ValueError(f"ctc_weight={ctc_weight} must be in [0, 1]")
+    if not 0.0 <= label_smoothing < 1.0:
+        raise ValueError(f"label_smoothing={label_smoothing} must be in [0, 1)")
+
+
 @dataclass(frozen=True)
 class ASRExperimentConfig:
     """Everything one ASR training run needs; saved in its checkpoints and model package.
@@ -199,10 +206,7 @@ class ASRExperimentConfig:
     analysis: AnalysisConfig = field(default_factory=AnalysisConfig)
 
     def __post_init__(self) -> None:
-        if not 0.0 <= self.ctc_weight <= 1.0:
-            raise ValueError(f"ctc_weight={self.ctc_weight} must be in [0, 1]")
-        if not 0.0 <= self.label_smoothing < 1.0:
-            raise ValueError(f"label_smoothing={self.label_smoothing} must be in [0, 1)")
+        _check_loss_weights(self.ctc_weight, self.label_smoothing)
         if self.model.input_dim != self.data.features.n_mels:
             raise ValueError(
                 f"model.input_dim={self.model.input_dim} must equal "
@@ -344,8 +348,7 @@ class LMExperimentConfig:
     analysis: AnalysisConfig = field(default_factory=AnalysisConfig)
 
     def __post_init__(self) -> None:
-        if not 0.0 <= self.label_smoothing < 1.0:
-            raise ValueError(f"label_smoothing={self.label_smoothing} must be in [0, 1)")
+        _check_loss_weights(0.0, self.label_smoothing)
 
 
 # Every experiment a recipe can run; ``task`` tells them apart. The task table (seq2seq.tasks) gives each
@@ -405,10 +408,7 @@ class Text2TextExperimentConfig:
     analysis: AnalysisConfig = field(default_factory=AnalysisConfig)
 
     def __post_init__(self) -> None:
-        if not 0.0 <= self.ctc_weight <= 1.0:
-            raise ValueError(f"ctc_weight={self.ctc_weight} must be in [0, 1]")
-        if not 0.0 <= self.label_smoothing < 1.0:
-            raise ValueError(f"label_smoothing={self.label_smoothing} must be in [0, 1)")
+        _check_loss_weights(self.ctc_weight, self.label_smoothing)
         if self.ctc_weight == 0.0 and self.decoding.ctc_weight > 0.0:
             raise ValueError(
                 f"decoding.ctc_weight={self.decoding.ctc_weight} needs a CTC head trained with ctc_weight > 0"

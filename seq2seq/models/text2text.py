@@ -14,9 +14,10 @@ import torch
 from torch import nn
 
 from seq2seq.core.text import NUM_RESERVED, PAD_ID
+from seq2seq.models.encoder_decoder import EncoderDecoder
 from seq2seq.nn.masking import lengths_to_mask
 from seq2seq.nn.positional import PositionalEncoding
-from seq2seq.nn.transformer import Decoder, DecoderCache, Encoder, TransformerConfig
+from seq2seq.nn.transformer import Decoder, Encoder, TransformerConfig
 
 
 def _stack() -> TransformerConfig:
@@ -60,7 +61,7 @@ def _embedding(vocab_size: int, d_model: int) -> nn.Embedding:
     return embedding
 
 
-class Text2TextModel(nn.Module):
+class Text2TextModel(EncoderDecoder):
     """Encoder-decoder over token ids, with a CTC head on the encoder."""
 
     def __init__(self, config: Text2TextModelConfig):
@@ -82,32 +83,3 @@ class Text2TextModel(nn.Module):
         """sources: (B, S) ids, lengths: (B,) -> memory (B, S, D), memory lengths (B,) (= lengths)."""
         mask = lengths_to_mask(lengths, sources.shape[1])
         return self.encoder(self.encoder_position(self.source_embedding(sources)), mask), lengths
-
-    def ctc_log_probs(self, memory: torch.Tensor) -> torch.Tensor:
-        """memory: (B, S, D) -> (B, S, V) CTC log-probabilities (float32), a transposed time-major view."""
-        return self.ctc_head(memory.transpose(0, 1)).float().log_softmax(-1).transpose(0, 1)
-
-    def new_cache(self) -> DecoderCache:
-        return DecoderCache.empty(len(self.decoder.layers))
-
-    def decode(
-        self,
-        tokens: torch.Tensor,
-        memory: torch.Tensor,
-        memory_lengths: torch.Tensor,
-        cache: DecoderCache | None = None,
-        token_lengths: torch.Tensor | None = None,
-    ) -> torch.Tensor:
-        """Next-token logits (B, U, V) for ``tokens`` (B, U) after ``cache.length`` positions; the
-        arguments mean what they mean for :meth:`seq2seq.models.asr.ASRModel.decode`."""
-        offset = cache.length if cache is not None else 0
-        mask = None if token_lengths is None else lengths_to_mask(token_lengths, tokens.shape[1])
-        x = self.decoder_position(self.embedding(tokens), offset)
-        memory_mask = lengths_to_mask(memory_lengths, memory.shape[1])
-        return self.output(self.decoder(x, mask, memory, memory_mask, cache))
-
-    def forward(self, sources, source_lengths, tokens_in, token_lengths):
-        """Teacher-forced pass -> CTC log-probs (B, S, V), memory lengths (B,), decoder logits (B, U, V)."""
-        memory, memory_lengths = self.encode(sources, source_lengths)
-        logits = self.decode(tokens_in, memory, memory_lengths, token_lengths=token_lengths)
-        return self.ctc_log_probs(memory), memory_lengths, logits
