@@ -255,7 +255,7 @@ def test_norm_study_plans_every_norm_placement_and_conv_norm_and_each_loads(tmp_
     study, _ = norm_study_modules()
     runs = study.plan(True, 1500, (), conformer=True)
     names = [r.name for r in runs]
-    assert len(names) == len(set(names)) == 30
+    assert len(names) == len(set(names)) == 32
     assert {f"{n}-{p}" for n in study.NORMS for p in ("pre", "post")} <= set(names)
     assert {"none-post", "conformer-conv_group", "conformer-conv_power-unmasked"} <= set(names)
     args = argparse.Namespace(
@@ -269,6 +269,18 @@ def test_norm_study_plans_every_norm_placement_and_conv_norm_and_each_loads(tmp_
         ASRModel(replace(experiment.model, vocab_size=32))  # every planned model builds
     unmasked = load_experiment(study.TASKS["asr"].config, study.as_cli({**base, **runs[-1].overrides}))
     assert unmasked.model.encoder_kind == "conformer" and not unmasked.model.conformer.conv_norm_masked
+    band = next(r for r in runs if r.name == "layer-pre-nocmvn-band100")
+    scaled = load_experiment(study.TASKS["asr"].config, study.as_cli({**base, **band.overrides})).model
+    assert (scaled.feature_norm, scaled.feature_scale_band, scaled.feature_scale_factor) == (False, 10, 100.0)
+
+
+def test_norm_study_settings_parse_as_the_cli_takes_them():
+    study, _ = norm_study_modules()
+    assert study.parse_setting("optim.lr=0.003") == ("optim.lr", 0.003)
+    assert study.parse_setting("optim.schedule=cosine") == ("optim.schedule", "cosine")
+    assert study.parse_setting("data.test_manifest=null") == ("data.test_manifest", None)
+    with pytest.raises(SystemExit, match="expected KEY=VALUE"):
+        study.parse_setting("optim.lr")
 
 
 def test_t_interval_over_seeds():

@@ -129,7 +129,20 @@ def plan(
         Run(f"{norm}-post-nowarmup", "warmup", {**stacks(norm, "post"), "optim.warmup_steps": 0})
         for norm in ("layer", "batch")
     ]
-    return runs + (conformer_runs() if conformer else [])
+    return runs + feature_runs() + (conformer_runs() if conformer else [])
+
+
+def feature_runs() -> list[Run]:
+    """Input scale, the seed of the idea: no global CMVN, and no CMVN with one Mel band x100 (issue #17).
+
+    With CMVN on, the scaled band's statistics undo the scaling exactly, so that run would repeat
+    ``layer-pre``; only the runs without it are new.
+    """
+    plain = {**both_stacks("layer", "pre"), "model.feature_norm": False}
+    return [
+        Run("layer-pre-nocmvn", "features", plain),
+        Run("layer-pre-nocmvn-band100", "features", {**plain, "model.feature_scale_band": 10}),
+    ]
 
 
 def make_subsets(
@@ -181,6 +194,17 @@ def base_overrides(args: argparse.Namespace, task: Task, train: Path, dev: Path)
         for warmup in ("renorm_warmup_steps", "power_warmup_steps"):
             overrides[f"model.{norm}.{warmup}"] = args.warmup
     return overrides
+
+
+def parse_setting(setting: str) -> tuple[str, object]:
+    """``KEY=VALUE`` of ``--set``: the value is JSON where it parses (numbers, true, null), else text."""
+    key, sep, value = setting.partition("=")
+    if not sep or not key:
+        raise SystemExit(f"--set {setting}: expected KEY=VALUE")
+    try:
+        return key, json.loads(value)
+    except json.JSONDecodeError:
+        return key, value
 
 
 def as_cli(overrides: dict[str, object]) -> list[str]:
@@ -308,6 +332,13 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1, help="torch threads")
     parser.add_argument("--no-extras", action="store_true", help="only the norm x placement grid")
     parser.add_argument("--only", nargs="*", help="run only these run names")
+    parser.add_argument(
+        "--set",
+        nargs="*",
+        default=[],
+        metavar="KEY=VALUE",
+        help="more overrides of every run's base, as the CLI takes them (e.g. optim.schedule=cosine)",
+    )
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     torch.set_num_threads(args.threads)
@@ -317,7 +348,9 @@ def main() -> None:
     train_manifest, dev_manifest = make_subsets(
         args.out, task, args.subset, args.dev_subset, args.subset_seed, args.data
     )
-    base = base_overrides(args, task, train_manifest, dev_manifest)
+    base = base_overrides(args, task, train_manifest, dev_manifest) | dict(
+        parse_setting(setting) for setting in args.set
+    )
     runs = [
         r
         for r in plan(not args.no_extras, args.small_batch_frames, task.conv_norms, args.task == "asr")
