@@ -291,6 +291,21 @@ def test_t_interval_over_seeds():
     assert intervals.format_ci([1.0, 2.0, 3.0]) == "2 ± 2.5"
 
 
+def test_findings_rank_correlation_and_its_permutation_p_value():
+    import importlib
+
+    norm_study_modules()  # puts the recipe folder on sys.path
+    findings = importlib.import_module("findings")
+    assert findings.ranks([3.0, 1.0, 2.0, 1.0]) == [4.0, 1.5, 3.0, 1.5]
+    x = [0.1, 0.4, 0.2, 0.9, 0.5, 0.3, 0.8, 0.7]
+    rho, p = findings.spearman(x, [v**3 for v in x], permutations=2000)
+    assert rho == pytest.approx(1.0) and p < 0.001  # monotone: rank correlation 1, 1 in 8! orders
+    rho, p = findings.spearman(x, [-v for v in x], permutations=2000)
+    assert rho == pytest.approx(-1.0) and p < 0.001
+    rho, p = findings.spearman(x, [0.5, 0.1, 0.9, 0.3, 0.2, 0.8, 0.4, 0.6], permutations=2000)
+    assert abs(rho) < 0.5 and p > 0.2
+
+
 @pytest.mark.slow  # two (one) real Trainer runs: seconds
 def test_tts_runs_probe_too(tiny_corpus, tmp_path):
     from seq2seq.tasks import train

@@ -14,6 +14,7 @@ import math
 from collections.abc import Callable
 from pathlib import Path
 
+from findings import write_findings
 from intervals import format_ci, mean_ci
 
 from seq2seq.training.landscape import summary
@@ -217,5 +218,9 @@ def write_report(
     names = [a["run"] for a in aggregates]
     plot_final(out / "study.png", aggregates, metric)
     plot_curves(out / "analysis.png", names, curves, probes)
+    write_findings(out, rows, curves, probes, runs)
     print(table)
-    print(f"wrote {out}/results.json, results.csv, table.md, curves.csv, probes.csv, study.png, analysis.png")
+    print(
+        f"wrote {out}/results.json, results.csv, table.md, curves.csv, probes.csv, study.png, analysis.png,"
+        " findings.md, findings.json"
+    )
