@@ -138,3 +138,45 @@ def test_decoder_state_dict_keys_are_unchanged():
     keys = set(decoder("layer", "pre").state_dict())
     for key in ("layers.0.self_attn.sublayer.query.weight", "layers.1.cross_attn.sublayer.out.bias"):
         assert key in keys
+
+
+def unfused_self_attention(mha: MultiHeadAttention, x: torch.Tensor) -> torch.Tensor:
+    """Self-attention with three separate projections: what the fused matmul must equal."""
+    q, k, v = (mha._split(layer(x)) for layer in (mha.query, mha.key, mha.value))
+    return mha._attend(q, k, v, None)[0]
+
+
+def test_fused_projection_is_kept_without_grad_and_follows_weight_changes():
+    mha = attention()
+    x, memory, memory_mask = inputs()
+    with torch.no_grad():
+        first = mha.self_attention(x)
+        kept = mha._fused[3][1]
+        torch.testing.assert_close(first, unfused_self_attention(mha, x), atol=1e-6, rtol=0)
+        assert torch.equal(mha.self_attention(x), first) and mha._fused[3][1] is kept  # reused, not rebuilt
+        mha.cross_attention(x, memory, memory_mask[:, None, None, :])
+        assert set(mha._fused) == {2, 3}
+    # A training step changes the weights in place: the kept concatenation must not be used again.
+    optimizer = torch.optim.SGD(mha.parameters(), lr=0.5)
+    mha.self_attention(x).square().sum().backward()
+    assert set(mha._fused) == {2, 3} and mha._fused[3][1] is kept  # the grad path neither reads nor writes it
+    optimizer.step()
+    with torch.no_grad():
+        after = mha.self_attention(x)
+        torch.testing.assert_close(after, unfused_self_attention(mha, x), atol=1e-5, rtol=1e-5)
+    assert torch.equal(after, mha.self_attention(x))  # the grad path, concatenating afresh: bit for bit
+    with torch.no_grad():
+        assert (after - first).abs().max() > 1e-2
+        mha.load_state_dict(attention().state_dict())  # copy_ into the parameters: back to the start
+        torch.testing.assert_close(mha.self_attention(x), first, atol=0, rtol=0)
+
+
+def test_fused_projection_of_parametrized_layers_is_never_kept():
+    torch.manual_seed(0)
+    mha = MultiHeadAttention(D, H, linear_norm="weight").eval()
+    x, _, _ = inputs()
+    with torch.no_grad():
+        first = mha.self_attention(x)
+        mha.query.parametrizations.weight.original0.mul_(2.0)  # the weight norm's magnitude g
+        torch.testing.assert_close(mha.self_attention(x), unfused_self_attention(mha, x), atol=1e-6, rtol=0)
+    assert not mha._fused and not torch.equal(mha.self_attention(x), first)
