@@ -21,6 +21,9 @@ from seq2seq.decoding.beam_search import BeamSearch
 from seq2seq.decoding.scorer import CTCPrefixScorer
 from seq2seq.inference.onnx_files import OnnxManifest, read_manifest
 
+# benchmarks/deployment.py --before turns spinning back on (onnxruntime's default) for comparison.
+SPINNING = False
+
 
 def onnxruntime_module() -> Any:
     """The onnxruntime module, or a one-line error saying how to install it."""
@@ -39,6 +42,9 @@ def open_session(path: Path, threads: int | None = None) -> Any:
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads or torch.get_num_threads()
     options.inter_op_num_threads = 1
+    # Idle workers sleep instead of spinning: a decoder step is a chain of small kernels, and spinning
+    # between them doubled the CPU time of 2-thread batch-1 decoding on a shared 2-core machine.
+    options.add_session_config_entry("session.intra_op.allow_spinning", "1" if SPINNING else "0")
     options.log_severity_level = 3  # warnings about unused initializers are not the user's business
     try:
         return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
