@@ -142,6 +142,24 @@ def test_onnx_transcription_equals_torch_on_a_trained_model(tmp_path):
             assert one == expected[b : b + 1]
 
 
+def test_onnx_search_reads_the_ctc_window_of_the_config(exported, monkeypatch):
+    import seq2seq.inference.onnx_engine as onnx_engine
+
+    model, engine = exported
+    windows = []
+
+    class Recording(onnx_engine.CTCPrefixScorer):
+        def __init__(self, ctc_log_probs, window=0):
+            windows.append(window)
+            super().__init__(ctc_log_probs, window)
+
+    monkeypatch.setattr(onnx_engine, "CTCPrefixScorer", Recording)
+    features, lengths = _features([160, 97])  # 39 and 23 encoder frames: longer than the 2 x 3 window
+    config = DecodingConfig(beam_size=4, ctc_weight=0.5, ctc_window=3, max_length_ratio=0.5)
+    assert engine.decode(features, lengths, config) == decode_batch(model, features, lengths, config)
+    assert windows == [3]
+
+
 def test_torch_int8_replaces_linear_layers_and_stays_close():
     model = _model(layers=1)
     quantized = quantize_torch(_model(layers=1))

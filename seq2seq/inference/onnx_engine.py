@@ -149,7 +149,7 @@ class OnnxASR:
         if weights["attention"] > 0:
             scorers["attention"] = OnnxAttentionScorer(self.decoder_step, cross_kv, self.manifest)
         if weights["ctc"] > 0:
-            scorers["ctc"] = CTCPrefixScorer(lambda _memory: ctc)
+            scorers["ctc"] = CTCPrefixScorer(lambda _memory: ctc, config.ctc_window)
         search = BeamSearch(scorers, {name: weights[name] for name in scorers}, config)
         hyps = search(memory, memory_lengths, self.manifest.vocab_size)
         return [h[0].tokens if h else [] for h in hyps]
