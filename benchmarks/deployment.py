@@ -53,11 +53,13 @@ class TorchEngine:
             attention.KEEP_FUSED_PARAMETERS = True
 
 
-def onnx_engine(directory: Path, threads: int, spinning: bool = False) -> OnnxASR:
+def onnx_engine(
+    directory: Path, threads: int, spinning: bool = False, step_threads: int | None = None
+) -> OnnxASR:
     """Sessions opened with onnxruntime's thread spinning on (its default, ``--before``) or off."""
     onnx_engine_module.SPINNING = spinning
     try:
-        return OnnxASR(directory, threads)
+        return OnnxASR(directory, threads, step_threads)
     finally:
         onnx_engine_module.SPINNING = False
 
@@ -65,7 +67,8 @@ def onnx_engine(directory: Path, threads: int, spinning: bool = False) -> OnnxAS
 def engines(model, directory: Path, threads: int, before: bool) -> dict[str, object]:
     """The four engines; with ``before`` also torch fp32 and onnxruntime int8 as they were before the
     batch-1 work (q/k/v concatenated per call; every op type quantized, ConvInteger included; spinning),
-    and today's onnxruntime int8 with spinning on (whether sleeping costs latency on an idle machine)."""
+    and today's onnxruntime int8 with spinning on (whether sleeping costs latency on an idle machine)
+    and, with several threads, with its decoder step on one thread (the encoder on ``threads``)."""
     fp32 = export_asr(model, directory / "fp32")
     quantize_onnx(fp32, directory / "int8")
     rows = {
@@ -79,6 +82,8 @@ def engines(model, directory: Path, threads: int, before: bool) -> dict[str, obj
         rows["torch fp32 before"] = TorchEngine(model, fused=False)
         rows["ort int8 before"] = onnx_engine(directory / "int8-all", threads, spinning=True)
         rows["ort int8 spinning"] = onnx_engine(directory / "int8", threads, spinning=True)
+    if before and threads > 1:
+        rows["ort int8 step 1 th"] = onnx_engine(directory / "int8", threads, step_threads=1)
     return rows
 
 

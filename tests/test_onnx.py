@@ -183,6 +183,17 @@ def test_sessions_do_not_spin_between_kernels(exported):
     assert options.intra_op_num_threads == 1 and options.inter_op_num_threads == 1
 
 
+def test_decoder_step_threads_are_separate_and_do_not_change_the_result(exported):
+    model, engine = exported
+    split = OnnxASR(engine.manifest.directory, threads=2, step_threads=1)
+    threads = [s.get_session_options().intra_op_num_threads for s in (split.encoder, split.decoder_step)]
+    assert threads == [2, 1]
+    features, lengths = _features([61, 40, 23])
+    config = DecodingConfig(beam_size=3, ctc_weight=0.3, max_length_ratio=0.5)
+    assert split.decode(features, lengths, config) == engine.decode(features, lengths, config)
+    np.testing.assert_array_equal(split.encode(features, lengths)[0], engine.encode(features, lengths)[0])
+
+
 def test_onnx_int8_quantizes_the_matmuls_and_leaves_convolutions_float(tmp_path):
     """ConvInteger has no fast CPU kernel (the reference encoder: 135 ms with it, 57 ms without)."""
     import onnx

@@ -125,12 +125,15 @@ class OnnxASR:
         directory: the package's ``onnx`` folder (``manifest.json``, ``encoder.onnx``,
             ``decoder_step.onnx``).
         threads: onnxruntime intra-op threads (default: torch's).
+        step_threads: threads of the decoder-step session (default: ``threads``). A step is a chain of
+            small kernels over ``beam`` rows, where a second thread may cost more in hand-offs than it
+            brings; onnxruntime's results do not depend on either count (checked bit for bit).
     """
 
-    def __init__(self, directory: str | Path, threads: int | None = None):
+    def __init__(self, directory: str | Path, threads: int | None = None, step_threads: int | None = None):
         self.manifest = read_manifest(directory, "asr")
         self.encoder = open_session(self.manifest.graph("encoder"), threads)
-        self.decoder_step = open_session(self.manifest.graph("decoder_step"), threads)
+        self.decoder_step = open_session(self.manifest.graph("decoder_step"), step_threads or threads)
 
     def encode(self, features: torch.Tensor, lengths: torch.Tensor) -> list[np.ndarray]:
         """-> memory, memory lengths, CTC log-probs, cross_kv (numpy, as the encoder graph gives them)."""
