@@ -12,10 +12,6 @@ from seq2seq.nn.dropout import dropout as dropout_fn
 from seq2seq.nn.linear import make_linear
 from seq2seq.nn.masking import Packing
 
-# Keep the concatenated query/key/value parameters between calls where no gradient flows (see
-# MultiHeadAttention._fused_parameters); False rebuilds them every call (benchmarks/deployment.py's before).
-KEEP_FUSED_PARAMETERS = True
-
 
 class KVCache:
     """Keys and values of one attention layer, ``(B, H, S, Dh)``, grown as decoding proceeds.
@@ -93,7 +89,6 @@ class MultiHeadAttention(nn.Module):
         self.key = make_linear(d_model, d_model, linear_norm)
         self.value = make_linear(d_model, d_model, linear_norm)
         self.out = make_linear(d_model, d_model, linear_norm)
-        self._fused: dict[int, tuple[tuple[int, ...], torch.Tensor, torch.Tensor]] = {}
 
     def self_attention(
         self, x: torch.Tensor, attn_mask: torch.Tensor | None = None, cache: KVCache | None = None
@@ -202,38 +197,9 @@ class MultiHeadAttention(nn.Module):
     def _project(self, x: torch.Tensor, *layers: nn.Module) -> list[torch.Tensor]:
         """``x`` through several projections as one matmul (a wider matmul runs at a higher rate), each
         result split into heads (B, H, T, Dh)."""
-        weight, bias = self._fused_parameters(layers)
+        weight = torch.cat([layer.weight for layer in layers])
+        bias = torch.cat([layer.bias for layer in layers])
         return [self._split(part) for part in F.linear(x, weight, bias).chunk(len(layers), -1)]
-
-    def _fused_parameters(self, layers: tuple[nn.Module, ...]) -> tuple[torch.Tensor, torch.Tensor]:
-        """The layers' weights and biases concatenated; kept between calls where no gradient flows.
-
-        Concatenating the weights on every call cost ~5-9% of batch-1 decoding (``benchmarks/README.md``,
-        Deployment). Without autograd the result is kept and rebuilt when a parameter is replaced
-        (``data_ptr``) or changed in place (``_version``: optimizer steps, ``load_state_dict``). With
-        gradients, or for parametrized (weight-normalized) or quantized layers, it is built each call.
-        """
-        if not _can_keep(layers):
-            return torch.cat([layer.weight for layer in layers]), torch.cat([layer.bias for layer in layers])
-        params = [p for layer in layers for p in (layer.weight, layer.bias)]
-        key = (*map(id, layers), *(x for p in params for x in (p.data_ptr(), p._version)))
-        kept = self._fused.get(len(layers))  # one entry per use: key/value (cross) or query/key/value
-        if kept is None or kept[0] != key:
-            kept = key, torch.cat(params[0::2]), torch.cat(params[1::2])
-            self._fused[len(layers)] = kept
-        return kept[1], kept[2]
-
-
-def _can_keep(layers: tuple[nn.Module, ...]) -> bool:
-    """Whether concatenated parameters may be kept: no autograd, no tracing/export/compilation (whose
-    parameters are not real tensors), plain ``nn.Linear`` layers with ordinary (non-inference) tensors."""
-    tracing = torch.jit.is_tracing() or torch.onnx.is_in_onnx_export() or torch.compiler.is_compiling()
-    if not KEEP_FUSED_PARAMETERS or torch.is_grad_enabled() or tracing or torch.compiler.is_exporting():
-        return False
-    return all(
-        type(layer) is nn.Linear and layer.bias is not None and not torch.is_inference(layer.weight)
-        for layer in layers
-    )
 
 
 def _probabilities(q: torch.Tensor, key: torch.Tensor, attn_mask: torch.Tensor | None) -> torch.Tensor:
