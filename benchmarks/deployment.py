@@ -7,7 +7,7 @@ ONNX graphs are exported and quantized here (``seq2seq.inference.onnx_export`` /
 all four engines run the same ``BeamSearch``. Batch 1 decodes each utterance alone (the latency case);
 batch 8 decodes them together. For each, wall and CPU seconds per utterance (CPU seconds are the
 steadier figure on a shared machine) and the speed-up over torch fp32; ratios are within this one run.
-``--before`` adds torch fp32 and onnxruntime int8 as they ran before the batch-1 work (see
+``--before`` adds onnxruntime int8 as it ran before the batch-1 work, and variants of it (see
 ``benchmarks/README.md``, Deployment).
 
 Usage: ``python benchmarks/deployment.py [--quick] [--before]``; prints a table and writes
@@ -35,22 +35,14 @@ from seq2seq.inference import onnx_engine as onnx_engine_module
 from seq2seq.inference.onnx_engine import OnnxASR
 from seq2seq.inference.onnx_export import export_asr
 from seq2seq.inference.quantization import quantize_onnx, quantize_torch
-from seq2seq.nn import attention
 
 
 class TorchEngine:
-    """``decode_batch`` on a PyTorch model; ``fused=False`` rebuilds the attention's concatenated q/k/v
-    parameters on every call (the code before they were kept, for ``--before``)."""
-
-    def __init__(self, model, fused: bool = True):
-        self.model, self.fused = model, fused
+    def __init__(self, model):
+        self.model = model
 
     def decode(self, features, lengths, config):
-        attention.KEEP_FUSED_PARAMETERS = self.fused
-        try:
-            return decode_batch(self.model, features, lengths, config)
-        finally:
-            attention.KEEP_FUSED_PARAMETERS = True
+        return decode_batch(self.model, features, lengths, config)
 
 
 def onnx_engine(
@@ -65,8 +57,8 @@ def onnx_engine(
 
 
 def engines(model, directory: Path, threads: int, before: bool) -> dict[str, object]:
-    """The four engines; with ``before`` also torch fp32 and onnxruntime int8 as they were before the
-    batch-1 work (q/k/v concatenated per call; every op type quantized, ConvInteger included; spinning),
+    """The four engines; with ``before`` also onnxruntime int8 as it was before the batch-1 work (every
+    op type quantized, ConvInteger included; spinning),
     and today's onnxruntime int8 with spinning on (whether sleeping costs latency on an idle machine)
     and, with several threads, with its decoder step on one thread (the encoder on ``threads``)."""
     fp32 = export_asr(model, directory / "fp32")
@@ -79,7 +71,6 @@ def engines(model, directory: Path, threads: int, before: bool) -> dict[str, obj
     }
     if before:
         quantize_onnx(fp32, directory / "int8-all", ops=())
-        rows["torch fp32 before"] = TorchEngine(model, fused=False)
         rows["ort int8 before"] = onnx_engine(directory / "int8-all", threads, spinning=True)
         rows["ort int8 spinning"] = onnx_engine(directory / "int8", threads, spinning=True)
     if before and threads > 1:
@@ -153,7 +144,7 @@ def main() -> None:
     parser.add_argument(
         "--before",
         action="store_true",
-        help="also time torch fp32 and onnxruntime int8 without the batch-1 work",
+        help="also time onnxruntime int8 without the batch-1 work, and its variants",
     )
     parser.add_argument("--rounds", type=int, default=1, help="interleaved rounds (medians are printed)")
     parser.add_argument("--output", type=Path, default=Path("benchmarks/results/deployment.json"))
