@@ -245,6 +245,17 @@ def test_int8_is_refused_over_the_tolerance_and_recorded_within_it(tmp_path):
     assert not list(package.glob(".deploy-*"))
 
 
+def test_int8_is_refused_when_no_calibration_file_can_be_read(tmp_path):
+    package = tiny_asr_package(tmp_path / "pkg", texts=(ALPHABET,))
+    missing = [
+        {"audio_filepath": str(tmp_path / f"gone{i}.wav"), "duration": 1.0, "text": "ab"} for i in range(2)
+    ]
+    manifest = str(write_jsonl(tmp_path / "calibration.jsonl", missing))
+    with pytest.raises(QuantizationError, match=r"refusing int8: no CER could be measured on .*calibration"):
+        deploy(package, Deployment(True, "int8", manifest, tolerance=100.0), lambda line: None)
+    assert read_package_precision(package) == "fp32"
+
+
 def test_exported_files_load_without_unpickling(tmp_path, monkeypatch):
     package = tiny_asr_package(tmp_path / "pkg")
     deploy(package, Deployment(onnx=True))
