@@ -7,8 +7,8 @@ ONNX graphs are exported and quantized here (``seq2seq.inference.onnx_export`` /
 all four engines run the same ``BeamSearch``. Batch 1 decodes each utterance alone (the latency case);
 batch 8 decodes them together. For each, wall and CPU seconds per utterance (CPU seconds are the
 steadier figure on a shared machine) and the speed-up over torch fp32; ratios are within this one run.
-``--before`` adds onnxruntime int8 as it ran before the batch-1 work, and variants of it (see
-``benchmarks/README.md``, Deployment).
+``--before`` adds torch fp32 and onnxruntime int8 as they ran before the batch-1 work, and variants
+(see ``benchmarks/README.md``, Deployment).
 
 Usage: ``python benchmarks/deployment.py [--quick] [--before]``; prints a table and writes
 ``benchmarks/results/deployment.json``.
@@ -35,14 +35,24 @@ from seq2seq.inference import onnx_engine as onnx_engine_module
 from seq2seq.inference.onnx_engine import OnnxASR
 from seq2seq.inference.onnx_export import export_asr
 from seq2seq.inference.quantization import quantize_onnx, quantize_torch
+from seq2seq.nn import linear
+
+STREAMED_ROWS = linear.STREAMED_ROWS
 
 
 class TorchEngine:
-    def __init__(self, model):
-        self.model = model
+    """``decode_batch`` on a PyTorch model; ``streamed=False`` turns ``streamed_linear``'s weight copy off
+    (the code before it, for ``--before``)."""
+
+    def __init__(self, model, streamed: bool = True):
+        self.model, self.streamed = model, streamed
 
     def decode(self, features, lengths, config):
-        return decode_batch(self.model, features, lengths, config)
+        linear.STREAMED_ROWS = STREAMED_ROWS if self.streamed else 0
+        try:
+            return decode_batch(self.model, features, lengths, config)
+        finally:
+            linear.STREAMED_ROWS = STREAMED_ROWS
 
 
 def onnx_engine(
@@ -57,8 +67,9 @@ def onnx_engine(
 
 
 def engines(model, directory: Path, threads: int, before: bool) -> dict[str, object]:
-    """The four engines; with ``before`` also onnxruntime int8 as it was before the batch-1 work (every
-    op type quantized, ConvInteger included; spinning),
+    """The four engines; with ``before`` also torch fp32 and onnxruntime int8 as they were before the
+    batch-1 work (no weight copy in few-row matmuls; every op type quantized, ConvInteger included,
+    and spinning),
     and today's onnxruntime int8 with spinning on (whether sleeping costs latency on an idle machine)
     and, with several threads, with its decoder step on one thread (the encoder on ``threads``)."""
     fp32 = export_asr(model, directory / "fp32")
@@ -71,6 +82,7 @@ def engines(model, directory: Path, threads: int, before: bool) -> dict[str, obj
     }
     if before:
         quantize_onnx(fp32, directory / "int8-all", ops=())
+        rows["torch fp32 before"] = TorchEngine(model, streamed=False)
         rows["ort int8 before"] = onnx_engine(directory / "int8-all", threads, spinning=True)
         rows["ort int8 spinning"] = onnx_engine(directory / "int8", threads, spinning=True)
     if before and threads > 1:
@@ -144,7 +156,7 @@ def main() -> None:
     parser.add_argument(
         "--before",
         action="store_true",
-        help="also time onnxruntime int8 without the batch-1 work, and its variants",
+        help="also time torch fp32 and onnxruntime int8 without the batch-1 work, and variants",
     )
     parser.add_argument("--rounds", type=int, default=1, help="interleaved rounds (medians are printed)")
     parser.add_argument("--output", type=Path, default=Path("benchmarks/results/deployment.json"))
