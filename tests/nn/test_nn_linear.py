@@ -1,6 +1,6 @@
-"""``streamed_linear``: a few rows without autograd multiply by a copy of the weight, giving exactly
-``layer(x)``; everything else (gradients, many rows, quantized, parametrized or hooked layers) is
-``layer(x)`` itself."""
+"""``streamed_linear``: a few rows without autograd multiply by a copy of a large weight, giving exactly
+``layer(x)``; everything else (gradients, many rows, small weights, quantized, parametrized or hooked
+layers) is ``layer(x)`` itself."""
 
 from __future__ import annotations
 
@@ -31,6 +31,12 @@ class CountingClone:
 def layer(norm: str = "none") -> nn.Module:
     torch.manual_seed(0)
     return make_linear(32, 48, norm)
+
+
+@pytest.fixture(autouse=True)
+def small_weights_stream(monkeypatch):
+    """The test layers are tiny; let them take the copy (the real bound is a weight of 2 MB)."""
+    monkeypatch.setattr(linear, "STREAMED_MIN_BYTES", 0)
 
 
 @pytest.mark.parametrize("shape", [(10, 32), (2, 5, 32), (1, 1, 32)])
@@ -85,6 +91,17 @@ def test_other_layers_are_called_as_they_are(kind, monkeypatch):
         got = streamed_linear(fc, x)
     assert counter.calls == 0 and torch.equal(got, expected)
     assert calls == ([(3, 48), (3, 48)] if kind == "hooked" else [])
+
+
+def test_weights_below_the_size_bound_are_not_copied(monkeypatch):
+    monkeypatch.setattr(linear, "STREAMED_MIN_BYTES", 2 << 20)
+    small, big = make_linear(256, 1024), make_linear(256, 2048)  # 1 MB and 2 MB of float32
+    counter = CountingClone(monkeypatch)
+    with torch.no_grad():
+        streamed_linear(small, torch.randn(10, 256))
+        assert counter.calls == 0
+        streamed_linear(big, torch.randn(10, 256))
+    assert counter.calls == 1
 
 
 def test_the_copy_can_be_turned_off(monkeypatch):
