@@ -5,9 +5,12 @@ d_model 256, vocabulary 5000, 8 random utterances of 3-8 s, EOS pushed down so e
 ``max_length_ratio`` × encoder frames: 15-40 tokens), joint beam search, beam 10, CTC weight 0.3. The
 ONNX graphs are exported and quantized here (``seq2seq.inference.onnx_export`` / ``quantization``);
 all four engines run the same ``BeamSearch``. Batch 1 decodes each utterance alone (the latency case);
-batch 8 decodes them together. Ratios are within this one run.
+batch 8 decodes them together. For each, wall and CPU seconds per utterance (CPU seconds are the
+steadier figure on a shared machine) and the speed-up over torch fp32; ratios are within this one run.
+``--before`` adds torch fp32 and onnxruntime int8 as they ran before the batch-1 work, and variants
+(see ``benchmarks/README.md``, Deployment).
 
-Usage: ``python benchmarks/deployment.py [--quick]``; prints a table and writes
+Usage: ``python benchmarks/deployment.py [--quick] [--before]``; prints a table and writes
 ``benchmarks/results/deployment.json``.
 """
 
@@ -18,6 +21,8 @@ import copy
 import json
 import os
 import platform
+import random
+import statistics
 import tempfile
 from pathlib import Path
 
@@ -26,28 +31,63 @@ from _timing import timed
 from decoding import build_model, make_batch
 
 from seq2seq.decoding import DecodingConfig, decode_batch
+from seq2seq.inference import onnx_engine as onnx_engine_module
 from seq2seq.inference.onnx_engine import OnnxASR
 from seq2seq.inference.onnx_export import export_asr
 from seq2seq.inference.quantization import quantize_onnx, quantize_torch
+from seq2seq.nn import linear
+
+STREAMED_ROWS = linear.STREAMED_ROWS
 
 
 class TorchEngine:
-    def __init__(self, model):
-        self.model = model
+    """``decode_batch`` on a PyTorch model; ``streamed=False`` turns ``streamed_linear``'s weight copy off
+    (the code before it, for ``--before``)."""
+
+    def __init__(self, model, streamed: bool = True):
+        self.model, self.streamed = model, streamed
 
     def decode(self, features, lengths, config):
-        return decode_batch(self.model, features, lengths, config)
+        linear.STREAMED_ROWS = STREAMED_ROWS if self.streamed else 0
+        try:
+            return decode_batch(self.model, features, lengths, config)
+        finally:
+            linear.STREAMED_ROWS = STREAMED_ROWS
 
 
-def engines(model, directory: Path, threads: int) -> dict[str, object]:
+def onnx_engine(
+    directory: Path, threads: int, spinning: bool = False, step_threads: int | None = None
+) -> OnnxASR:
+    """Sessions opened with onnxruntime's thread spinning on (its default, ``--before``) or off."""
+    onnx_engine_module.SPINNING = spinning
+    try:
+        return OnnxASR(directory, threads, step_threads)
+    finally:
+        onnx_engine_module.SPINNING = False
+
+
+def engines(model, directory: Path, threads: int, before: bool) -> dict[str, object]:
+    """The four engines; with ``before`` also torch fp32 and onnxruntime int8 as they were before the
+    batch-1 work (no weight copy in few-row matmuls; every op type quantized, ConvInteger included,
+    and spinning),
+    and today's onnxruntime int8 with spinning on (whether sleeping costs latency on an idle machine)
+    and, with several threads, with its decoder step on one thread (the encoder on ``threads``)."""
     fp32 = export_asr(model, directory / "fp32")
     quantize_onnx(fp32, directory / "int8")
-    return {
+    rows = {
         "torch fp32": TorchEngine(model),
         "torch int8": TorchEngine(quantize_torch(copy.deepcopy(model))),
-        "onnxruntime fp32": OnnxASR(directory / "fp32", threads),
-        "onnxruntime int8": OnnxASR(directory / "int8", threads),
+        "onnxruntime fp32": onnx_engine(directory / "fp32", threads),
+        "onnxruntime int8": onnx_engine(directory / "int8", threads),
     }
+    if before:
+        quantize_onnx(fp32, directory / "int8-all", ops=())
+        rows["torch fp32 before"] = TorchEngine(model, streamed=False)
+        rows["ort int8 before"] = onnx_engine(directory / "int8-all", threads, spinning=True)
+        rows["ort int8 spinning"] = onnx_engine(directory / "int8", threads, spinning=True)
+    if before and threads > 1:
+        rows["ort int8 step 1 th"] = onnx_engine(directory / "int8", threads, step_threads=1)
+    return rows
 
 
 def measure(engine, features, lengths, config: DecodingConfig) -> dict:
@@ -65,20 +105,46 @@ def measure(engine, features, lengths, config: DecodingConfig) -> dict:
         batch_seconds_per_utterance=together[0] / batch,
         batch_cpu_seconds_per_utterance=together[1] / batch,
         tokens=[len(t) for t in together[2]],
+        batch1_tokens=[len(t[2][0]) for t in alone],
     )
+
+
+def interleaved_rounds(engines: dict[str, object], rounds: int, features, lengths, config) -> dict[str, dict]:
+    """:func:`measure` every engine once per round, in a fresh random order; per engine the median of
+    each time over the rounds (and the rounds' raw figures)."""
+    runs: dict[str, list[dict]] = {name: [] for name in engines}
+    order, names = random.Random(0), list(engines)
+    for _ in range(rounds):
+        order.shuffle(names)
+        for name in names:
+            runs[name].append(measure(engines[name], features, lengths, config))
+    return {
+        name: {
+            **{key: statistics.median(r[key] for r in results) for _, key in COLUMNS},
+            "tokens": results[0]["tokens"],
+            "batch1_tokens": results[0]["batch1_tokens"],
+            "rounds": results,
+        }
+        for name, results in runs.items()
+    }
+
+
+COLUMNS = (  # (heading, key): wall and CPU seconds per utterance at batch 1 and batch B
+    ("b1 s/utt", "batch1_seconds_per_utterance"),
+    ("b1 CPU s", "batch1_cpu_seconds_per_utterance"),
+    ("bB s/utt", "batch_seconds_per_utterance"),
+    ("bB CPU s", "batch_cpu_seconds_per_utterance"),
+)
 
 
 def print_table(rows: dict[str, dict], batch: int) -> None:
+    """Each time column followed by the speed-up over torch fp32 in this run (``x``: its time / this)."""
     base = rows["torch fp32"]
-    print(
-        f"{'engine':<18}{'b1 s/utt':>10}{'b1 x':>7}{f'b{batch} s/utt':>11}{f'b{batch} x':>7}{'b1 CPU s':>10}"
-    )
+    head = "".join(f"{title.replace('bB', f'b{batch}'):>10}{'x':>6}" for title, _ in COLUMNS)
+    print(f"{'engine':<19}{head}")
     for name, r in rows.items():
-        b1, bb = r["batch1_seconds_per_utterance"], r["batch_seconds_per_utterance"]
-        print(
-            f"{name:<18}{b1:>10.3f}{base['batch1_seconds_per_utterance'] / b1:>7.2f}{bb:>11.3f}"
-            f"{base['batch_seconds_per_utterance'] / bb:>7.2f}{r['batch1_cpu_seconds_per_utterance']:>10.3f}"
-        )
+        cells = "".join(f"{r[key]:>10.3f}{base[key] / r[key]:>6.2f}" for _, key in COLUMNS)
+        print(f"{name:<19}{cells}")
 
 
 def main() -> None:
@@ -87,6 +153,12 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2, help="torch and onnxruntime intra-op threads")
     parser.add_argument("--beam-size", type=int, default=10)
     parser.add_argument("--max-length-ratio", type=float, default=0.2, help="output tokens per encoder frame")
+    parser.add_argument(
+        "--before",
+        action="store_true",
+        help="also time torch fp32 and onnxruntime int8 without the batch-1 work, and variants",
+    )
+    parser.add_argument("--rounds", type=int, default=1, help="interleaved rounds (medians are printed)")
     parser.add_argument("--output", type=Path, default=Path("benchmarks/results/deployment.json"))
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -96,11 +168,14 @@ def main() -> None:
     config = DecodingConfig(beam_size=args.beam_size, ctc_weight=0.3, max_length_ratio=args.max_length_ratio)
     load_before = os.getloadavg()
     with tempfile.TemporaryDirectory() as directory, torch.inference_mode():
-        rows = {
-            name: measure(e, features, lengths, config)
-            for name, e in engines(model, Path(directory), args.threads).items()
-        }
-    same = {name: r["tokens"] == rows["torch fp32"]["tokens"] for name, r in rows.items()}
+        rows = interleaved_rounds(
+            engines(model, Path(directory), args.threads, args.before), args.rounds, features, lengths, config
+        )
+    same = {
+        name: r["tokens"] == rows["torch fp32"]["tokens"]
+        and r["batch1_tokens"] == rows["torch fp32"]["batch1_tokens"]
+        for name, r in rows.items()
+    }
     print_table(rows, len(lengths))
     meta = dict(
         torch=torch.__version__,
@@ -111,6 +186,7 @@ def main() -> None:
         ctc_weight=0.3,
         max_length_ratio=args.max_length_ratio,
         quick=args.quick,
+        rounds=args.rounds,
         load_average_before=load_before,
         load_average_after=os.getloadavg(),
         cpus=os.cpu_count(),

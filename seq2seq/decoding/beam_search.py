@@ -69,6 +69,8 @@ class _Running:
     width: int  # rows per utterance
     states: dict[str, Any]
     allowed: torch.Tensor  # (V,) bool, ids that may be emitted
+    never: torch.Tensor  # (V,) float, 0 where ``allowed``, -inf elsewhere
+    emittable: int  # allowed.sum()
     max_len: torch.Tensor  # (B,) most tokens per input utterance
     min_len: torch.Tensor  # (B,) fewest tokens before EOS
 
@@ -107,6 +109,7 @@ class BeamSearch:
         if "ctc" in self.scorers:  # CTC emits at most one token per frame: a longer prefix is impossible
             max_len = max_len.minimum(memory_lengths.clamp(min=1))
         zeros = torch.zeros(batch, dtype=torch.float64, device=device)
+        allowed = allowed_token_mask(vocab_size, device)
         run = _Running(
             tokens=torch.full((batch, 1), SOS_ID, dtype=torch.long, device=device),
             score=zeros,
@@ -114,7 +117,9 @@ class BeamSearch:
             utterance=torch.arange(batch, device=device),
             width=1,
             states={name: s.init_state(memory, memory_lengths) for name, s in self.scorers.items()},
-            allowed=allowed_token_mask(vocab_size, device),
+            allowed=allowed,
+            never=torch.zeros(vocab_size, device=device).masked_fill(~allowed, _NEG_INF),
+            emittable=int(allowed.sum()),
             max_len=max_len,
             min_len=(memory_lengths.double() * self.config.min_length_ratio).long().minimum(max_len),
         )
@@ -152,7 +157,7 @@ class BeamSearch:
             full[name], run.states[name] = self.scorers[name].score(run.tokens, run.states[name], None)
         if full:
             pre = mask + sum(self.weights[name] * full[name] for name in full)
-            k = min(self.config.pre_beam_size, int(run.allowed.sum()))
+            k = min(self.config.pre_beam_size, run.emittable)
             candidates = pre.topk(k, dim=1).indices
         else:  # no full scorer (CTC only): every emittable token is a candidate
             candidates = run.allowed.nonzero().squeeze(1).expand(mask.shape[0], -1)
@@ -167,13 +172,17 @@ class BeamSearch:
         return candidates, increments, total.nan_to_num(nan=_NEG_INF)
 
     def _length_mask(self, run: _Running, step: int) -> torch.Tensor:
-        """(N, V): -inf for ids never emitted, EOS before the minimum length, all but EOS at the maximum."""
+        """(N, V): -inf for ids never emitted, EOS before the minimum length, all but EOS at the maximum.
+
+        Most steps have neither: then it is a view of one (V,) row, not N × V values built per step.
+        """
         n = run.tokens.shape[0]
-        mask = torch.zeros(n, run.allowed.shape[0], device=run.tokens.device)
-        mask = mask.masked_fill(~run.allowed, _NEG_INF)
         too_short = run.min_len.index_select(0, run.utterance) > step
-        mask[:, EOS_ID] = mask[:, EOS_ID].masked_fill(too_short, _NEG_INF)
         at_max = (run.max_len.index_select(0, run.utterance) <= step)[:, None]
+        if not bool(too_short.any() or at_max.any()):
+            return run.never.expand(n, -1)
+        mask = run.never.repeat(n, 1)
+        mask[:, EOS_ID] = mask[:, EOS_ID].masked_fill(too_short, _NEG_INF)
         not_eos = torch.arange(mask.shape[1], device=mask.device) != EOS_ID
         return mask.masked_fill(at_max & not_eos, _NEG_INF)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass
 
 from seq2seq.core.package import ModelPackage
@@ -54,7 +55,13 @@ def engine_cost(
 
 
 def check_cost(cost: QuantizationCost, tolerance: float) -> None:
-    """Raise QuantizationError when int8 loses more than ``tolerance`` CER points."""
+    """Raise QuantizationError when int8 loses more than ``tolerance`` CER points, or when no CER could
+    be measured (every calibration file unreadable: a NaN cost compares as within any tolerance)."""
+    if not math.isfinite(cost.points):
+        raise QuantizationError(
+            f"refusing int8: no CER could be measured on {cost.manifest} (no utterance was transcribed); "
+            "the fp32 package is kept"
+        )
     if cost.points > tolerance:
         raise QuantizationError(
             f"refusing int8: {cost.line()}, more than the tolerance of {tolerance:g} points "

@@ -21,6 +21,9 @@ from seq2seq.decoding.beam_search import BeamSearch
 from seq2seq.decoding.scorer import CTCPrefixScorer
 from seq2seq.inference.onnx_files import OnnxManifest, read_manifest
 
+# benchmarks/deployment.py --before turns spinning back on (onnxruntime's default) for comparison.
+SPINNING = False
+
 
 def onnxruntime_module() -> Any:
     """The onnxruntime module, or a one-line error saying how to install it."""
@@ -39,6 +42,9 @@ def open_session(path: Path, threads: int | None = None) -> Any:
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads or torch.get_num_threads()
     options.inter_op_num_threads = 1
+    # Idle workers sleep instead of spinning: a decoder step is a chain of small kernels, and spinning
+    # between them doubled the CPU time of 2-thread batch-1 decoding on a shared 2-core machine.
+    options.add_session_config_entry("session.intra_op.allow_spinning", "1" if SPINNING else "0")
     options.log_severity_level = 3  # warnings about unused initializers are not the user's business
     try:
         return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
@@ -119,12 +125,15 @@ class OnnxASR:
         directory: the package's ``onnx`` folder (``manifest.json``, ``encoder.onnx``,
             ``decoder_step.onnx``).
         threads: onnxruntime intra-op threads (default: torch's).
+        step_threads: threads of the decoder-step session (default: ``threads``). A step is a chain of
+            small kernels over ``beam`` rows, where a second thread may cost more in hand-offs than it
+            brings; onnxruntime's results do not depend on either count (checked bit for bit).
     """
 
-    def __init__(self, directory: str | Path, threads: int | None = None):
+    def __init__(self, directory: str | Path, threads: int | None = None, step_threads: int | None = None):
         self.manifest = read_manifest(directory, "asr")
         self.encoder = open_session(self.manifest.graph("encoder"), threads)
-        self.decoder_step = open_session(self.manifest.graph("decoder_step"), threads)
+        self.decoder_step = open_session(self.manifest.graph("decoder_step"), step_threads or threads)
 
     def encode(self, features: torch.Tensor, lengths: torch.Tensor) -> list[np.ndarray]:
         """-> memory, memory lengths, CTC log-probs, cross_kv (numpy, as the encoder graph gives them)."""
@@ -143,7 +152,7 @@ class OnnxASR:
         if weights["attention"] > 0:
             scorers["attention"] = OnnxAttentionScorer(self.decoder_step, cross_kv, self.manifest)
         if weights["ctc"] > 0:
-            scorers["ctc"] = CTCPrefixScorer(lambda _memory: ctc)
+            scorers["ctc"] = CTCPrefixScorer(lambda _memory: ctc, config.ctc_window)
         search = BeamSearch(scorers, {name: weights[name] for name in scorers}, config)
         hyps = search(memory, memory_lengths, self.manifest.vocab_size)
         return [h[0].tokens if h else [] for h in hyps]

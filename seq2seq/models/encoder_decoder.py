@@ -10,6 +10,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from seq2seq.nn.linear import streamed_linear
 from seq2seq.nn.masking import lengths_to_mask
 from seq2seq.nn.transformer import DecoderCache
 
@@ -51,7 +52,7 @@ class EncoderDecoder(nn.Module):
         mask = None if token_lengths is None else lengths_to_mask(token_lengths, tokens.shape[1])
         x = self.decoder_position(self.embedding(tokens), offset)
         memory_mask = lengths_to_mask(memory_lengths, memory.shape[1])
-        return self.output(self.decoder(x, mask, memory, memory_mask, cache))
+        return streamed_linear(self.output, self.decoder(x, mask, memory, memory_mask, cache))
 
     def forward(self, inputs, input_lengths, tokens_in, token_lengths):
         """Teacher-forced pass.

@@ -13,6 +13,7 @@ import torch
 from torch import nn
 
 from seq2seq.core.text import BLANK_ID, EOS_ID, PAD_ID, SOS_ID
+from seq2seq.nn.linear import streamed_linear
 from seq2seq.nn.masking import lengths_to_mask
 from seq2seq.nn.positional import PositionalEncoding
 from seq2seq.nn.transformer import Decoder, DecoderCache, TransformerConfig
@@ -75,7 +76,7 @@ class LanguageModel(nn.Module):
         offset = cache.length if cache is not None else 0
         mask = None if token_lengths is None else lengths_to_mask(token_lengths, tokens.shape[1])
         x = self.position(self.embedding(tokens), offset)
-        return self.output(self.decoder(x, mask, None, None, cache))
+        return streamed_linear(self.output, self.decoder(x, mask, None, None, cache))
 
     def log_probs(
         self,

@@ -17,7 +17,7 @@ from torch import nn
 from seq2seq.core.config import check_choice
 from seq2seq.nn.attention import KVCache, MultiHeadAttention
 from seq2seq.nn.dropout import Dropout, relu_dropout
-from seq2seq.nn.linear import LINEAR_NORMS, LinearNorm, make_linear
+from seq2seq.nn.linear import LINEAR_NORMS, LinearNorm, make_linear, streamed_linear
 from seq2seq.nn.masking import Packing, packs_padding
 from seq2seq.nn.norms import NormConfig, build_norm
 
@@ -134,10 +134,10 @@ class FeedForward(nn.Module):
         return packing.unpack(self._block(packing.pack(x)))
 
     def _block(self, x: torch.Tensor) -> torch.Tensor:
-        h = self.up(x)
+        h = streamed_linear(self.up, x)
         if isinstance(self.activation, nn.ReLU):  # one pass, and only its output kept for backward
-            return self.down(relu_dropout(h, self.dropout.p, self.training))
-        return self.down(self.dropout(self.activation(h)))
+            return streamed_linear(self.down, relu_dropout(h, self.dropout.p, self.training))
+        return streamed_linear(self.down, self.dropout(self.activation(h)))
 
 
 def _feed_forward(block: Residual, x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
