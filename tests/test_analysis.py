@@ -306,6 +306,49 @@ def test_findings_rank_correlation_and_its_permutation_p_value():
     assert abs(rho) < 0.5 and p > 0.2
 
 
+def test_findings_tables_come_from_the_runs(tmp_path):
+    import importlib
+
+    study, _ = norm_study_modules()
+    findings = importlib.import_module("findings")
+    planned = study.plan(True, 1500, (), conformer=True)
+    rows, curves, probes = [], [], []
+    for i, name in enumerate(["none-pre", "batch-pre", "layer-pre", "rms-pre"]):
+        for seed in range(2):
+            l2 = 2e-3 if name == "none-pre" else 1e-3 * (1 + i / 10)
+            rows.append(
+                {
+                    "run": name,
+                    "seed": seed,
+                    "ics_l2_mean": l2,
+                    "ics_cos_mean": 1 - l2 / 100,
+                    "val_cer": 0.3 + i / 100,
+                    "train_loss_mean": 2 + i / 10,
+                    "beta_smoothness": 1 + i,
+                }
+            )
+            curves += [{"run": name, "seed": seed, "val_cer": v} for v in (0.5 + i / 100, 0.3 + i / 100)]
+            probes += [
+                {
+                    "run": name,
+                    "seed": seed,
+                    "step": s,
+                    "beta_smoothness": 9.0 - s / 10,
+                    "loss_band": 0.01,
+                    "grad_change_max": 0.1,
+                }
+                for s in range(0, 90, 10)
+            ]
+    findings.write_findings(tmp_path, rows, curves, probes, planned)
+    data = json.loads((tmp_path / "findings.json").read_text())
+    assert data["ics_vs_none"]["ics_l2_mean"]["batch-pre"] == pytest.approx(0.55)
+    assert data["ics_vs_none"]["ics_1_minus_cos"]["batch-pre"] == pytest.approx(0.55, rel=1e-6)
+    assert data["spearman"]["beta_smoothness~val_cer"]["rho"] == pytest.approx(1.0)
+    assert data["spearman"]["beta_smoothness~val_cer_mid"]["n"] == 4  # the first validation of each
+    assert data["warmup"]["layer-pre"]["beta_smoothness_first_third"] == pytest.approx(8.0)  # steps 0-20
+    assert "| batch-pre | 2 |" in (tmp_path / "findings.md").read_text()
+
+
 @pytest.mark.slow  # two (one) real Trainer runs: seconds
 def test_tts_runs_probe_too(tiny_corpus, tmp_path):
     from seq2seq.tasks import train
