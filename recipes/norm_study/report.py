@@ -2,8 +2,10 @@
 
 Files written to the study folder: ``results.json`` (per seed rows and per run aggregates), ``results.csv``
 (per seed), ``table.md`` (per run, mean ± interval), ``curves.csv`` (every logged metric), ``probes.csv``
-(every probe's scalars), ``study.png`` (training loss and final metrics) and ``analysis.png`` (each probe
-measurement over training: ICS l2 and cosine, loss band, gradient predictiveness, beta-smoothness).
+(every probe's scalars), ``study.png`` (final metrics), ``analysis-<comparison>.png`` (each probe
+measurement over training: ICS l2 and 1 - cos, loss band, gradient predictiveness, beta-smoothness, and the
+training loss; one figure per comparison: the grid's pre-norm runs, its post-norm runs, warm-up, features,
+convolution norms) and ``findings.md`` / ``findings.json`` (``findings.py``).
 """
 
 from __future__ import annotations
@@ -148,8 +150,31 @@ def seed_band(points: list[tuple[int, int, float]]) -> tuple[list[int], list[flo
     return steps, means, halves
 
 
+def figure_groups(runs) -> dict[str, list[str]]:
+    """One figure per comparison, so that each has a readable number of curves.
+
+    The grid splits by placement; every other group is drawn with the runs it is compared against.
+    """
+    groups: dict[str, list[str]] = {}
+    for run in runs:
+        label = f"grid_{run.name.rsplit('-', 1)[1]}" if run.group == "grid" else run.group
+        groups.setdefault(label, []).append(run.name)
+    references = {"warmup": ["layer-pre", "layer-post", "batch-post"]}
+    names = {run.name for run in runs}
+    return {
+        label: [r for r in references.get(label, ["layer-pre"]) if r in names and r not in members] + members
+        if not label.startswith("grid")
+        else members
+        for label, members in groups.items()
+    }
+
+
 def plot_curves(path: Path, names: list[str], curves: list[dict], probes: list[dict]) -> None:
-    """Each probe measurement and the training loss over steps, per run: seed mean and 95 % band."""
+    """Each probe measurement and the training loss over steps, per run: seed mean and 95 % band.
+
+    The ICS cosine is drawn as 1 - cos (it is within 1e-4 of 1 everywhere); the training loss is averaged
+    over bins of 50 steps.
+    """
     import matplotlib
 
     matplotlib.use("Agg")
@@ -162,8 +187,12 @@ def plot_curves(path: Path, names: list[str], curves: list[dict], probes: list[d
             points = [
                 (int(float(r["step"])), r["seed"], float(r[key]))
                 for r in source
-                if r["run"] == name and key in r
+                if r["run"] == name and r.get(key) not in (None, "")
             ]
+            if key == "ics_cos_mean":
+                points = [(s, seed, 1.0 - v) for s, seed, v in points]
+            if key == "train_loss":
+                points = [(s // 50 * 50 + 25, seed, v) for s, seed, v in points]
             if not points:
                 continue
             steps, means, halves = seed_band(points)
@@ -172,14 +201,16 @@ def plot_curves(path: Path, names: list[str], curves: list[dict], probes: list[d
                 steps,
                 [m - h for m, h in zip(means, halves)],
                 [m + h for m, h in zip(means, halves)],
-                alpha=0.2,
+                alpha=0.15,
             )
-        ax.set(title=PROBE_TITLES[key], xlabel="step")
-        if key in ("loss_band", "beta_smoothness", "ics_l2_mean", "grad_change_max"):
+        title = "ICS: 1 - cos(G, G') (layer mean)" if key == "ics_cos_mean" else PROBE_TITLES[key]
+        ax.set(title=title, xlabel="step")
+        if key != "train_loss":
             ax.set_yscale("log")
         ax.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=80)
+    plt.close(fig)
 
 
 def plot_final(path: Path, aggregates: list[dict], metric: str) -> None:
@@ -217,10 +248,13 @@ def write_report(
     (out / "table.md").write_text(table)
     names = [a["run"] for a in aggregates]
     plot_final(out / "study.png", aggregates, metric)
-    plot_curves(out / "analysis.png", names, curves, probes)
-    write_findings(out, rows, curves, probes, runs)
+    runs_done = [r for r in runs if r.name in names]
+    figures = figure_groups(runs_done)
+    for label, members in figures.items():
+        plot_curves(out / f"analysis-{label}.png", members, curves, probes)
+    write_findings(out, rows, curves, probes, runs_done)
     print(table)
     print(
-        f"wrote {out}/results.json, results.csv, table.md, curves.csv, probes.csv, study.png, analysis.png,"
-        " findings.md, findings.json"
+        f"wrote {out}/results.json, results.csv, table.md, curves.csv, probes.csv, study.png,"
+        f" analysis-{{{','.join(figures)}}}.png, findings.md, findings.json"
     )
