@@ -15,6 +15,9 @@ LINEAR_NORMS: tuple[str, ...] = get_args(LinearNorm)
 # (0 rows: never).
 STREAMED_ROWS = 16
 STREAMED_MIN_BYTES = 2 << 20
+# ... and only at this many intra-op threads or fewer: with 2 threads the matmul reads the weight on both
+# cores and the copy no longer pays (batch-1 decoding 11% slower with it, benchmarks/README.md).
+STREAMED_MAX_THREADS = 1
 
 
 def make_linear(
@@ -40,10 +43,13 @@ def streamed_linear(layer: nn.Module, x: torch.Tensor) -> torch.Tensor:
     which is slower than copying it sequentially and then multiplying by the copy, still in cache:
     8% less time per decoder step at 10 rows, the same values in the same layout, so the same result
     bit for bit; at 80 rows the copy no longer pays (``benchmarks/README.md``, Deployment), hence the
-    bound, nor for weights small enough to stay in cache (the TTS decoder's 1 MB ones: 2% slower).
+    bound, nor for weights small enough to stay in cache (the TTS decoder's 1 MB ones: 2% slower), nor
+    with more than one thread.
     Plain ``nn.Linear`` only (not quantized, parametrized or hooked), never under tracing.
     """
     if torch.is_grad_enabled() or _tracing() or type(layer) is not nn.Linear:
+        return layer(x)
+    if torch.get_num_threads() > STREAMED_MAX_THREADS:
         return layer(x)
     weight = layer.weight
     if x.numel() > STREAMED_ROWS * x.shape[-1] or weight.numel() * weight.element_size() < STREAMED_MIN_BYTES:

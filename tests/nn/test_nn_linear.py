@@ -37,6 +37,7 @@ def layer(norm: str = "none") -> nn.Module:
 def small_weights_stream(monkeypatch):
     """The test layers are tiny; let them take the copy (the real bound is a weight of 2 MB)."""
     monkeypatch.setattr(linear, "STREAMED_MIN_BYTES", 0)
+    monkeypatch.setattr(linear, "STREAMED_MAX_THREADS", torch.get_num_threads())
 
 
 @pytest.mark.parametrize("shape", [(10, 32), (2, 5, 32), (1, 1, 32)])
@@ -102,6 +103,15 @@ def test_weights_below_the_size_bound_are_not_copied(monkeypatch):
         assert counter.calls == 0
         streamed_linear(big, torch.randn(10, 256))
     assert counter.calls == 1
+
+
+def test_more_threads_than_the_bound_use_the_layer(monkeypatch):
+    fc, x = layer(), torch.randn(2, 32)
+    monkeypatch.setattr(linear, "STREAMED_MAX_THREADS", torch.get_num_threads() - 1)
+    counter = CountingClone(monkeypatch)
+    with torch.no_grad():
+        assert torch.equal(streamed_linear(fc, x), fc(x))
+    assert counter.calls == 0
 
 
 def test_the_copy_can_be_turned_off(monkeypatch):
