@@ -15,8 +15,8 @@ LINEAR_NORMS: tuple[str, ...] = get_args(LinearNorm)
 # (0 rows: never).
 STREAMED_ROWS = 16
 STREAMED_MIN_BYTES = 2 << 20
-# ... and only at this many intra-op threads or fewer: with 2 threads the matmul reads the weight on both
-# cores and the copy no longer pays (batch-1 decoding 11% slower with it, benchmarks/README.md).
+# ... and only at this many intra-op threads or fewer: the gain was measured at one thread; at two it was
+# within the round-to-round noise of batch-1 decoding (benchmarks/README.md, Deployment).
 STREAMED_MAX_THREADS = 1
 
 
