@@ -76,7 +76,8 @@ def spearman(x: list[float], y: list[float], permutations: int = 20000, seed: in
 
 
 def per_seed(rows: list[dict], curves: list[dict], probes: list[dict]) -> dict[str, list[dict]]:
-    """Rows by run, each with the mid-run validation CER and the first third of its probes added."""
+    """Rows by run, each with the mid-run validation CER, 1 - ICS cos, the norms' eval - train validation
+    loss and the first third of its probes added."""
     mid: dict[tuple[str, str], float] = {}
     for row in curves:
         if row.get("val_cer") not in (None, ""):
@@ -93,6 +94,9 @@ def per_seed(rows: list[dict], curves: list[dict], probes: list[dict]) -> dict[s
         extra = {"val_cer_mid": mid.get(key, math.nan)}
         if "ics_cos_mean" in row:  # cos is 1 - O(1e-5) everywhere: its distance from 1 is what differs
             extra["ics_1_minus_cos"] = 1.0 - float(row["ics_cos_mean"])
+        if "val_loss_norms_eval" in row and "val_loss_norms_train" in row:
+            gap = float(row["val_loss_norms_eval"]) - float(row["val_loss_norms_train"])
+            extra["val_loss_norms_gap"] = gap
         for name in EARLY:
             values = [float(p[name]) for p in first if p.get(name) not in (None, "")]
             extra[f"{name}_first_third"] = sum(values) / len(values) if values else math.nan
@@ -190,10 +194,6 @@ def grouped_section(runs: dict[str, list[dict]], title: str, names: list[str]) -
 
 def write_findings(out: Path, rows: list[dict], curves: list[dict], probes: list[dict], runs_planned) -> None:
     runs = per_seed(rows, curves, probes)
-    for seeds in runs.values():
-        for r in seeds:
-            if "val_loss_norms_eval" in r and "val_loss_norms_train" in r:
-                r["val_loss_norms_gap"] = float(r["val_loss_norms_eval"]) - float(r["val_loss_norms_train"])
     grid = [r.name for r in runs_planned if r.group == "grid"]
     norms = dict.fromkeys(name.rsplit("-", 1)[0] for name in grid)
     lines = ["# Findings (written by report.py from this folder's runs)", ""]

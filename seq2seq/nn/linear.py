@@ -47,16 +47,20 @@ def streamed_linear(layer: nn.Module, x: torch.Tensor) -> torch.Tensor:
     with more than one thread.
     Plain ``nn.Linear`` only (not quantized, parametrized or hooked), never under tracing.
     """
+    return F.linear(x, layer.weight.clone(), layer.bias) if _streams(layer, x) else layer(x)
+
+
+def _streams(layer: nn.Module, x: torch.Tensor) -> bool:
+    """Whether :func:`streamed_linear` takes the copy for this call (the bounds above)."""
     if torch.is_grad_enabled() or _tracing() or type(layer) is not nn.Linear:
-        return layer(x)
-    if torch.get_num_threads() > STREAMED_MAX_THREADS:
-        return layer(x)
+        return False
     weight = layer.weight
-    if x.numel() > STREAMED_ROWS * x.shape[-1] or weight.numel() * weight.element_size() < STREAMED_MIN_BYTES:
-        return layer(x)
-    if layer._forward_hooks or layer._forward_pre_hooks:
-        return layer(x)
-    return F.linear(x, weight.clone(), layer.bias)
+    return (
+        torch.get_num_threads() <= STREAMED_MAX_THREADS
+        and x.numel() <= STREAMED_ROWS * x.shape[-1]
+        and weight.numel() * weight.element_size() >= STREAMED_MIN_BYTES
+        and not (layer._forward_hooks or layer._forward_pre_hooks)
+    )
 
 
 def _tracing() -> bool:

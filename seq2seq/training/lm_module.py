@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 
-from seq2seq.core.text import PAD_ID, Tokenizer
+from seq2seq.core.text import Tokenizer
 from seq2seq.experiments import LMExperimentConfig
 from seq2seq.models.lm import LanguageModel, lm_io
-from seq2seq.training.task import Seq2SeqTask
+from seq2seq.training.task import Seq2SeqTask, token_loss
 
 
 class LMTask(Seq2SeqTask):
@@ -25,17 +24,9 @@ class LMTask(Seq2SeqTask):
         return self.model(inputs, batch.token_lengths + 1)
 
     def losses(self, batch) -> dict[str, torch.Tensor]:
-        logits = self.forward_batch(batch).float().flatten(0, 1)
-        targets = lm_io(batch.tokens, batch.token_lengths)[1].flatten()
-        loss = F.cross_entropy(
-            logits, targets, ignore_index=PAD_ID, label_smoothing=self.config.label_smoothing
-        )
+        logits = self.forward_batch(batch)
+        targets = lm_io(batch.tokens, batch.token_lengths)[1]
+        loss, accuracy = token_loss(logits, targets, self.config.label_smoothing)
         with torch.no_grad():
-            nll = (
-                loss
-                if self.config.label_smoothing == 0
-                else F.cross_entropy(logits, targets, ignore_index=PAD_ID)
-            )
-            valid = targets != PAD_ID
-            accuracy = (logits.argmax(-1) == targets)[valid].float().mean()
+            nll = loss if self.config.label_smoothing == 0 else token_loss(logits, targets, 0.0)[0]
         return {"loss": loss, "nll": nll.detach(), "accuracy": accuracy}
