@@ -18,6 +18,8 @@ from support import ROOT, run_cli
 from seq2seq.core.audio import audio_info
 from seq2seq.data.corpora.fsdd import DIGIT_WORDS, prepare_fsdd
 from seq2seq.data.manifest import read_manifest
+from seq2seq.demo import ASR_CONFIG
+from seq2seq.experiments import PACKAGED_CONFIGS, load_experiment
 
 SHARED = ROOT.parent / "shared" / "data" / "fsdd"
 needs_fsdd = pytest.mark.skipif(
@@ -104,3 +106,11 @@ def test_the_shared_fsdd_copy_prepares_with_one_speaker_held_out(tmp_path):
     assert len(train) == 4 * 10 * 5 and len(test) == 50
     assert all(0.1 < u.duration < 2.5 for u in train + test)
     shutil.rmtree(tmp_path / "out")
+
+
+def test_fsdd_config_fine_tunes_the_demo_model():
+    """`--init-from runs/demo/asr_model` needs the demo's architecture: every model field is the same."""
+    demo = load_experiment(PACKAGED_CONFIGS / ASR_CONFIG).model
+    fsdd = load_experiment(PACKAGED_CONFIGS / "asr" / "fsdd.yaml").model
+    assert fsdd == demo
+    assert fsdd.encoder_kind == "conformer"
