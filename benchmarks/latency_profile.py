@@ -7,8 +7,11 @@ feature frames (500: 5 s, 124 encoder frames, 24 tokens per hypothesis), beam 10
 wall times do not; the hypotheses' lengths and a token checksum are printed so that runs of two code
 versions can be checked to give the same result.
 
-Usage: ``python benchmarks/latency_profile.py [--engine torch|onnx|onnx-int8] [--threads 1]
-[--profile none|torch|python]``. ``torch`` prints ``torch.profiler``'s operator table, ``python``
+``--batch 8`` decodes the 8 utterances of ``benchmarks/deployment.py`` together instead (its batch-8
+figure); times are then per utterance.
+
+Usage: ``python benchmarks/latency_profile.py [--engine torch|torch-int8|onnx|onnx-int8] [--threads 1]
+[--batch 1|8] [--profile none|torch|python]``. ``torch`` prints ``torch.profiler``'s operator table, ``python``
 cProfile's functions by own time.
 """
 
@@ -30,11 +33,13 @@ from seq2seq.decoding import DecodingConfig, decode_batch
 
 def decoder(engine: str, model, directory: Path, threads: int):
     """A function decoding (features, lengths, config) with the chosen engine."""
-    if engine == "torch":
+    from seq2seq.inference.quantization import quantize_onnx, quantize_torch
+
+    if engine in ("torch", "torch-int8"):
+        model = quantize_torch(model) if engine == "torch-int8" else model
         return lambda *args: decode_batch(model, *args)
     from seq2seq.inference.onnx_engine import OnnxASR
     from seq2seq.inference.onnx_export import export_asr
-    from seq2seq.inference.quantization import quantize_onnx
 
     manifest = export_asr(model, directory / "fp32")
     if engine == "onnx-int8":
@@ -42,15 +47,15 @@ def decoder(engine: str, model, directory: Path, threads: int):
     return OnnxASR(manifest.directory, threads).decode
 
 
-def report(run, repeats: int, profile: str) -> None:
-    """Time ``repeats`` runs, or profile one."""
+def report(run, repeats: int, profile: str, utterances: int = 1) -> None:
+    """Time ``repeats`` runs (CPU seconds per utterance), or profile one."""
     match profile:
         case "none":
             cpu = []
             for _ in range(repeats):
                 start = time.process_time()
                 run()
-                cpu.append(time.process_time() - start)
+                cpu.append((time.process_time() - start) / utterances)
             print("CPU s/utt, sorted:", " ".join(f"{t:.3f}" for t in sorted(cpu)))
         case "python":
             profiler = cProfile.Profile(time.process_time)
@@ -70,22 +75,28 @@ def report(run, repeats: int, profile: str) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--engine", default="torch", choices=("torch", "onnx", "onnx-int8"))
+    parser.add_argument("--engine", default="torch", choices=("torch", "torch-int8", "onnx", "onnx-int8"))
     parser.add_argument("--threads", type=int, default=1, help="torch and onnxruntime intra-op threads")
     parser.add_argument("--frames", type=int, default=500, help="feature frames of the utterance (10 ms)")
+    parser.add_argument("--batch", type=int, default=1, choices=(1, 8), help="8: deployment.py's batch")
     parser.add_argument("--repeats", type=int, default=5, help="timed runs (--profile none)")
     parser.add_argument("--profile", default="none", choices=("none", "torch", "python"))
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     model = build_model(5000)
-    features, lengths = make_batch(1, args.frames, args.frames, seed=0)
+    if args.batch == 1:
+        features, lengths = make_batch(1, args.frames, args.frames, seed=0)
+    else:  # deployment.py's workload
+        features, lengths = make_batch(8, 300, 800, seed=0)
     config = DecodingConfig(beam_size=10, ctc_weight=0.3, max_length_ratio=0.2)
     with tempfile.TemporaryDirectory() as directory, torch.inference_mode():
         decode = decoder(args.engine, model, Path(directory), args.threads)
-        tokens = decode(features, lengths, config)[0]  # warm-up
-        print(f"{args.engine}, {args.threads} thread(s): {len(tokens)} tokens, checksum {sum(tokens)}")
-        report(lambda: decode(features, lengths, config), args.repeats, args.profile)
+        hypotheses = decode(features, lengths, config)  # warm-up
+        tokens = [len(h) for h in hypotheses]
+        checksum = sum(sum(h) for h in hypotheses)
+        print(f"{args.engine}, {args.threads} thread(s), batch {args.batch}: tokens {tokens}, checksum {checksum}")
+        report(lambda: decode(features, lengths, config), args.repeats, args.profile, len(lengths))
     print({key: value for key, value in machine().items() if key in ("cpu", "cores", "load_average")})
 
 

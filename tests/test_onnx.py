@@ -4,6 +4,7 @@ unpickling, and broken ONNX folders are one-line errors (docs/reliability.md).""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import pickle
 import sys
@@ -37,6 +38,7 @@ from seq2seq.inference.onnx_files import MANIFEST, ONNX_DIR, OnnxPackageError  #
 from seq2seq.inference.quantization import quantize_onnx, quantize_torch  # noqa: E402
 from seq2seq.models.asr import ASRModel  # noqa: E402
 from seq2seq.models.tts import TTSModel  # noqa: E402
+from seq2seq.nn.conformer import ConformerConfig  # noqa: E402
 from seq2seq.tasks import Deployment, deploy, load_model_package  # noqa: E402
 
 DynamicLinear = torch.ao.nn.quantized.dynamic.Linear
@@ -105,6 +107,34 @@ def test_decoder_step_equals_the_model_with_and_without_the_cache(exported, leng
         np.testing.assert_allclose(log_probs, cached, atol=TOLERANCE)
         np.testing.assert_allclose(log_probs, full, atol=TOLERANCE)
     np.testing.assert_allclose(self_kv[-1, 0], cache.self_attn[-1].key, atol=TOLERANCE)
+
+
+@pytest.mark.parametrize("positions", ["absolute", "relative"])
+def test_conformer_encoder_graph_equals_the_model_on_a_padded_batch(tmp_path, positions):
+    """The demo's encoder kind: depthwise convolution and masked batch norm (running statistics made
+    non-trivial), so padding in the batch must not reach valid frames in the graph either."""
+    torch.manual_seed(0)
+    config = dataclasses.replace(
+        tiny_asr_config(12, input_dim=8, num_layers=2, activation="swish"),
+        encoder_kind="conformer",
+        conformer=ConformerConfig(kernel_size=5, positions=positions),
+        scale_encoder_input=False,
+    )
+    model = ASRModel(config).eval()
+    for name, buffer in model.named_buffers():
+        if name.endswith(("running_mean", "running_var")):
+            buffer.copy_(torch.rand_like(buffer) + 0.5)
+    export_asr(model, tmp_path)
+    engine = OnnxASR(tmp_path, threads=1)
+    features, feature_lengths = _features([61, 40, 23])
+    memory, memory_lengths, log_probs, _ = engine.encode(features, feature_lengths)
+    with torch.no_grad():
+        ref_memory, ref_lengths = model.encode(features, feature_lengths)
+        ref_log_probs = model.ctc_log_probs(ref_memory)
+    assert memory_lengths.tolist() == ref_lengths.tolist()
+    for b, n in enumerate(ref_lengths.tolist()):
+        np.testing.assert_allclose(memory[b, :n], ref_memory[b, :n], atol=TOLERANCE)
+        np.testing.assert_allclose(log_probs[b, :n], ref_log_probs[b, :n], atol=TOLERANCE)
 
 
 def _trained_model() -> tuple[ASRModel, torch.Tensor, torch.Tensor]:
