@@ -11,8 +11,8 @@ versions can be checked to give the same result.
 figure); times are then per utterance.
 
 Usage: ``python benchmarks/latency_profile.py [--engine torch|torch-int8|onnx|onnx-int8] [--threads 1]
-[--batch 1|8] [--profile none|torch|python]``. ``torch`` prints ``torch.profiler``'s operator table, ``python``
-cProfile's functions by own time.
+[--batch 1|8] [--profile none|torch|python]``. ``torch`` prints ``torch.profiler``'s operator table,
+``python`` cProfile's functions by own time.
 """
 
 from __future__ import annotations
@@ -95,7 +95,7 @@ def main() -> None:
         hypotheses = decode(features, lengths, config)  # warm-up
         tokens = [len(h) for h in hypotheses]
         checksum = sum(sum(h) for h in hypotheses)
-        print(f"{args.engine}, {args.threads} thread(s), batch {args.batch}: tokens {tokens}, checksum {checksum}")
+        print(f"{args.engine}, {args.threads} thread(s), batch {args.batch}: tokens {tokens}, sum {checksum}")
         report(lambda: decode(features, lengths, config), args.repeats, args.profile, len(lengths))
     print({key: value for key, value in machine().items() if key in ("cpu", "cores", "load_average")})
 
