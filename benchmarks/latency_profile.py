@@ -31,6 +31,9 @@ from decoding import build_model, make_batch
 from seq2seq.decoding import DecodingConfig, decode_batch
 
 
+SHAPES = True  # --profile torch: one row per operator and input shapes (False: per operator)
+
+
 def decoder(engine: str, model, directory: Path, threads: int):
     """A function decoding (features, lengths, config) with the chosen engine."""
     from seq2seq.inference.quantization import quantize_onnx, quantize_torch
@@ -67,7 +70,7 @@ def report(run, repeats: int, profile: str, utterances: int = 1) -> None:
 
             with torch_profile(activities=[ProfilerActivity.CPU], record_shapes=True) as prof:
                 run()
-            table = prof.key_averages(group_by_input_shape=True).table(
+            table = prof.key_averages(group_by_input_shape=SHAPES).table(
                 sort_by="self_cpu_time_total", row_limit=25, max_name_column_width=40
             )
             print(table)
