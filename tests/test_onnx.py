@@ -192,14 +192,20 @@ def test_onnx_search_reads_the_ctc_window_of_the_config(exported, monkeypatch):
 
 def test_torch_int8_replaces_linear_layers_and_stays_close():
     model = _model(layers=1)
-    quantized = quantize_torch(_model(layers=1))
-    linears = [name for name, m in quantized.named_modules() if isinstance(m, DynamicLinear)]
-    assert (
-        "output" in linears
-        and "ctc_head" in linears
-        and "decoder.layers.0.feed_forward.sublayer.up" in linears
-    )
-    assert not any(name.endswith((".query", ".key", ".value")) for name in linears)  # fused: kept float
+    quantized = quantize_torch(model)
+    linears = {name for name, m in quantized.named_modules() if isinstance(m, DynamicLinear)}
+    layer = "decoder.layers.0"
+    assert {
+        "output",
+        "ctc_head",
+        f"{layer}.feed_forward.sublayer.up",
+        f"{layer}.self_attn.sublayer.fused.query_key_value",  # the projections, fused and quantized
+        f"{layer}.cross_attn.sublayer.fused.key_value",
+        f"{layer}.cross_attn.sublayer.query",
+        "encoder.layers.0.self_attn.sublayer.fused.query_key_value",
+    } <= linears
+    assert not any(name.endswith((".key", ".value")) for name in linears)  # only used fused
+    assert not any(len(m.fused) for m in model.modules() if hasattr(m, "fused"))  # the model is untouched
     features, lengths = _features([50, 30])
     with torch.no_grad():
         a, b = model.encode(features, lengths)[0], quantized.encode(features, lengths)[0]

@@ -37,13 +37,13 @@ def cross_keys_values(decoder: Decoder, memory: torch.Tensor) -> torch.Tensor:
     layers = []
     for layer in decoder.layers:
         attention = layer.cross_attn.sublayer
-        layers.append(torch.stack(attention._project(memory, attention.key, attention.value)))
+        layers.append(torch.stack(attention._project(memory, "key", "value")))
     return torch.stack(layers)
 
 
 def _self_attend(attention: MultiHeadAttention, h, past_key, past_value):
     """One new position over the cached ones: h (N, 1, D), past (N, H, P, Dh) -> y, key, value."""
-    q, key, value = attention._project(h, attention.query, attention.key, attention.value)
+    q, key, value = attention._project(h, "query", "key", "value")
     key, value = torch.cat([past_key, key], dim=2), torch.cat([past_value, value], dim=2)
     y = F.scaled_dot_product_attention(q, key, value)
     return attention.out(y.transpose(1, 2).reshape(h.shape)), key, value

@@ -89,6 +89,8 @@ class MultiHeadAttention(nn.Module):
         self.key = make_linear(d_model, d_model, linear_norm)
         self.value = make_linear(d_model, d_model, linear_norm)
         self.out = make_linear(d_model, d_model, linear_norm)
+        # Concatenated projections as modules of their own, made by fuse_projections() (empty: none).
+        self.fused = nn.ModuleDict()
 
     def self_attention(
         self, x: torch.Tensor, attn_mask: torch.Tensor | None = None, cache: KVCache | None = None
@@ -104,7 +106,7 @@ class MultiHeadAttention(nn.Module):
         Returns:
             (B, U, D).
         """
-        q, key, value = self._project(x, self.query, self.key, self.value)  # one matmul for all three
+        q, key, value = self._project(x, "query", "key", "value")  # one matmul for all three
         if cache is not None:
             key, value = cache.append(key, value)
         return self._attend(q, key, value, attn_mask)[0]
@@ -122,7 +124,7 @@ class MultiHeadAttention(nn.Module):
         Returns:
             (1, N, D).
         """
-        q, key, value = self._project(x, self.query, self.key, self.value)
+        q, key, value = self._project(x, "query", "key", "value")
         dropout = self.dropout if self.training else 0.0
         spans = (part.split(packing.lengths, dim=2) for part in (q, key, value))  # split: cheap backward
         y = torch.cat([F.scaled_dot_product_attention(*qkv, dropout_p=dropout) for qkv in zip(*spans)], dim=2)
@@ -157,7 +159,7 @@ class MultiHeadAttention(nn.Module):
         if cache is not None and cache.key is not None:
             key, value = cache.key, cache.value
         else:
-            key, value = self._project(memory, self.key, self.value)  # keys and values in one matmul
+            key, value = self._project(memory, "key", "value")  # keys and values in one matmul
             if cache is not None:
                 key, value = cache.append(key, value)
         return self._attend(q, key, value, attn_mask, need_weights)
@@ -194,12 +196,35 @@ class MultiHeadAttention(nn.Module):
         b, t, d = x.shape
         return x.view(b, t, self.num_heads, d // self.num_heads).transpose(1, 2)
 
-    def _project(self, x: torch.Tensor, *layers: nn.Module) -> list[torch.Tensor]:
-        """``x`` through several projections as one matmul (a wider matmul runs at a higher rate), each
-        result split into heads (B, H, T, Dh)."""
-        weight = torch.cat([layer.weight for layer in layers])
-        bias = torch.cat([layer.bias for layer in layers])
-        return [self._split(part) for part in F.linear(x, weight, bias).chunk(len(layers), -1)]
+    def fuse_projections(self) -> None:
+        """Keep the concatenations that :meth:`_project` uses (query+key+value, key+value) as linear
+        layers of their own, so that int8 quantization can replace them too.
+
+        For inference only: the fused copies are not the parameters, so training would not update
+        them. Nothing is fused when a projection is weight-parametrized (its weight is computed).
+        """
+        layers = {name: getattr(self, name) for name in ("query", "key", "value")}
+        if any(type(m) is not nn.Linear or hasattr(m, "parametrizations") for m in layers.values()):
+            return
+        for names in (("query", "key", "value"), ("key", "value")):
+            parts = [layers[name] for name in names]
+            fused = nn.Linear(parts[0].in_features, sum(p.out_features for p in parts)).to(parts[0].weight)
+            with torch.no_grad():
+                fused.weight.copy_(torch.cat([p.weight for p in parts]))
+                fused.bias.copy_(torch.cat([p.bias for p in parts]))
+            self.fused["_".join(names)] = fused
+
+    def _project(self, x: torch.Tensor, *names: str) -> list[torch.Tensor]:
+        """``x`` through the projections ``names`` (of query, key, value) as one matmul (a wider matmul
+        runs at a higher rate), each result split into heads (B, H, T, Dh)."""
+        fused = "_".join(names)
+        if fused in self.fused:
+            y = self.fused[fused](x)
+        else:
+            layers = [getattr(self, name) for name in names]
+            weight, bias = (torch.cat([getattr(m, p) for m in layers]) for p in ("weight", "bias"))
+            y = F.linear(x, weight, bias)
+        return [self._split(part) for part in y.chunk(len(names), -1)]
 
 
 def _probabilities(q: torch.Tensor, key: torch.Tensor, attn_mask: torch.Tensor | None) -> torch.Tensor:

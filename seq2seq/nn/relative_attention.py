@@ -55,7 +55,7 @@ class RelativePositionAttention(MultiHeadAttention):
         Returns:
             (B, T, D).
         """
-        q, key, value = self._project(x, self.query, self.key, self.value)
+        q, key, value = self._project(x, "query", "key", "value")
         y = self._relative(q, key, value, self._split(self.position(positions).unsqueeze(0)), attn_mask)
         return self.out(y.transpose(1, 2).reshape(x.shape))
 
@@ -72,7 +72,7 @@ class RelativePositionAttention(MultiHeadAttention):
         Returns:
             (1, N, D).
         """
-        q, key, value = self._project(x, self.query, self.key, self.value)
+        q, key, value = self._project(x, "query", "key", "value")
         projected = self._split(self.position(positions).unsqueeze(0))  # (1, H, 2L - 1, Dh)
         centre = (projected.shape[2] - 1) // 2  # the row of distance 0
         spans = (part.split(packing.lengths, dim=2) for part in (q, key, value))

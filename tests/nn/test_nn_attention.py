@@ -138,3 +138,26 @@ def test_decoder_state_dict_keys_are_unchanged():
     keys = set(decoder("layer", "pre").state_dict())
     for key in ("layers.0.self_attn.sublayer.query.weight", "layers.1.cross_attn.sublayer.out.bias"):
         assert key in keys
+
+
+@torch.no_grad()
+def test_fused_projections_give_the_same_outputs_and_no_new_state():
+    """fuse_projections (for int8) keeps the concatenated weights as modules: the same results bit for
+    bit, and the state dict (what packages hold) is unchanged."""
+    mha = attention()
+    x, memory, memory_mask = inputs()
+    attn_mask = memory_mask[:, None, None, :]
+    keys = set(mha.state_dict())
+    expected = mha.self_attention(x), mha.cross_attention(x, memory, attn_mask)[0]
+    mha.fuse_projections()
+    assert set(mha.fused) == {"query_key_value", "key_value"}
+    assert mha.fused["key_value"].weight.shape == (2 * D, D)
+    assert torch.equal(mha.self_attention(x), expected[0])
+    assert torch.equal(mha.cross_attention(x, memory, attn_mask)[0], expected[1])
+    assert set(MultiHeadAttention(D, H).state_dict()) == keys
+
+
+def test_weight_normed_projections_are_not_fused():
+    mha = MultiHeadAttention(D, H, linear_norm="weight")
+    mha.fuse_projections()
+    assert len(mha.fused) == 0
