@@ -1,0 +1,43 @@
+"""The recipes' shell scripts stay runnable: every `seq2seq train` line names a config that exists and
+overrides that the config accepts (a renamed field would otherwise break a recipe only at its train
+step, after its data preparation)."""
+
+from __future__ import annotations
+
+import re
+import shlex
+
+import pytest
+from support import ROOT
+
+from seq2seq.experiments import load_experiment
+
+SCRIPTS = sorted((ROOT / "recipes").glob("*/run.sh"))
+
+
+def train_commands(script) -> list[list[str]]:
+    """The arguments after ``seq2seq train`` on each train line of ``script``, continuations joined."""
+    lines = script.read_text().replace("\\\n", " ").splitlines()
+    code = [shlex.split(line, comments=True) for line in lines]
+    return [words[words.index("train") + 1 :] for words in code if "seq2seq" in words and "train" in words]
+
+
+def config_and_overrides(arguments: list[str]) -> tuple[str, list[str]]:
+    config = arguments[arguments.index("-c" if "-c" in arguments else "--config") + 1]
+    overrides = [a for a in arguments if re.fullmatch(r"--[a-z_]+(\.[a-z_]+)*=[^$]*", a) and "$" not in a]
+    return config, overrides
+
+
+@pytest.mark.parametrize("script", SCRIPTS, ids=lambda s: s.parent.name)
+def test_recipe_train_lines_load(script):
+    for arguments in train_commands(script):
+        config, overrides = config_and_overrides(arguments)
+        assert (ROOT / config).is_file(), f"{script}: {config} does not exist"
+        load_experiment(ROOT / config, overrides)
+
+
+def test_the_synthetic_recipe_trains_the_conformer_for_an_hour():
+    (arguments,) = train_commands(ROOT / "recipes" / "synthetic" / "run.sh")
+    path, overrides = config_and_overrides(arguments)
+    config = load_experiment(ROOT / path, overrides)
+    assert config.model.encoder_kind == "conformer" and config.trainer.max_minutes == 60
