@@ -17,7 +17,6 @@ Usage: ``python benchmarks/deployment.py [--quick] [--before]``; prints a table 
 from __future__ import annotations
 
 import argparse
-import copy
 import json
 import os
 import platform
@@ -69,20 +68,21 @@ def onnx_engine(
 def engines(model, directory: Path, threads: int, before: bool) -> dict[str, object]:
     """The four engines; with ``before`` also torch fp32 and onnxruntime int8 as they were before the
     batch-1 work (no weight copy in few-row matmuls; every op type quantized, ConvInteger included,
-    and spinning),
+    and spinning), torch int8 with the attention's query/key/value left float,
     and today's onnxruntime int8 with spinning on (whether sleeping costs latency on an idle machine)
     and, with several threads, with its decoder step on one thread (the encoder on ``threads``)."""
     fp32 = export_asr(model, directory / "fp32")
     quantize_onnx(fp32, directory / "int8")
     rows = {
         "torch fp32": TorchEngine(model),
-        "torch int8": TorchEngine(quantize_torch(copy.deepcopy(model))),
+        "torch int8": TorchEngine(quantize_torch(model)),  # a copy
         "onnxruntime fp32": onnx_engine(directory / "fp32", threads),
         "onnxruntime int8": onnx_engine(directory / "int8", threads),
     }
     if before:
         quantize_onnx(fp32, directory / "int8-all", ops=())
         rows["torch fp32 before"] = TorchEngine(model, streamed=False)
+        rows["torch int8 unfused"] = TorchEngine(quantize_torch(model, fuse_attention=False))
         rows["ort int8 before"] = onnx_engine(directory / "int8-all", threads, spinning=True)
         rows["ort int8 spinning"] = onnx_engine(directory / "int8", threads, spinning=True)
     if before and threads > 1:

@@ -30,7 +30,6 @@ from decoding import build_model, make_batch
 
 from seq2seq.decoding import DecodingConfig, decode_batch
 
-
 SHAPES = True  # --profile torch: one row per operator and input shapes (False: per operator)
 
 

@@ -41,10 +41,11 @@ def quantizable_linears(model: nn.Module) -> set[str]:
     }
 
 
-def quantize_torch(model: nn.Module) -> nn.Module:
+def quantize_torch(model: nn.Module, fuse_attention: bool = True) -> nn.Module:
     """A copy of the model (CPU, eval) with its linear layers int8
     (``torch.ao.quantization.quantize_dynamic``), the attention projections fused first so that they are
-    quantized too (the decoder step's query/key/value were its largest float matmul).
+    quantized too (the decoder step's query/key/value were its largest float matmul);
+    ``fuse_attention=False`` leaves them float, as before (``benchmarks/deployment.py --before``).
 
     torch 2.11 still runs it but marks ``torch.ao.quantization`` deprecated in favour of torchao; the
     warning is silenced here, and the test suite checks that it still changes the outputs only slightly.
@@ -56,7 +57,7 @@ def quantize_torch(model: nn.Module) -> nn.Module:
 
     model = copy.deepcopy(model)
     for module in model.modules():
-        if isinstance(module, MultiHeadAttention):
+        if fuse_attention and isinstance(module, MultiHeadAttention):
             module.fuse_projections()
     spec = dict.fromkeys(quantizable_linears(model), default_dynamic_qconfig)
     with warnings.catch_warnings():
