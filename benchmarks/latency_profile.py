@@ -11,8 +11,8 @@ versions can be checked to give the same result.
 figure); times are then per utterance.
 
 Usage: ``python benchmarks/latency_profile.py [--engine torch|torch-int8|onnx|onnx-int8] [--threads 1]
-[--batch 1|8] [--profile none|torch|python]``. ``torch`` prints ``torch.profiler``'s operator table,
-``python`` cProfile's functions by own time.
+[--batch 1|8] [--profile none|torch|torch-ops|python]``. ``torch`` prints ``torch.profiler``'s table by
+operator and input shapes, ``torch-ops`` by operator alone, ``python`` cProfile's functions by own time.
 """
 
 from __future__ import annotations
@@ -29,8 +29,6 @@ from _timing import machine
 from decoding import build_model, make_batch
 
 from seq2seq.decoding import DecodingConfig, decode_batch
-
-SHAPES = True  # --profile torch: one row per operator and input shapes (False: per operator)
 
 
 def decoder(engine: str, model, directory: Path, threads: int):
@@ -63,13 +61,13 @@ def report(run, repeats: int, profile: str, utterances: int = 1) -> None:
             profiler = cProfile.Profile(time.process_time)
             profiler.runcall(run)
             pstats.Stats(profiler).sort_stats("tottime").print_stats(30)
-        case "torch":
+        case "torch" | "torch-ops":
             from torch.profiler import ProfilerActivity
             from torch.profiler import profile as torch_profile
 
             with torch_profile(activities=[ProfilerActivity.CPU], record_shapes=True) as prof:
                 run()
-            table = prof.key_averages(group_by_input_shape=SHAPES).table(
+            table = prof.key_averages(group_by_input_shape=profile == "torch").table(
                 sort_by="self_cpu_time_total", row_limit=25, max_name_column_width=40
             )
             print(table)
@@ -82,7 +80,7 @@ def main() -> None:
     parser.add_argument("--frames", type=int, default=500, help="feature frames of the utterance (10 ms)")
     parser.add_argument("--batch", type=int, default=1, choices=(1, 8), help="8: deployment.py's batch")
     parser.add_argument("--repeats", type=int, default=5, help="timed runs (--profile none)")
-    parser.add_argument("--profile", default="none", choices=("none", "torch", "python"))
+    parser.add_argument("--profile", default="none", choices=("none", "torch", "torch-ops", "python"))
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)

@@ -24,7 +24,7 @@ def train_commands(script) -> list[list[str]]:
 
 def config_and_overrides(arguments: list[str]) -> tuple[str, list[str]]:
     config = arguments[arguments.index("-c" if "-c" in arguments else "--config") + 1]
-    overrides = [a for a in arguments if re.fullmatch(r"--[a-z_]+(\.[a-z_]+)*=[^$]*", a) and "$" not in a]
+    overrides = [a for a in arguments if re.fullmatch(r"--[a-z_]+(\.[a-z_]+)*=[^$]*", a)]
     return config, overrides
 
 

@@ -7,6 +7,7 @@ the float package stays the source (a torch int8 package is the fp32 weights plu
 
 from __future__ import annotations
 
+import copy
 import logging
 import warnings
 from pathlib import Path
@@ -50,8 +51,6 @@ def quantize_torch(model: nn.Module, fuse_attention: bool = True) -> nn.Module:
     torch 2.11 still runs it but marks ``torch.ao.quantization`` deprecated in favour of torchao; the
     warning is silenced here, and the test suite checks that it still changes the outputs only slightly.
     """
-    import copy
-
     import torch
     from torch.ao.quantization import default_dynamic_qconfig, quantize_dynamic
 
