@@ -104,6 +104,9 @@ def transcribe(
     ctc_window: int | None = None,
     nbest: int | None = None,
     rescore: bool = False,
+    lexicon: str | None = None,
+    lexicon_weight: float | None = None,
+    oov_penalty: float | None = None,
 ) -> int:
     """Transcribe audio files, folders or a manifest with a model package.
 
@@ -126,6 +129,9 @@ def transcribe(
         ctc_window: the CTC prefix score reads this many encoder frames each side of the alignment (0: all).
         nbest: with --output-format jsonl, write the N best hypotheses with per-scorer scores.
         rescore: re-rank the n-best list of a search without the LM by adding lm_weight x LM score.
+        lexicon: word list (`word [weight]` lines; `seq2seq prepare lexicon`) the search spells words from.
+        lexicon_weight: weight of the word list's unigram log-probability (default 0.3 with --lexicon).
+        oov_penalty: nats a word outside the word list costs (default 30).
     """
     from seq2seq.commands import transcribe_files
 
@@ -133,6 +139,7 @@ def transcribe(
         raise ValueError("--nbest writes n-best lists as JSON Lines: add --output-format jsonl")
     transcriber = _transcriber(model, device, beam_size, ctc_weight, engine, lightning)
     transcriber = _search(transcriber, device, lm, lm_weight, length_bonus, ctc_window, nbest, rescore)
+    transcriber = _lexicon(transcriber, lexicon, lexicon_weight, oov_penalty)
     transcriber.keep_nbest = nbest is not None
     return transcribe_files(
         transcriber, list(inputs), manifest, batch_size, output_format, output, window_seconds, lightning
@@ -156,6 +163,9 @@ def evaluate(
     length_bonus: float | None = None,
     ctc_window: int | None = None,
     rescore: bool = False,
+    lexicon: str | None = None,
+    lexicon_weight: float | None = None,
+    oov_penalty: float | None = None,
 ) -> int:
     """Score a package on a manifest: ASR prints WER/CER; TTS mel L1, MCD, round-trip CER; LM perplexity.
 
@@ -176,6 +186,9 @@ def evaluate(
         length_bonus: ASR only: added to the score per output token (positive: espnet early stop).
         ctc_window: ASR only: CTC prefix-score frames each side of the alignment (0: all).
         rescore: ASR only: re-rank the beam's n-best list with the LM instead of fusing it.
+        lexicon: ASR only: word list (`seq2seq prepare lexicon`) the search spells words from.
+        lexicon_weight: ASR only: weight of the word list's log-probability (default 0.3 with --lexicon).
+        oov_penalty: ASR only: nats a word outside the word list costs (default 30).
     """
     from seq2seq import commands
     from seq2seq.inference.generate import Generator
@@ -198,6 +211,7 @@ def evaluate(
     transcriber = Transcriber(loaded.package, engine=_engine(model, engine, device, lightning))
     transcriber = transcriber.with_decoding(beam_size=beam_size, ctc_weight=ctc_weight)
     transcriber = _search(transcriber, device, lm, lm_weight, length_bonus, ctc_window, None, rescore)
+    transcriber = _lexicon(transcriber, lexicon, lexicon_weight, oov_penalty)
     return commands.evaluate_transcriber(transcriber, manifest, out, batch_size, lightning)
 
 
@@ -330,6 +344,21 @@ def _search(transcriber, device, lm, lm_weight, length_bonus, ctc_window, nbest,
     return transcriber.with_decoding(length_penalty=length_bonus, ctc_window=ctc_window, nbest=nbest)
 
 
+DEFAULT_LEXICON_WEIGHT = 0.3  # --lexicon without --lexicon-weight: the synthetic recipe's dev sweep
+
+
+def _lexicon(transcriber, lexicon: str | None, weight: float | None, oov_penalty: float | None):
+    """The word list on top of the search flags, read and spelled before any audio is read."""
+    from seq2seq.inference.lexicon import WordList
+
+    if lexicon is None:
+        if weight is not None or oov_penalty is not None:
+            raise ValueError("--lexicon-weight and --oov-penalty need a word list: add --lexicon FILE")
+        return transcriber
+    weight = DEFAULT_LEXICON_WEIGHT if weight is None else weight
+    return transcriber.with_lexicon(WordList.read(lexicon), weight, oov_penalty)
+
+
 def _prepare_commands() -> dict[str, Callable]:
     from seq2seq.data import prepare
 
@@ -340,6 +369,7 @@ def _prepare_commands() -> dict[str, Callable]:
         "commonvoice": prepare.commonvoice,
         "fsdd": prepare.fsdd,
         "lm-text": prepare.lm_text,
+        "lexicon": prepare.lexicon,
         "cmudict": prepare.cmudict,
     }
 

@@ -152,6 +152,7 @@ CHECKS: dict[str, Check] = {
     "texts": free_text,
     "words": free_text,  # a word the vocabulary cannot represent is one error line, and the others go on
     "input": Existing("file"),
+    "lexicon": Existing("file"),
     # written
     "out_dir": Output("folder"),
     "out": Output("folder"),
@@ -178,6 +179,9 @@ CHECKS: dict[str, Check] = {
     "seed": Range(0, 2**32 - 1),
     "num_train": Range(1, MAX_COUNT),
     "count": Range(1, MAX_COUNT),
+    "size": Range(1, MAX_COUNT),
+    "lexicon_weight": Range(0, 10, why="the word list's log-probability next to the ASR model's, weight 1"),
+    "oov_penalty": Range(0, 1000, why="nats for a word outside the word list"),
     "num_dev": Range(1, MAX_COUNT),
     "num_test": Range(1, MAX_COUNT),
     "num_tts": Range(0, MAX_COUNT),

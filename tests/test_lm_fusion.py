@@ -165,7 +165,7 @@ def test_cli_nbest_jsonl_has_per_scorer_scores_and_batch_size_does_not_matter(pa
         (window,) = row["nbest"]
         assert 1 <= len(window) <= 3
         for entry in window:
-            assert set(entry) == {"text", "tokens", "attention", "ctc", "lm", "length", "total"}
+            assert set(entry) == {"text", "tokens", "attention", "ctc", "lm", "lexicon", "length", "total"}
             fused = 0.7 * entry["attention"] + 0.3 * entry["ctc"] + 0.5 * entry["lm"] + entry["length"]
             assert entry["total"] == pytest.approx(fused, abs=1e-3)
             assert entry["length"] == pytest.approx(0.5 * entry["tokens"])

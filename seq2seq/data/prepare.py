@@ -134,6 +134,20 @@ def lm_text(out_file: str, count: int = 800_000, seed: int = 0, exclude: list[st
     return Path(out_file)
 
 
+def lexicon(out_file: str, size: int | None = None) -> Path:
+    """Write an English word list with frequencies for `--lexicon` (wordfreq's words that CMUdict knows).
+
+    Args:
+        out_file: text file of `word<TAB>frequency` lines, most frequent first.
+        size: keep the most frequent N words (default: all, about 98,000).
+    """
+    from seq2seq.data.word_list import write_word_list
+
+    path, count = write_word_list(out_file, size)
+    print(f"lexicon: {count} words -> {path}")
+    return path
+
+
 def tokenizer(
     manifest: str,
     out_dir: str,

@@ -16,6 +16,7 @@ import torch
 from seq2seq.core.text import EOS_ID, SOS_ID
 from seq2seq.decoding.config import DecodingConfig
 from seq2seq.decoding.greedy import allowed_token_mask, greedy_search, max_lengths
+from seq2seq.decoding.lexicon import LexiconScorer, LexiconTrie
 from seq2seq.decoding.lm_scorer import LMScorer
 from seq2seq.decoding.scorer import AttentionScorer, CTCPrefixScorer, Scorer
 
@@ -35,7 +36,7 @@ class Hypothesis:
         score: the ranking score (weighted sum, length penalty included; divided by ``len + 1`` when
             the config asks for length normalization).
         scores: per scorer, its unweighted log-probability of ``tokens + EOS`` (``attention``, ``ctc``,
-            ``lm``: the scorers the search used).
+            ``lm``, ``lexicon``: the scorers the search used).
     """
 
     tokens: list[int]
@@ -244,25 +245,40 @@ def end_detect(hyps: list[Hypothesis], length: int, recent: int = 3, margin: flo
     return hopeless == recent
 
 
-def build_scorers(model, config: DecodingConfig, lm=None) -> tuple[dict[str, Scorer], dict[str, float]]:
+def build_scorers(
+    model, config: DecodingConfig, lm=None, lexicon: LexiconTrie | None = None
+) -> tuple[dict[str, Scorer], dict[str, float]]:
     """The attention decoder and the CTC prefix scorer with weights ``1 - ctc_weight`` and ``ctc_weight``,
-    and the language model ``lm`` (if given) with ``lm_weight``; a scorer with weight 0 is left out so
-    that it costs nothing (``lm_weight = 0`` is exactly the search without the LM).
+    the language model ``lm`` (if given) with ``lm_weight`` and the word list ``lexicon`` (if given)
+    with ``lexicon_weight``; a scorer with weight 0 is left out so that it costs nothing
+    (``lm_weight = 0`` is exactly the search without the LM, ``lexicon_weight = 0`` without the list).
     """
     scorers: dict[str, Scorer] = {}
-    weights = {"attention": 1.0 - config.ctc_weight, "ctc": config.ctc_weight, "lm": config.lm_weight}
+    weights = {
+        "attention": 1.0 - config.ctc_weight,
+        "ctc": config.ctc_weight,
+        "lm": config.lm_weight,
+        "lexicon": config.lexicon_weight,
+    }
     if weights["attention"] > 0:
         scorers["attention"] = AttentionScorer(model)
     if weights["ctc"] > 0:
         scorers["ctc"] = CTCPrefixScorer(model.ctc_log_probs, config.ctc_window)
     if lm is not None and weights["lm"] > 0:
         scorers["lm"] = LMScorer(lm)
+    if lexicon is not None and weights["lexicon"] > 0:
+        scorers["lexicon"] = LexiconScorer(lexicon, config.oov_penalty)
     return scorers, {name: weights[name] for name in scorers}
 
 
 @torch.inference_mode()
 def beam_search(
-    model, features: torch.Tensor, lengths: torch.Tensor, config: DecodingConfig, lm=None
+    model,
+    features: torch.Tensor,
+    lengths: torch.Tensor,
+    config: DecodingConfig,
+    lm=None,
+    lexicon: LexiconTrie | None = None,
 ) -> list[list[Hypothesis]]:
     """Joint CTC/attention beam search over a batch of utterances.
 
@@ -272,21 +288,28 @@ def beam_search(
         features: (B, T, F) log-Mel features; lengths: (B,) valid frames.
         config: search settings.
         lm: a :class:`~seq2seq.models.lm.LanguageModel` fused with weight ``config.lm_weight``, or None.
+        lexicon: a word list's tree, weighted by ``config.lexicon_weight``, or None.
 
     Returns:
         B lists of up to ``config.nbest`` :class:`Hypothesis`, best first.
     """
     memory, memory_lengths = model.encode(features, lengths)
-    scorers, weights = build_scorers(model, config, lm)
+    scorers, weights = build_scorers(model, config, lm, lexicon)
     return BeamSearch(scorers, weights, config)(memory, memory_lengths, model.config.vocab_size)
 
 
 def decode_batch(
-    model, features: torch.Tensor, lengths: torch.Tensor, config: DecodingConfig, lm=None
+    model,
+    features: torch.Tensor,
+    lengths: torch.Tensor,
+    config: DecodingConfig,
+    lm=None,
+    lexicon: LexiconTrie | None = None,
 ) -> list[list[int]]:
     """Best token ids per utterance: greedy search when ``beam_size == 1`` and only the decoder scores,
     beam search otherwise.
     """
-    if config.beam_size == 1 and config.ctc_weight == 0.0 and (lm is None or config.lm_weight == 0.0):
+    if config.beam_size == 1 and list(build_scorers(model, config, lm, lexicon)[0]) == ["attention"]:
         return greedy_search(model, features, lengths, config.max_length_ratio)
-    return [hyps[0].tokens if hyps else [] for hyps in beam_search(model, features, lengths, config, lm)]
+    found = beam_search(model, features, lengths, config, lm, lexicon)
+    return [hyps[0].tokens if hyps else [] for hyps in found]

@@ -16,14 +16,18 @@ class DecodingConfig:
     """Search settings shared by greedy and beam search.
 
     The score of a hypothesis ``y`` is ``(1 - ctc_weight) * log P_att(y) + ctc_weight * log P_ctc(y)
-    + lm_weight * log P_lm(y) + length_penalty * len(y)``; the log-probabilities include the end of
-    sentence. The LM term exists only when a language model is given (shallow fusion).
+    + lm_weight * log P_lm(y) + lexicon_weight * log P_lex(y) + length_penalty * len(y)``; the
+    log-probabilities include the end of sentence. The LM term exists only when a language model is given
+    (shallow fusion), the lexicon term only when a word list is (:mod:`seq2seq.decoding.lexicon`).
 
     Attributes:
         beam_size: hypotheses kept per utterance; 1 with ``ctc_weight=0`` is greedy search.
         ctc_weight: weight of the CTC prefix score (0: attention only, 1: CTC only; then every token is
             a CTC candidate, since no attention pre-beam exists).
         lm_weight: weight of the language model's log-probability (0: the LM is not run at all).
+        lexicon_weight: weight of the word list's unigram log-probability (0: the list is not used).
+        oov_penalty: what a word outside the word list costs (log domain, before ``lexicon_weight``);
+            a large value keeps the search on listed words.
         length_penalty: added to the score per output token (EOS excluded); positive values favour
             longer outputs, as ESPnet's length bonus does.
         length_normalization: rank ended hypotheses by ``score / (len(y) + 1)`` (EOS counted).
@@ -53,6 +57,8 @@ class DecodingConfig:
     beam_size: int = 10
     ctc_weight: float = 0.3
     lm_weight: float = 0.0
+    lexicon_weight: float = 0.0
+    oov_penalty: float = 30.0
     length_penalty: float = 0.0
     length_normalization: bool = False
     max_length_ratio: float = 1.0
@@ -69,6 +75,10 @@ class DecodingConfig:
             raise ValueError(f"ctc_weight={self.ctc_weight} must be in [0, 1]")
         if not (math.isfinite(self.lm_weight) and self.lm_weight >= 0):
             raise ValueError(f"lm_weight={self.lm_weight} must be finite and >= 0")
+        if not (math.isfinite(self.lexicon_weight) and self.lexicon_weight >= 0):
+            raise ValueError(f"lexicon_weight={self.lexicon_weight} must be finite and >= 0")
+        if not (math.isfinite(self.oov_penalty) and self.oov_penalty >= 0):
+            raise ValueError(f"oov_penalty={self.oov_penalty} must be finite and >= 0")
         if not math.isfinite(self.length_penalty):
             raise ValueError(f"length_penalty={self.length_penalty} must be finite")
         if not self.max_length_ratio > 0.0:

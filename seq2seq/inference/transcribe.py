@@ -23,10 +23,11 @@ from seq2seq.inference.audio_inputs import (
     find_audio,
     split_into_windows,
 )
+from seq2seq.inference.lexicon import SpelledLexicon, WordList, spell
 
 Source = tuple[str, float, float | None]  # (path, offset, duration or None for "to the end")
 Result = tuple[str | None, str | None]  # (transcript, error)
-NBest = list[dict]  # per hypothesis: text, tokens, attention, ctc, lm, length, total (best first)
+NBest = list[dict]  # per hypothesis: text, tokens, attention, ctc, lm, lexicon, length, total (best first)
 SegmentDecoder = Callable[["Transcriber", DataLoader], Iterable[tuple[Segment, "Decoded | None"]]]
 
 
@@ -74,7 +75,9 @@ class Transcriber:
         rescore: use the LM to re-rank the n-best list of a search without it (n-best rescoring)
             instead of inside the search (shallow fusion).
         engine: runs the search instead of the package's PyTorch model (the ONNX graphs); None: torch.
-            It returns best transcripts only: no LM, rescoring or n-best lists.
+            It returns best transcripts only: no LM, lexicon, rescoring or n-best lists.
+        lexicon: a word list spelled with the package's tokenizer, weighted by
+            ``decoding.lexicon_weight`` (see :meth:`with_lexicon`).
     """
 
     def __init__(
@@ -84,6 +87,7 @@ class Transcriber:
         lm: ModelPackage | None = None,
         rescore: bool = False,
         engine: Engine | None = None,
+        lexicon: SpelledLexicon | None = None,
     ):
         if package.task != "asr":
             raise PackageError(
@@ -95,7 +99,10 @@ class Transcriber:
             raise ValueError(
                 "--engine onnx decodes without a language model: drop --lm or use --engine torch"
             )
+        if engine is not None and lexicon is not None:
+            raise ValueError("--engine onnx decodes without a lexicon: drop --lexicon or use --engine torch")
         self.package, self.lm, self.rescore, self.engine = package, lm, rescore, engine
+        self.lexicon = lexicon
         self.config: DecodingConfig = decoding or package.config.decoding
         self.keep_nbest = False  # decoded segments carry their n-best lists (``--nbest``)
 
@@ -109,15 +116,27 @@ class Transcriber:
         bonus = changes.get("length_penalty", self.config.length_penalty) > 0
         if bonus and changes.get("early_stop", self.config.early_stop) == "bound":
             changes["early_stop"] = "espnet"
-        return self._copy(dataclasses.replace(self.config, **changes), self.lm, self.rescore)
+        return self._copy(dataclasses.replace(self.config, **changes), self.lm, self.rescore, self.lexicon)
 
     def with_lm(self, lm: ModelPackage | None, weight: float | None = None, rescore: bool = False):
         """The same model with a language model (fused with ``weight``, or the config's lm_weight)."""
         config = self.config if weight is None else dataclasses.replace(self.config, lm_weight=weight)
-        return self._copy(config, lm, rescore)
+        return self._copy(config, lm, rescore, self.lexicon)
 
-    def _copy(self, config: DecodingConfig, lm, rescore: bool) -> Transcriber:
-        copy = Transcriber(self.package, config, lm, rescore, self.engine)
+    def with_lexicon(
+        self, words: WordList | None, weight: float | None = None, oov_penalty: float | None = None
+    ) -> Transcriber:
+        """The same model searching over the words of ``words`` (the tree is built once, here), with the
+        config's ``lexicon_weight`` and ``oov_penalty`` unless given; None removes the lexicon."""
+        changes = {"lexicon_weight": weight, "oov_penalty": oov_penalty}
+        config = dataclasses.replace(self.config, **{k: v for k, v in changes.items() if v is not None})
+        lexicon = None if words is None else spell(words, self.package.tokenizer)
+        if lexicon is not None:
+            lexicon = SpelledLexicon(lexicon.trie.to(self.device), lexicon.skipped)
+        return self._copy(config, self.lm, self.rescore, lexicon)
+
+    def _copy(self, config: DecodingConfig, lm, rescore: bool, lexicon: SpelledLexicon | None) -> Transcriber:
+        copy = Transcriber(self.package, config, lm, rescore, self.engine, lexicon)
         copy.keep_nbest = self.keep_nbest
         return copy
 
@@ -132,6 +151,10 @@ class Transcriber:
     @property
     def lm_model(self) -> torch.nn.Module | None:
         return None if self.lm is None else self.lm.model
+
+    @property
+    def lexicon_trie(self):
+        return None if self.lexicon is None else self.lexicon.trie
 
     @torch.inference_mode()
     def __call__(self, features: torch.Tensor, lengths: torch.Tensor) -> list[str]:
@@ -153,13 +176,16 @@ class Transcriber:
             return [Decoded(self.package.tokenizer.decode(t)) for t in tokens]
         features, lengths = features.to(self.device), lengths.to(self.device)
         if not (self.keep_nbest or self.rescore):
-            tokens = decode_batch(self.model, features, lengths, self.config, self.lm_model)
+            tokens = decode_batch(
+                self.model, features, lengths, self.config, self.lm_model, self.lexicon_trie
+            )
             return [Decoded(self.package.tokenizer.decode(t)) for t in tokens]
         if self.rescore:
             search = dataclasses.replace(self.config, lm_weight=0.0)
-            found = [self._rescored(h) for h in beam_search(self.model, features, lengths, search)]
+            found = beam_search(self.model, features, lengths, search, None, self.lexicon_trie)
+            found = [self._rescored(h) for h in found]
         else:
-            found = beam_search(self.model, features, lengths, self.config, self.lm_model)
+            found = beam_search(self.model, features, lengths, self.config, self.lm_model, self.lexicon_trie)
         lists = [[self._entry(h) for h in hyps] for hyps in found]
         return [Decoded(n[0]["text"] if n else "", n if self.keep_nbest else None) for n in lists]
 
@@ -178,7 +204,7 @@ class Transcriber:
 
     def _entry(self, h: Hypothesis) -> dict:
         """One n-best line: the text, unweighted scorer sums, the length bonus and the ranking score."""
-        scores = {name: h.scores.get(name) for name in ("attention", "ctc", "lm")}
+        scores = {name: h.scores.get(name) for name in ("attention", "ctc", "lm", "lexicon")}
         length = self.config.length_penalty * len(h.tokens)
         text = self.package.tokenizer.decode(h.tokens)
         return {"text": text, "tokens": len(h.tokens), **scores, "length": length, "total": h.score}
