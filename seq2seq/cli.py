@@ -54,6 +54,7 @@ def export(
     quantize: Literal["none", "int8"] = "none",
     calibration_manifest: str | None = None,
     quantize_tolerance: float = 0.5,
+    lexicon: str | None = None,
 ) -> int:
     """Turn a training checkpoint (or a run folder) into a model package for inference.
 
@@ -67,6 +68,7 @@ def export(
         quantize: int8: quantize the linear layers for both engines, after measuring the CER it costs.
         calibration_manifest: manifest the int8 CER cost is measured on (required with --quantize int8).
         quantize_tolerance: refuse int8 when it loses more than this many CER points (absolute).
+        lexicon: ASR: include this word list (`prepare lexicon`); the package's search then spells its words.
     """
     from seq2seq.tasks import Deployment, deploy
     from seq2seq.tasks import export as export_package
@@ -77,7 +79,9 @@ def export(
         from seq2seq.inference.onnx_engine import onnxruntime_module
 
         onnxruntime_module()  # a missing onnxruntime is an error before the package is written
-    path = export_package(checkpoint, out_dir, average=average, trust=trust_checkpoint, select=select)
+    path = export_package(
+        checkpoint, out_dir, average=average, trust=trust_checkpoint, select=select, lexicon=lexicon
+    )
     print(f"model package -> {path}")
     if onnx or precision == "int8":
         deploy(path, deployment)
@@ -281,7 +285,7 @@ def generate(
     return generate_words(generator, list(words), input, output_format, output, batch_size)
 
 
-def demo(out: str = "runs/demo", minutes: float = 9.0, tts_minutes: float = 3.5) -> int:
+def demo(out: str = "runs/demo", minutes: float = 9.0, tts_minutes: float = 3.0) -> int:
     """The main job: make the synthetic corpus, train ASR (and TTS), evaluate, transcribe, synthesize.
 
     Args:
@@ -348,15 +352,20 @@ DEFAULT_LEXICON_WEIGHT = 0.3  # --lexicon without --lexicon-weight: the syntheti
 
 
 def _lexicon(transcriber, lexicon: str | None, weight: float | None, oov_penalty: float | None):
-    """The word list on top of the search flags, read and spelled before any audio is read."""
+    """The word list on top of the search flags, read and spelled before any audio is read: ``--lexicon``
+    replaces the package's own list (``export --lexicon``); the weights alone retune the package's."""
     from seq2seq.inference.lexicon import WordList
 
-    if lexicon is None:
-        if weight is not None or oov_penalty is not None:
-            raise ValueError("--lexicon-weight and --oov-penalty need a word list: add --lexicon FILE")
+    if lexicon is not None:
+        words = WordList.read(lexicon)
+        if weight is None and transcriber.lexicon_trie is None:
+            weight = DEFAULT_LEXICON_WEIGHT
+        return transcriber.with_lexicon(words, weight, oov_penalty)
+    if weight is None and oov_penalty is None:
         return transcriber
-    weight = DEFAULT_LEXICON_WEIGHT if weight is None else weight
-    return transcriber.with_lexicon(WordList.read(lexicon), weight, oov_penalty)
+    if transcriber.package.lexicon is None:
+        raise ValueError("--lexicon-weight and --oov-penalty need a word list: add --lexicon FILE")
+    return transcriber.with_decoding(lexicon_weight=weight, oov_penalty=oov_penalty)
 
 
 def _prepare_commands() -> dict[str, Callable]:

@@ -178,7 +178,7 @@ def _search_summary(transcriber: Transcriber) -> str:
     if transcriber.lm is not None:
         how = "rescoring" if transcriber.rescore else "fused"
         summary += f", lm_weight {config.lm_weight} ({how}), length_bonus {config.length_penalty}"
-    if transcriber.lexicon is not None:
+    if transcriber.lexicon_trie is not None:
         words = transcriber.lexicon.trie.words
         summary += (
             f", lexicon {words} words (weight {config.lexicon_weight}, oov_penalty {config.oov_penalty})"

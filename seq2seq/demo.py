@@ -35,13 +35,13 @@ def _experiment(name: str, data_dir: Path, run_dir: Path, minutes: float, manife
     )
 
 
-def _train_and_export(experiment, package_dir: Path, average: int) -> float:
+def _train_and_export(experiment, package_dir: Path, average: int, lexicon: Path | None = None) -> float:
     from seq2seq.tasks import export, train
 
     start = time.perf_counter()
     train(experiment)
     minutes = (time.perf_counter() - start) / 60
-    export(experiment.out_dir, package_dir, average=average)
+    export(experiment.out_dir, package_dir, average=average, lexicon=lexicon)
     return minutes
 
 
@@ -68,6 +68,7 @@ def run_demo(out: Path, minutes: float, tts_minutes: float) -> int:
     """Prepare the corpus, train and evaluate ASR, transcribe a file, then train TTS and synthesize."""
     from seq2seq.commands import evaluate_transcriber, transcribe_files
     from seq2seq.data.synthetic.corpus import prepare_synthetic
+    from seq2seq.data.word_list import write_word_list
     from seq2seq.tasks import load_package
 
     data_dir = out / "data"
@@ -75,17 +76,20 @@ def run_demo(out: Path, minutes: float, tts_minutes: float) -> int:
     manifests = prepare_synthetic(data_dir)
     print(f"[demo] synthetic corpus ready in {time.perf_counter() - start:.0f} s -> {data_dir}")
     asr = _experiment(ASR_CONFIG, data_dir, out / "asr", minutes, ("train.jsonl", "dev.jsonl", "test.jsonl"))
-    trained = _train_and_export(asr, out / "asr_model", average=3)
-    print(f"[demo] ASR trained in {trained:.1f} min -> {out / 'asr_model'}")
+    lexicon, words = write_word_list(data_dir / "lexicon.txt")
+    trained = _train_and_export(asr, out / "asr_model", average=3, lexicon=lexicon)
+    print(f"[demo] ASR trained in {trained:.1f} min -> {out / 'asr_model'} (with {words} English words)")
     transcriber = load_package(out / "asr_model")  # decodes with the recipe's saved settings
+    searches = (("", transcriber), ("-no-lexicon", transcriber.with_lexicon(None)))
     for split, what in TEST_SETS:
-        print(f"[demo] {what} ({split}):")
-        evaluate_transcriber(
-            transcriber,
-            str(manifests[split]),
-            out=str(out / "asr_model" / f"eval-{split}.jsonl"),
-            batch_size=16,
-        )
+        print(f"[demo] {what} ({split}), with the word list and without it:")
+        for suffix, search in searches:
+            evaluate_transcriber(
+                search,
+                str(manifests[split]),
+                out=str(out / "asr_model" / f"eval-{split}{suffix}.jsonl"),
+                batch_size=16,
+            )
     sample = sorted((data_dir / "wavs" / "test").glob("*.wav"))[0]
     print(f"[demo] transcribing {sample}:")
     transcribe_files(

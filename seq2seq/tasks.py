@@ -21,6 +21,7 @@ from torch import nn
 from seq2seq.core.config import ConfigError
 from seq2seq.core.package import (
     CONFIG,
+    LEXICON,
     TOKENIZER,
     ModelPackage,
     PackageError,
@@ -41,6 +42,7 @@ from seq2seq.experiments import (
     experiment_from_dict,
 )
 from seq2seq.inference.generate import Generator
+from seq2seq.inference.lexicon import check_word_list
 from seq2seq.inference.lm import LanguageModelScorer
 from seq2seq.inference.synthesize import Synthesizer
 from seq2seq.inference.transcribe import Transcriber
@@ -142,7 +144,8 @@ def load_model_package(directory: str | Path, device: str | torch.device = "cpu"
         from seq2seq.inference.quantization import quantize_torch
 
         model = quantize_torch(model)
-    return ModelPackage(name, experiment, model, tokenizer, directory)
+    lexicon = directory / LEXICON if (directory / LEXICON).is_file() else None
+    return ModelPackage(name, experiment, model, tokenizer, directory, lexicon)
 
 
 def load_package(directory: str | Path, device: str | torch.device = "cpu") -> Any:
@@ -174,13 +177,16 @@ def export(
     trust: bool = False,
     select: str = "best",
     stats_batches: int = 50,
+    lexicon: str | Path | None = None,
 ) -> Path:
     """A checkpoint, or the average of a run folder's ``average`` best (or last) ones -> a package.
 
-    A package folder as ``checkpoint`` is copied (weights, config, tokenizer) to ``out_dir``, so that
-    :func:`deploy` can add ONNX graphs or int8 to a copy of a package without its run folder."""
+    A package folder as ``checkpoint`` is copied (weights, config, tokenizer, word list) to ``out_dir``,
+    so that :func:`deploy` can add ONNX graphs or int8 to a copy of a package without its run folder.
+    ``lexicon``: a word list (ASR, character tokenizer) to include; it is checked before anything is
+    written."""
     if (Path(checkpoint) / CONFIG).is_file():
-        return _copy_package(Path(checkpoint), Path(out_dir))
+        return _copy_package(Path(checkpoint), Path(out_dir), lexicon)
     from seq2seq.training.checkpointing import CheckpointError
     from seq2seq.training.export import export_run, read_checkpoints
 
@@ -190,15 +196,20 @@ def export(
     except ConfigError as error:
         raise CheckpointError(str(error)) from None
     parts = task_of(experiment).training()
-    return export_run(paths, loaded, meta, experiment, parts.module, parts.datamodule, out_dir, stats_batches)
+    return export_run(
+        paths, loaded, meta, experiment, parts.module, parts.datamodule, out_dir, stats_batches, lexicon
+    )
 
 
-def _copy_package(source: Path, out_dir: Path) -> Path:
-    if source.resolve() == out_dir.resolve():
+def _copy_package(source: Path, out_dir: Path, lexicon: str | Path | None) -> Path:
+    package = load_model_package(source)  # a package that does not load is not copied
+    if lexicon is not None:
+        check_word_list(lexicon, package.task, package.tokenizer)
+    if source.resolve() == out_dir.resolve() and lexicon is None:
         return out_dir
     name, experiment = read_package_config(source)
-    load_model_package(source)  # a package that does not load is not copied
-    return save_package(out_dir, name, experiment, read_weights(source), source / TOKENIZER)
+    words = lexicon if lexicon is not None else package.lexicon
+    return save_package(out_dir, name, experiment, read_weights(source), source / TOKENIZER, words)
 
 
 @dataclass(frozen=True)

@@ -253,3 +253,39 @@ def test_prepare_lexicon_writes_frequent_english_words_first(tmp_path):
     weights = [weight for _, weight in entries]
     assert weights == sorted(weights, reverse=True)
     assert {"don't", "weather"} <= {w for w, _ in entries}
+
+
+def test_export_includes_the_word_list_and_the_package_searches_over_it(package):
+    root, audio = package["root"], package["audio"]
+    with_list = root / "with-list"
+    run_cli("export", package["asr"], with_list, "--lexicon", package["words"], check=True)
+    assert (with_list / "lexicon.txt").read_text() == package["words"].read_text()
+    copy = root / "copy"
+    run_cli("export", with_list, copy, check=True)
+    assert (copy / "lexicon.txt").is_file()  # a copied package keeps its word list
+
+    loaded = load_model_package(copy)
+    searching = Transcriber(loaded, DecodingConfig(beam_size=4, lexicon_weight=0.8, oov_penalty=300.0))
+    assert searching.lexicon is not None and searching.lexicon.trie.words == 4
+    features, lengths = torch.randn(3, 60, 80), torch.tensor([60, 44, 52])
+    assert all(set(text.split()) <= {"a", "ab", "ba", "bad"} for text in searching(features, lengths))
+    assert Transcriber(loaded).lexicon is None  # the package's config weight is 0: the list is not read
+
+    def transcripts(model, *flags):
+        out = root / "out.jsonl"
+        run_cli("transcribe", model, *audio, "--output-format", "jsonl", "--output", out, *flags, check=True)
+        return [json.loads(line)["text"] for line in out.read_text().splitlines()]
+
+    plain = transcripts(package["asr"], "--beam-size", "4")
+    assert transcripts(copy, "--beam-size", "4") == plain
+    assert transcripts(copy, "--beam-size", "4", "--lexicon-weight", "0") == plain
+    listed = transcripts(copy, "--beam-size", "4", "--lexicon-weight", "0.8", "--oov-penalty", "300")
+    assert all(set(text.split()) <= {"a", "ab", "ba", "bad"} for text in listed)
+
+
+def test_export_refuses_a_word_list_it_cannot_use_and_writes_nothing(package, tmp_path):
+    bad = tmp_path / "bad.txt"
+    bad.write_text("ab 1\nba -2\n")
+    out = tmp_path / "refused"
+    assert_one_line_error(run_cli("export", package["asr"], out, "--lexicon", bad), "bad.txt:2")
+    assert not out.exists()

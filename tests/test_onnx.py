@@ -190,6 +190,19 @@ def test_onnx_search_reads_the_ctc_window_of_the_config(exported, monkeypatch):
     assert windows == [3]
 
 
+def test_onnx_search_over_a_word_list_equals_torch(exported):
+    from seq2seq.decoding.lexicon import LexiconTrie
+
+    model, engine = exported
+    words = [([5, 6], 2.0), ([7], 1.0), ([8, 9, 10], 1.0), ([6, 5], 3.0)]
+    trie = LexiconTrie.build(words, [5, 6, 7, 8, 9, 10], 11, 12)
+    features, lengths = _features([160, 97, 120])
+    config = DecodingConfig(beam_size=4, ctc_weight=0.3, lexicon_weight=1.0, oov_penalty=200.0)
+    expected = decode_batch(model, features, lengths, config, lexicon=trie)
+    assert engine.decode(features, lengths, config, trie) == expected
+    assert expected != decode_batch(model, features, lengths, dataclasses.replace(config, lexicon_weight=0.0))
+
+
 def test_torch_int8_replaces_linear_layers_and_stays_close():
     model = _model(layers=1)
     quantized = quantize_torch(model)

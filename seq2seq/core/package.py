@@ -6,6 +6,7 @@ A package is a folder::
     config.json         {"task": "asr" | "tts", "format": 1, "experiment": {...}}  (FORMAT_VERSION),
                         optionally "precision": "int8" (linear layers quantized when loaded)
     tokenizer/          the tokenizer's JSON (and sentencepiece model)
+    lexicon.txt         optional (ASR): the word list the search spells words from (`export --lexicon`)
     onnx/               optional: the ONNX graphs (seq2seq.inference.onnx_files)
 
 It is written into a temporary sibling folder and swapped into place (one atomic exchange on Linux),
@@ -33,6 +34,7 @@ from seq2seq.core.text import Tokenizer, load_tokenizer
 
 FORMAT_VERSION = 1
 WEIGHTS, CONFIG, TOKENIZER = "model.safetensors", "config.json", "tokenizer"
+LEXICON = "lexicon.txt"
 PRECISIONS = ("fp32", "int8")
 
 
@@ -42,13 +44,15 @@ class PackageError(ValueError):
 
 @dataclass
 class ModelPackage:
-    """A loaded package: the experiment config, the model in eval mode, its tokenizer."""
+    """A loaded package: the experiment config, the model in eval mode, its tokenizer, and its word
+    list's path when it has one."""
 
     task: str
     config: Any
     model: nn.Module
     tokenizer: Tokenizer
     path: Path
+    lexicon: Path | None = None
 
 
 def save_package(
@@ -57,8 +61,9 @@ def save_package(
     experiment_dict: dict,
     state_dict: dict[str, torch.Tensor],
     tokenizer_dir: str | Path,
+    lexicon: str | Path | None = None,
 ) -> Path:
-    """Write a package atomically (temporary folder, then rename)."""
+    """Write a package atomically (temporary folder, then rename); ``lexicon``: a word list to include."""
     out_dir = Path(out_dir)
     occupied = out_dir.is_file() or (out_dir.is_dir() and any(out_dir.iterdir()))
     if occupied and not (out_dir / CONFIG).is_file():
@@ -74,6 +79,8 @@ def save_package(
         meta = {"task": task, "format": FORMAT_VERSION, "experiment": experiment_dict}
         (staging / CONFIG).write_text(json.dumps(meta, indent=2))
         shutil.copytree(tokenizer_dir, staging / TOKENIZER)
+        if lexicon is not None:
+            shutil.copyfile(lexicon, staging / LEXICON)
         _replace_dir(staging, out_dir)
     finally:
         shutil.rmtree(staging, ignore_errors=True)

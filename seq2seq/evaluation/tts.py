@@ -21,6 +21,7 @@ Metrics, all against the reference recording of each sentence:
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import sys
@@ -109,9 +110,13 @@ def teacher_forced_l1(package: ModelPackage, tokens: list[torch.Tensor], mels: l
 
 
 def transcribe(asr: ModelPackage, waves: list[torch.Tensor]) -> list[str]:
-    """Greedy transcripts of waveforms at the ASR model's sample rate."""
+    """Greedy transcripts of waveforms at the ASR model's sample rate (no word list: the round trip
+    measures what the audio says, not what a lexicon makes of it)."""
     logmel = LogMel(asr.config.data.features)
-    transcriber = Transcriber(asr).with_decoding(beam_size=1, ctc_weight=0.0, nbest=1)
+    greedy = dataclasses.replace(
+        asr.config.decoding, beam_size=1, ctc_weight=0.0, lexicon_weight=0.0, nbest=1
+    )
+    transcriber = Transcriber(asr, greedy)
     texts = []
     for wave in waves:
         features = logmel.single(wave)[None]

@@ -57,6 +57,13 @@ class SpelledLexicon:
     skipped: tuple[str, ...]
 
 
+def check_word_list(path: str | Path, task: str, tokenizer: Tokenizer) -> SpelledLexicon:
+    """A word list may go into a package only when that package's search can spell it (one-line errors)."""
+    if task != "asr":
+        raise ValueError(f"{path}: a word list serves the ASR search; this is a {task} package")
+    return spell(WordList.read(path), tokenizer)
+
+
 def spell(words: WordList, tokenizer: Tokenizer) -> SpelledLexicon:
     """The tree of ``words`` over ``tokenizer``'s ids; words with a character the tokenizer lacks are
     skipped (and listed).

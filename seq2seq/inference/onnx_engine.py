@@ -18,6 +18,7 @@ import torch
 
 from seq2seq.decoding import DecodingConfig
 from seq2seq.decoding.beam_search import BeamSearch
+from seq2seq.decoding.lexicon import LexiconScorer, LexiconTrie
 from seq2seq.decoding.scorer import CTCPrefixScorer
 from seq2seq.inference.onnx_files import OnnxManifest, read_manifest
 
@@ -141,9 +142,14 @@ class OnnxASR:
         return self.encoder.run(None, feed)
 
     def decode(
-        self, features: torch.Tensor, lengths: torch.Tensor, config: DecodingConfig
+        self,
+        features: torch.Tensor,
+        lengths: torch.Tensor,
+        config: DecodingConfig,
+        lexicon: LexiconTrie | None = None,
     ) -> list[list[int]]:
-        """Best token ids per utterance by the joint CTC/attention beam search of ``config``."""
+        """Best token ids per utterance by the joint CTC/attention beam search of ``config`` (over the
+        words of ``lexicon`` when given, as the torch engine searches)."""
         memory, memory_lengths, log_probs, cross_kv = self.encode(features.cpu(), lengths.cpu())
         memory, memory_lengths = torch.from_numpy(memory), torch.from_numpy(memory_lengths)
         ctc = torch.from_numpy(log_probs)
@@ -153,6 +159,9 @@ class OnnxASR:
             scorers["attention"] = OnnxAttentionScorer(self.decoder_step, cross_kv, self.manifest)
         if weights["ctc"] > 0:
             scorers["ctc"] = CTCPrefixScorer(lambda _memory: ctc, config.ctc_window)
+        if lexicon is not None and config.lexicon_weight > 0:
+            scorers["lexicon"] = LexiconScorer(lexicon.to("cpu"), config.oov_penalty)
+            weights["lexicon"] = config.lexicon_weight
         search = BeamSearch(scorers, {name: weights[name] for name in scorers}, config)
         hyps = search(memory, memory_lengths, self.manifest.vocab_size)
         return [h[0].tokens if h else [] for h in hyps]

@@ -60,9 +60,9 @@ class Engine(Protocol):
     """Another backend for the search (e.g. :class:`seq2seq.inference.onnx_engine.OnnxASR`)."""
 
     def decode(
-        self, features: torch.Tensor, lengths: torch.Tensor, config: DecodingConfig
+        self, features: torch.Tensor, lengths: torch.Tensor, config: DecodingConfig, lexicon=None
     ) -> list[list[int]]:
-        """(B, T, F) features, (B,) lengths -> best token ids per utterance."""
+        """(B, T, F) features, (B,) lengths, a word list's tree or None -> best token ids per utterance."""
 
 
 class Transcriber:
@@ -75,9 +75,10 @@ class Transcriber:
         rescore: use the LM to re-rank the n-best list of a search without it (n-best rescoring)
             instead of inside the search (shallow fusion).
         engine: runs the search instead of the package's PyTorch model (the ONNX graphs); None: torch.
-            It returns best transcripts only: no LM, lexicon, rescoring or n-best lists.
+            It returns best transcripts only: no LM, rescoring or n-best lists.
         lexicon: a word list spelled with the package's tokenizer, weighted by
-            ``decoding.lexicon_weight`` (see :meth:`with_lexicon`).
+            ``decoding.lexicon_weight`` (see :meth:`with_lexicon`); None: the package's own word list
+            (``lexicon.txt``), when it has one and the weight is positive.
     """
 
     def __init__(
@@ -99,11 +100,11 @@ class Transcriber:
             raise ValueError(
                 "--engine onnx decodes without a language model: drop --lm or use --engine torch"
             )
-        if engine is not None and lexicon is not None:
-            raise ValueError("--engine onnx decodes without a lexicon: drop --lexicon or use --engine torch")
         self.package, self.lm, self.rescore, self.engine = package, lm, rescore, engine
-        self.lexicon = lexicon
         self.config: DecodingConfig = decoding or package.config.decoding
+        if lexicon is None and package.lexicon is not None and self.config.lexicon_weight > 0:
+            lexicon = self._spelled(WordList.read(package.lexicon))
+        self.lexicon = lexicon
         self.keep_nbest = False  # decoded segments carry their n-best lists (``--nbest``)
 
     def with_decoding(self, **changes) -> Transcriber:
@@ -127,13 +128,19 @@ class Transcriber:
         self, words: WordList | None, weight: float | None = None, oov_penalty: float | None = None
     ) -> Transcriber:
         """The same model searching over the words of ``words`` (the tree is built once, here), with the
-        config's ``lexicon_weight`` and ``oov_penalty`` unless given; None removes the lexicon."""
+        config's ``lexicon_weight`` and ``oov_penalty`` unless given; None: the search without a word
+        list (weight 0, which is exactly the search without it)."""
+        if words is None:
+            return self._copy(
+                dataclasses.replace(self.config, lexicon_weight=0.0), self.lm, self.rescore, None
+            )
         changes = {"lexicon_weight": weight, "oov_penalty": oov_penalty}
         config = dataclasses.replace(self.config, **{k: v for k, v in changes.items() if v is not None})
-        lexicon = None if words is None else spell(words, self.package.tokenizer)
-        if lexicon is not None:
-            lexicon = SpelledLexicon(lexicon.trie.to(self.device), lexicon.skipped)
-        return self._copy(config, self.lm, self.rescore, lexicon)
+        return self._copy(config, self.lm, self.rescore, self._spelled(words))
+
+    def _spelled(self, words: WordList) -> SpelledLexicon:
+        spelled = spell(words, self.package.tokenizer)
+        return SpelledLexicon(spelled.trie.to(self.device), spelled.skipped)
 
     def _copy(self, config: DecodingConfig, lm, rescore: bool, lexicon: SpelledLexicon | None) -> Transcriber:
         copy = Transcriber(self.package, config, lm, rescore, self.engine, lexicon)
@@ -154,7 +161,10 @@ class Transcriber:
 
     @property
     def lexicon_trie(self):
-        return None if self.lexicon is None else self.lexicon.trie
+        """The word list's tree the search uses, or None (no list, or weight 0)."""
+        if self.lexicon is None or self.config.lexicon_weight == 0:
+            return None
+        return self.lexicon.trie
 
     @torch.inference_mode()
     def __call__(self, features: torch.Tensor, lengths: torch.Tensor) -> list[str]:
@@ -172,7 +182,7 @@ class Transcriber:
                 raise ValueError(
                     "--engine onnx writes best transcripts only: drop --nbest or use --engine torch"
                 )
-            tokens = self.engine.decode(features, lengths, self.config)
+            tokens = self.engine.decode(features, lengths, self.config, self.lexicon_trie)
             return [Decoded(self.package.tokenizer.decode(t)) for t in tokens]
         features, lengths = features.to(self.device), lengths.to(self.device)
         if not (self.keep_nbest or self.rescore):

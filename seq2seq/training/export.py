@@ -12,6 +12,7 @@ from torch import nn
 
 from seq2seq.core.package import PackageError, save_package
 from seq2seq.core.text import load_tokenizer
+from seq2seq.inference.lexicon import check_word_list
 from seq2seq.nn.norms import batch_statistic_norms
 from seq2seq.training.checkpointing import CheckpointError, load_checkpoint_file
 from seq2seq.training.trainer import checkpoint_dir
@@ -111,8 +112,10 @@ def export_run(
     datamodule_class: type,
     out_dir: str | Path,
     stats_batches: int = 50,
+    lexicon: str | Path | None = None,
 ) -> Path:
-    """Average the checkpoints' weights, re-estimate norm statistics, write the package.
+    """Average the checkpoints' weights, re-estimate norm statistics, write the package (with the word
+    list ``lexicon`` when given).
 
     The statistics pass runs the task's own LightningModule (``forward_batch``) over its own data
     module, so export never re-implements a task's forward pass.
@@ -121,6 +124,8 @@ def export_run(
     if not (tokenizer_dir / "tokenizer.json").is_file():  # never copy an arbitrary folder into a package
         raise PackageError(f"{tokenizer_dir}: the run's tokenizer folder is missing (no tokenizer.json)")
     tokenizer = load_tokenizer(tokenizer_dir)
+    if lexicon is not None:
+        check_word_list(lexicon, experiment.task, tokenizer)
     module = module_class(experiment, tokenizer, str(tokenizer_dir)).eval()  # no SpecAugment
     model = module.model
     model.load_state_dict(average_state_dicts([model_state(c) for c in loaded]))
@@ -131,4 +136,4 @@ def export_run(
         used = recompute_norm_statistics(model, batches, lambda _, batch: module.forward_batch(batch))
         log.info("re-estimated norm statistics on %d training batches", used)
     log.info("exporting %s from %s", experiment.task, ", ".join(p.name for p in paths))
-    return save_package(out_dir, experiment.task, meta["config"], model.state_dict(), tokenizer_dir)
+    return save_package(out_dir, experiment.task, meta["config"], model.state_dict(), tokenizer_dir, lexicon)
