@@ -285,7 +285,7 @@ def generate(
     return generate_words(generator, list(words), input, output_format, output, batch_size)
 
 
-def demo(out: str = "runs/demo", minutes: float = 9.0, tts_minutes: float = 3.0) -> int:
+def demo(out: str = "runs/demo", minutes: float = 8.7, tts_minutes: float = 2.5) -> int:
     """The main job: make the synthetic corpus, train ASR (and TTS), evaluate, transcribe, synthesize.
 
     Args:

@@ -177,7 +177,9 @@ def _search_summary(transcriber: Transcriber) -> str:
     summary = f"beam {config.beam_size}, ctc_weight {config.ctc_weight}"
     if transcriber.lm is not None:
         how = "rescoring" if transcriber.rescore else "fused"
-        summary += f", lm_weight {config.lm_weight} ({how}), length_bonus {config.length_penalty}"
+        summary += f", lm_weight {config.lm_weight} ({how})"
+    if transcriber.lm is not None or config.length_penalty != 0:
+        summary += f", length_bonus {config.length_penalty}"
     if transcriber.lexicon_trie is not None:
         words = transcriber.lexicon.trie.words
         summary += (

@@ -177,11 +177,12 @@ def test_spelling_refuses_tokenizers_that_do_not_spell_letters(tmp_path):
     [("cat 2\ndog x\n", "words.txt:2: the weight 'x' is not a number"),
      ("cat 1 2\n", "words.txt:1: expected 'word' or 'word weight'"),
      ("cat -1\n", "must be positive"),
-     ("\n\n", "holds no word")],
+     ("\n\n", "holds no word"),
+     ("cat\ncaf\xe9 2\n", "words.txt:2: not UTF-8")],
 )  # fmt: skip
 def test_word_list_errors_name_the_file_and_line(tmp_path, text, problem):
     path = tmp_path / "words.txt"
-    path.write_text(text)
+    path.write_bytes(text.encode("latin-1"))
     with pytest.raises(ValueError, match=problem):
         WordList.read(path)
 

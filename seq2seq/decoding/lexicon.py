@@ -89,17 +89,16 @@ class LexiconTrie:
         child[rows, columns] = torch.tensor(
             [n for kids in children for n in kids.values()], dtype=torch.int32
         )
-        child[:, space_id] = 0
-        child[:, EOS_ID] = 0
         letter = torch.zeros(vocab_size, dtype=torch.bool)
         letter[list(letters)] = True
-        child[:, ~letter & (torch.arange(vocab_size) != space_id) & (torch.arange(vocab_size) != EOS_ID)] = 0
-        prefix = torch.tensor([math.log(m) for m in mass] + [0.0], dtype=torch.float64)
-        prefix[0] = 0.0  # the root holds every word: exactly log 1
-        final_log = torch.tensor([math.log(f) if f > 0 else _NEG_INF for f in final] + [_NEG_INF])
         boundary = torch.zeros(vocab_size, dtype=torch.bool)
         boundary[[space_id, EOS_ID]] = True
-        return cls(child, prefix, final_log.double(), letter, boundary, space_id, len(words))
+        child[:, ~letter] = 0  # a boundary (or an id no word holds, which scores -inf) returns to the root
+        prefix = torch.tensor([math.log(m) for m in mass] + [0.0], dtype=torch.float64)
+        prefix[0] = 0.0  # the root holds every word: exactly log 1
+        logs = [math.log(f) if f > 0 else _NEG_INF for f in final] + [_NEG_INF]
+        final_log = torch.tensor(logs, dtype=torch.float64)
+        return cls(child, prefix, final_log, letter, boundary, space_id, len(words))
 
     def to(self, device) -> LexiconTrie:
         moved = {k: v.to(device) for k, v in vars(self).items() if isinstance(v, torch.Tensor)}

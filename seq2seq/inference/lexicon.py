@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from seq2seq.core.text import NUM_RESERVED, SPACE, CharTokenizer, Tokenizer
+from seq2seq.data.manifest import text_lines
 from seq2seq.decoding.lexicon import LexiconTrie
 
 
@@ -27,11 +28,14 @@ class WordList:
     def read(cls, path: str | Path) -> WordList:
         """One word per line, optionally followed by a positive weight (``word<whitespace>weight``)."""
         weights: dict[str, float] = {}
+        problems: list[str] = []
         try:
-            lines = Path(path).read_text(encoding="utf-8").splitlines()
-        except (OSError, UnicodeDecodeError) as err:
-            raise ValueError(f"{path}: cannot read the word list ({err})") from None
-        for number, line in enumerate(lines, 1):
+            lines = list(text_lines(path, problems))
+        except OSError as err:
+            raise ValueError(f"{path}: cannot read the word list ({err.strerror or err})") from None
+        if problems:  # a word list is a setting, not data: a bad line stops the command
+            raise ValueError(problems[0])
+        for number, line in lines:
             fields = line.split()
             if not fields:
                 continue
