@@ -290,3 +290,34 @@ def test_export_refuses_a_word_list_it_cannot_use_and_writes_nothing(package, tm
     out = tmp_path / "refused"
     assert_one_line_error(run_cli("export", package["asr"], out, "--lexicon", bad), "bad.txt:2")
     assert not out.exists()
+
+
+def test_a_package_whose_config_weights_its_list_uses_it_by_default_but_not_for_the_tts_round_trip(package):
+    from seq2seq.evaluation.tts import transcribe as round_trip
+
+    weighted = package["root"] / "weighted"
+    run_cli("export", package["asr"], weighted, "--lexicon", package["words"], check=True)
+    config = json.loads((weighted / "config.json").read_text())
+    config["experiment"]["decoding"].update(beam_size=4, lexicon_weight=0.8, oov_penalty=300.0)
+    (weighted / "config.json").write_text(json.dumps(config))
+    loaded = load_model_package(weighted)
+    assert Transcriber(loaded).lexicon_trie is not None  # the package's own list, at its saved weight
+    out = package["root"] / "default.jsonl"
+    run_cli(
+        "transcribe", weighted, *package["audio"], "--output-format", "jsonl", "--output", out, check=True
+    )
+    texts = [json.loads(line)["text"] for line in out.read_text().splitlines()]
+    assert all(set(text.split()) <= {"a", "ab", "ba", "bad"} for text in texts)
+    torch.manual_seed(0)
+    waves = [torch.randn(4000) * 0.1, torch.randn(6000) * 0.1]
+    assert round_trip(loaded, waves) == _greedy_transcripts(loaded, waves)  # greedy, without the list
+
+
+def _greedy_transcripts(package, waves):
+    from seq2seq.core.audio import LogMel
+
+    logmel = LogMel(package.config.data.features)
+    ratio = package.config.decoding.max_length_ratio
+    greedy = Transcriber(package, DecodingConfig(beam_size=1, ctc_weight=0.0, max_length_ratio=ratio))
+    assert greedy.lexicon_trie is None
+    return [greedy(f[None], torch.tensor([f.shape[0]]))[0] for f in (logmel.single(w) for w in waves)]
