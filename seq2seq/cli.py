@@ -212,7 +212,9 @@ def evaluate(
         asr = _transcriber(asr_model, device, None, None, engine) if asr_model else None
         loaded = Synthesizer(loaded.package, _engine(model, engine, device, False, "tts"))
         return commands.evaluate_synthesizer(loaded, manifest, asr, limit, batch_size, out)
-    transcriber = Transcriber(loaded.package, engine=_engine(model, engine, device, lightning))
+    # the loaded Transcriber has spelled the package's word list already: reuse it, do not read it again
+    runner = _engine(model, engine, device, lightning)
+    transcriber = Transcriber(loaded.package, engine=runner, lexicon=loaded.lexicon)
     transcriber = transcriber.with_decoding(beam_size=beam_size, ctc_weight=ctc_weight)
     transcriber = _search(transcriber, device, lm, lm_weight, length_bonus, ctc_window, None, rescore)
     transcriber = _lexicon(transcriber, lexicon, lexicon_weight, oov_penalty)

@@ -81,9 +81,8 @@ class LexiconTrie:
                 node = nxt
                 mass[node] += p
             final[node] += p
-        size = len(children)
-        outside = size
-        child = torch.full((size + 1, vocab_size), outside, dtype=torch.int32)
+        outside = len(children)  # the out-of-list node follows the tree's nodes
+        child = torch.full((outside + 1, vocab_size), outside, dtype=torch.int32)
         rows = [node for node, kids in enumerate(children) for _ in kids]
         columns = [token for kids in children for token in kids]
         child[rows, columns] = torch.tensor(
@@ -147,9 +146,9 @@ class LexiconScorer:
         close = torch.where(end > _NEG_INF, end - here, leave)
         scores = torch.where(t.letter, down, torch.where(t.boundary, close, _NEG_INF))
         scores = torch.where(listed, scores, torch.where(t.letter | t.boundary, 0.0, _NEG_INF))
-        at_root = (node == 0)[:, None]
-        scores[:, t.space_id] = torch.where(at_root[:, 0], _NEG_INF, scores[:, t.space_id])
-        scores[:, EOS_ID] = torch.where(at_root[:, 0], 0.0, scores[:, EOS_ID])
+        at_root = node == 0
+        scores[:, t.space_id] = torch.where(at_root, _NEG_INF, scores[:, t.space_id])
+        scores[:, EOS_ID] = torch.where(at_root, 0.0, scores[:, EOS_ID])
         scores = scores.float()
         return (scores if candidates is None else scores.gather(1, candidates)), state
 
