@@ -270,9 +270,12 @@ def evaluate_generator(generator: Generator, manifest: str, out: str, batch_size
 
     result = evaluate_text2text(generator, manifest, batch_size)
     write_lines([json.dumps(r, ensure_ascii=False) for r in result.rows], out)
+    plain, unstressed = result.without_stress, ""
+    if plain:
+        unstressed = f"  (stress stripped: WER {100 * plain.wer:.2f}%  PER {100 * plain.per:.2f}%)"
     print(
-        f"words {result.scored}/{result.entries}  WER {100 * result.wer:.2f}%  PER {100 * result.per:.2f}%  "
-        f"{result.words_per_second:.0f} words/s  (beam {generator.config.beam_size}, "
+        f"words {result.scored}/{result.entries}  WER {100 * result.wer:.2f}%  PER {100 * result.per:.2f}%"
+        f"{unstressed}  {result.words_per_second:.0f} words/s  (beam {generator.config.beam_size}, "
         f"ctc_weight {generator.config.ctc_weight})  -> {out}"
     )
     return 0 if result.scored == result.entries else 1

@@ -23,7 +23,7 @@ from seq2seq.data.text_pairs import TextPair, TextPairDataset, collate_text_pair
 from seq2seq.decoding import DecodingConfig
 from seq2seq.decoding.beam_search import beam_search
 from seq2seq.decoding.greedy import greedy_search
-from seq2seq.evaluation.text2text import MultiReferenceScore, evaluate_text2text
+from seq2seq.evaluation.text2text import MultiReferenceScore, evaluate_text2text, has_stress, strip_stress
 from seq2seq.inference.generate import Generator
 from seq2seq.models.text2text import Text2TextModel
 from seq2seq.tasks import load_model_package, load_package
@@ -103,6 +103,38 @@ def test_a_hypothesis_matching_any_reference_is_correct_and_per_uses_the_closest
     assert score.words == 3 and score.wrong_words == 2
     assert score.wer == pytest.approx(2 / 3)
     assert score.per == pytest.approx(2 / 15)
+
+
+class _FixedGenerator:
+    """Answers every word from a table, as ``Generator.generate`` does (one result per text)."""
+
+    def __init__(self, outputs: dict[str, str]):
+        self.outputs = outputs
+
+    def generate(self, texts, batch_size=64):
+        from types import SimpleNamespace
+
+        return [SimpleNamespace(error=None, outputs=[self.outputs[t]]) for t in texts]
+
+
+def test_stressed_references_are_also_scored_with_the_stress_stripped(tmp_path):
+    assert strip_stress(["T", "AH0", "M", "EY1", "T", "OW2"]) == ["T", "AH", "M", "EY", "T", "OW"]
+    assert has_stress([["K", "AE1", "T"]]) and not has_stress([["K", "AE", "T"]])
+    manifest = tmp_path / "stress.jsonl"
+    rows = [
+        ("tomato", ["T AH0 M EY1 T OW2", "T AH0 M AA1 T OW2"], "T AH0 M AA1 T OW0"),  # stress wrong only
+        ("cat", ["K AE1 T"], "K AE1 T"),  # right
+        ("dog", ["D AO1 G"], "D AO1"),  # a phoneme missing: wrong either way
+    ]
+    lines = (json.dumps({"text": w, "target": r[0], "references": r}) + "\n" for w, r, _ in rows)
+    manifest.write_text("".join(lines))
+    result = evaluate_text2text(_FixedGenerator({w: h for w, _, h in rows}), manifest)
+    assert (result.wer, result.per) == (pytest.approx(2 / 3), pytest.approx(2 / 12))
+    plain = result.without_stress
+    assert (plain.wer, plain.per, plain.words) == (pytest.approx(1 / 3), pytest.approx(1 / 12), 3)
+    unstressed = tmp_path / "plain.jsonl"
+    unstressed.write_text(json.dumps({"text": "cat", "target": "K AE T"}) + "\n")
+    assert evaluate_text2text(_FixedGenerator({"cat": "K AE T"}), unstressed).without_stress is None
 
 
 def test_symbol_tokenizer_and_pair_round_trip(tmp_path):

@@ -3,10 +3,14 @@
 A word is correct when its hypothesis equals ANY of its references; its phoneme errors are the edit
 distance to the closest reference, over that reference's length (the convention of the G2P literature,
 e.g. Bisani & Ney 2008, Phonetisaurus and CMU g2p-seq2seq).
+
+References in ARPAbet with stress digits (``AH0``, ``EY1``) are also scored with the digits stripped from
+both sides, so one model trained with stress reports its PER/WER with stress and without.
 """
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -29,6 +33,19 @@ def closest_reference(hypothesis: Sequence, references: Sequence[Sequence]) -> t
     """(edits, reference length) of the reference closest to ``hypothesis`` (ties: the shorter reference,
     so the rate is never flattered by a longer one)."""
     return min((edit_distance(hypothesis, r), len(r)) for r in references)
+
+
+_STRESSED_PHONE = re.compile(r"[A-Z]+[012]")
+
+
+def has_stress(references: Sequence[Sequence[str]]) -> bool:
+    """Whether any reference symbol is an ARPAbet vowel with a stress digit (``AH0``, ``EY1``)."""
+    return any(_STRESSED_PHONE.fullmatch(symbol) for reference in references for symbol in reference)
+
+
+def strip_stress(symbols: Sequence[str]) -> list[str]:
+    """ARPAbet symbols without their stress digits: ``AH0 B AW1 T`` -> ``AH B AW T``."""
+    return [s[:-1] if _STRESSED_PHONE.fullmatch(s) else s for s in symbols]
 
 
 @dataclass
@@ -60,7 +77,8 @@ class MultiReferenceScore:
 
 @dataclass
 class Text2TextEvaluation:
-    """A manifest's scores: PER, WER, entries scored, entries refused, words per second."""
+    """A manifest's scores: PER, WER, entries scored, entries refused, words per second, and, when the
+    references carry stress digits, the same scores with them stripped (``None`` otherwise)."""
 
     per: float
     wer: float
@@ -68,6 +86,7 @@ class Text2TextEvaluation:
     scored: int
     words_per_second: float
     rows: list[dict[str, Any]] = field(default_factory=list)
+    without_stress: MultiReferenceScore | None = None
 
 
 def evaluate_text2text(generator, manifest: str | Path, batch_size: int = 64) -> Text2TextEvaluation:
@@ -84,15 +103,19 @@ def evaluate_text2text(generator, manifest: str | Path, batch_size: int = 64) ->
     start = time.perf_counter()
     results = generator.generate([p.text for p in pairs], batch_size=batch_size)
     seconds = time.perf_counter() - start
-    score, rows = MultiReferenceScore(), []
+    score, unstressed, stressed, rows = MultiReferenceScore(), MultiReferenceScore(), False, []
     for pair, result in zip(pairs, results):
         row: dict[str, Any] = {"id": pair.id, "text": pair.text, "references": list(pair.references)}
         if result.error:
             rows.append({**row, "error": result.error})
             continue
         hypothesis = result.outputs[0] if result.outputs else ""
-        edits, length = score.add(hypothesis.split(), [r.split() for r in pair.references])
+        references = [r.split() for r in pair.references]
+        edits, length = score.add(hypothesis.split(), references)
+        stressed = stressed or has_stress(references)
+        unstressed.add(strip_stress(hypothesis.split()), [strip_stress(r) for r in references])
         rows.append({**row, "hypothesis": hypothesis, "edits": edits, "reference_length": length})
+    rate = score.words / max(seconds, 1e-9)
     return Text2TextEvaluation(
-        score.per, score.wer, len(pairs), score.words, score.words / max(seconds, 1e-9), rows
+        score.per, score.wer, len(pairs), score.words, rate, rows, unstressed if stressed else None
     )
