@@ -23,7 +23,7 @@ from seq2seq.data.text_pairs import TextPair, TextPairDataset, collate_text_pair
 from seq2seq.decoding import DecodingConfig
 from seq2seq.decoding.beam_search import beam_search
 from seq2seq.decoding.greedy import greedy_search
-from seq2seq.evaluation.text2text import MultiReferenceScore, evaluate_text2text, has_stress, strip_stress
+from seq2seq.evaluation.text2text import MultiReferenceScore, evaluate_text2text
 from seq2seq.inference.generate import Generator
 from seq2seq.models.text2text import Text2TextModel
 from seq2seq.tasks import load_model_package, load_package
@@ -118,6 +118,7 @@ class _FixedGenerator:
 
 
 def test_stressed_references_are_also_scored_with_the_stress_stripped(tmp_path):
+    has_stress, strip_stress = cmudict_corpus.has_stress, cmudict_corpus.strip_stress
     assert strip_stress(["T", "AH0", "M", "EY1", "T", "OW2"]) == ["T", "AH", "M", "EY", "T", "OW"]
     assert has_stress([["K", "AE1", "T"]]) and not has_stress([["K", "AE", "T"]])
     manifest = tmp_path / "stress.jsonl"

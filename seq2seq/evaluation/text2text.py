@@ -10,12 +10,13 @@ both sides, so one model trained with stress reports its PER/WER with stress and
 
 from __future__ import annotations
 
-import re
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from seq2seq.data.corpora.cmudict import has_stress, strip_stress
 
 
 def edit_distance(a: Sequence, b: Sequence) -> int:
@@ -33,19 +34,6 @@ def closest_reference(hypothesis: Sequence, references: Sequence[Sequence]) -> t
     """(edits, reference length) of the reference closest to ``hypothesis`` (ties: the shorter reference,
     so the rate is never flattered by a longer one)."""
     return min((edit_distance(hypothesis, r), len(r)) for r in references)
-
-
-_STRESSED_PHONE = re.compile(r"[A-Z]+[012]")
-
-
-def has_stress(references: Sequence[Sequence[str]]) -> bool:
-    """Whether any reference symbol is an ARPAbet vowel with a stress digit (``AH0``, ``EY1``)."""
-    return any(_STRESSED_PHONE.fullmatch(symbol) for reference in references for symbol in reference)
-
-
-def strip_stress(symbols: Sequence[str]) -> list[str]:
-    """ARPAbet symbols without their stress digits: ``AH0 B AW1 T`` -> ``AH B AW T``."""
-    return [s[:-1] if _STRESSED_PHONE.fullmatch(s) else s for s in symbols]
 
 
 @dataclass
@@ -110,10 +98,10 @@ def evaluate_text2text(generator, manifest: str | Path, batch_size: int = 64) ->
             rows.append({**row, "error": result.error})
             continue
         hypothesis = result.outputs[0] if result.outputs else ""
-        references = [r.split() for r in pair.references]
-        edits, length = score.add(hypothesis.split(), references)
+        symbols, references = hypothesis.split(), [r.split() for r in pair.references]
+        edits, length = score.add(symbols, references)
         stressed = stressed or has_stress(references)
-        unstressed.add(strip_stress(hypothesis.split()), [strip_stress(r) for r in references])
+        unstressed.add(strip_stress(symbols), [strip_stress(r) for r in references])
         rows.append({**row, "hypothesis": hypothesis, "edits": edits, "reference_length": length})
     rate = score.words / max(seconds, 1e-9)
     return Text2TextEvaluation(

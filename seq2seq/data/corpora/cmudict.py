@@ -11,13 +11,14 @@ import hashlib
 import json
 import re
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from seq2seq.data.text_pairs import TextPair, write_text_manifest
 
 WORD = re.compile(r"[a-z][a-z']*")  # letters, and apostrophes after the first letter
 PHONEME = re.compile(r"[A-Z]{1,2}[0-2]?")
+STRESSED = re.compile(r"[A-Z]{1,2}[0-2]")  # an ARPAbet vowel with its stress digit: AH0, EY1
 SPLITS = {"train": 90, "dev": 5, "test": 5}  # percent of words
 
 
@@ -27,10 +28,20 @@ def split_of(word: str) -> str:
     return "train" if bucket < SPLITS["train"] else "dev" if bucket < 100 - SPLITS["test"] else "test"
 
 
+def has_stress(pronunciations: Sequence[Sequence[str]]) -> bool:
+    """Whether any symbol of ``pronunciations`` carries a stress digit."""
+    return any(STRESSED.fullmatch(symbol) for phones in pronunciations for symbol in phones)
+
+
+def strip_stress(phones: Sequence[str]) -> list[str]:
+    """ARPAbet symbols without their stress digits: ``AH0 B AW1 T`` -> ``AH B AW T``."""
+    return [p[:-1] if STRESSED.fullmatch(p) else p for p in phones]
+
+
 def _pronunciation(phones: list[str], stress: bool) -> str | None:
     if not phones or not all(PHONEME.fullmatch(p) for p in phones):
         return None
-    return " ".join(phones if stress else (p.rstrip("012") for p in phones))
+    return " ".join(phones if stress else strip_stress(phones))
 
 
 def entries(dictionary: Mapping[str, list[list[str]]], stress: bool) -> tuple[list[TextPair], Counter[str]]:
