@@ -181,20 +181,30 @@ def tiny_pair_tokenizer(lexicon: dict[str, list[str]] = TINY_LEXICON) -> Tokeniz
     return TokenizerPair(source, SymbolTokenizer.build(targets, TextNormalizer(experiment.target_text)))
 
 
+TINY_TEXT_CONFORMER = {"encoder_kind": "conformer", "conformer": {"kernel_size": 3}}
+
+
 def tiny_text2text_experiment(
-    tokenizer: TokenizerPair, train_ctc_weight: float = 0.0, **decoding
+    tokenizer: TokenizerPair, train_ctc_weight: float = 0.0, model_changes: dict | None = None, **decoding
 ) -> Text2TextExperimentConfig:
-    """A one-layer text2text experiment sized for ``tokenizer``; greedy unless ``decoding`` says otherwise."""
+    """A one-layer text2text experiment sized for ``tokenizer``; greedy unless ``decoding`` says otherwise.
+
+    ``model_changes`` overrides model fields (``TINY_TEXT_CONFORMER``: a Conformer encoder).
+    """
     decoding = {"beam_size": 1, "ctc_weight": 0.0, "max_length_ratio": 3.0, **decoding}
     model = {"encoder": tiny_stack(d_model=32, ffn_dim=64), "decoder": tiny_stack(d_model=32, ffn_dim=64),
-             **tokenizer.model_sizes()}  # fmt: skip
+             **tokenizer.model_sizes(), **(model_changes or {})}  # fmt: skip
     return from_dict(
         Text2TextExperimentConfig, {"model": model, "decoding": decoding, "ctc_weight": train_ctc_weight}
     )
 
 
 def tiny_g2p_package(
-    out_dir: Path, state: dict[str, torch.Tensor] | None = None, seed: int = 0, **decoding
+    out_dir: Path,
+    state: dict[str, torch.Tensor] | None = None,
+    seed: int = 0,
+    model_changes: dict | None = None,
+    **decoding,
 ) -> Path:
     """A text2text package over ``TINY_LEXICON`` (random init unless ``state`` is given).
 
@@ -203,7 +213,7 @@ def tiny_g2p_package(
     tokenizer = tiny_pair_tokenizer()
     tokenizer_dir = out_dir.parent / f"{out_dir.name}-tokenizer"
     tokenizer.save(tokenizer_dir)
-    experiment = tiny_text2text_experiment(tokenizer, **decoding)
+    experiment = tiny_text2text_experiment(tokenizer, model_changes=model_changes, **decoding)
     torch.manual_seed(seed)
     state = state if state is not None else Text2TextModel(experiment.model).state_dict()
     return save_package(out_dir, "text2text", to_dict(experiment), state, tokenizer_dir)

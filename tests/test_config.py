@@ -64,3 +64,18 @@ def test_override_syntax():
 def test_missing_config_file_is_named(tmp_path):
     with pytest.raises(ConfigError, match="no such config file"):
         load_experiment(tmp_path / "nope.yaml")
+
+
+@pytest.mark.parametrize("path", sorted(CONFIGS.rglob("*.yaml")), ids=lambda p: f"{p.parent.name}/{p.name}")
+def test_every_shipped_config_loads(path):
+    load_experiment(path, [])
+
+
+def test_the_conformer_g2p_config_builds_a_conformer_whose_convolutions_use_layer_norm():
+    from seq2seq.models.text2text import Text2TextModel
+    from seq2seq.nn.conformer import ConformerEncoder
+
+    config = load_experiment(CONFIGS / "g2p" / "cmudict_conformer.yaml", [])
+    model = Text2TextModel(config.model)
+    assert isinstance(model.encoder, ConformerEncoder)
+    assert not any(hasattr(m, "running_var") for m in model.modules())  # no batch statistics to drift

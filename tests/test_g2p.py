@@ -10,6 +10,7 @@ import pytest
 import torch
 from support import (
     TINY_LEXICON,
+    TINY_TEXT_CONFORMER,
     error_lines,
     run_main,
     tiny_g2p_package,
@@ -149,10 +150,11 @@ def test_symbol_tokenizer_and_pair_round_trip(tmp_path):
     assert SymbolTokenizer(["AA", "B"]).unknown_characters("AA ZH B ZH") == {"ZH": 2}
 
 
-def test_cached_decoding_equals_uncached():
+@pytest.mark.parametrize("model_changes", [None, TINY_TEXT_CONFORMER], ids=["transformer", "conformer"])
+def test_cached_decoding_equals_uncached(model_changes):
     tokenizer = tiny_pair_tokenizer()
     torch.manual_seed(0)
-    model = Text2TextModel(tiny_text2text_experiment(tokenizer).model).eval()
+    model = Text2TextModel(tiny_text2text_experiment(tokenizer, model_changes=model_changes).model).eval()
     sources = torch.randint(5, tokenizer.source.vocab_size, (3, 7))
     lengths = torch.tensor([7, 4, 2])
     tokens = torch.cat(
@@ -171,12 +173,26 @@ def test_cached_decoding_equals_uncached():
     assert [h[0].tokens for h in beam] == greedy
 
 
-def _overfit(steps: int = 200) -> dict[str, torch.Tensor]:
+def test_a_conformer_encoder_gives_a_word_the_same_encoding_alone_and_padded_in_a_batch():
+    tokenizer = tiny_pair_tokenizer()
+    torch.manual_seed(0)
+    model = Text2TextModel(tiny_text2text_experiment(tokenizer, model_changes=TINY_TEXT_CONFORMER).model)
+    model.eval()
+    sources = torch.randint(5, tokenizer.source.vocab_size, (3, 9))
+    lengths = torch.tensor([9, 5, 2])
+    with torch.no_grad():
+        memory, _ = model.encode(sources, lengths)
+        for i, n in enumerate(lengths.tolist()):
+            alone, _ = model.encode(sources[i : i + 1, :n], lengths[i : i + 1])
+            torch.testing.assert_close(memory[i, :n], alone[0], atol=1e-5, rtol=1e-5)
+
+
+def _overfit(steps: int = 200, model_changes: dict | None = None) -> dict[str, torch.Tensor]:
     """Train the tiny model on TINY_LEXICON (every reference) until it knows it by heart."""
     from seq2seq.training.text2text_module import Text2TextTask
 
     tokenizer = tiny_pair_tokenizer()
-    experiment = tiny_text2text_experiment(tokenizer)
+    experiment = tiny_text2text_experiment(tokenizer, model_changes=model_changes)
     torch.manual_seed(0)
     task = Text2TextTask(experiment, tokenizer, "unused")
     pairs = [TextPair(w, w, tuple(p)) for w, p in TINY_LEXICON.items()]
@@ -212,6 +228,16 @@ def test_overfitting_a_tiny_lexicon_reaches_zero_errors(learned, tmp_path):
     assert set(nbest[0].outputs) == set(TINY_LEXICON["tomato"])  # both pronunciations, best first
     assert set(nbest[1].outputs) == set(TINY_LEXICON["either"])
     assert nbest[0].scores[0] >= nbest[0].scores[1]
+
+
+def test_a_conformer_g2p_model_overfits_a_tiny_lexicon_and_round_trips_through_its_package(tmp_path):
+    state = _overfit(model_changes=TINY_TEXT_CONFORMER)
+    package = tiny_g2p_package(tmp_path / "pkg", state=state, model_changes=TINY_TEXT_CONFORMER)
+    generator = load_package(package)
+    assert generator.model.config.encoder_kind == "conformer"
+    words = list(TINY_LEXICON)
+    outputs = [r.outputs[0] for r in generator.generate(words)]
+    assert [o in TINY_LEXICON[w] for w, o in zip(words, outputs)] == [True] * len(words)
 
 
 def test_generate_reports_out_of_vocabulary_words_and_bad_lines(learned, tmp_path, capsys):

@@ -6,13 +6,14 @@ from __future__ import annotations
 
 import re
 import shlex
+import subprocess
 
 import pytest
 from support import ROOT
 
 from seq2seq.experiments import load_experiment
 
-SCRIPTS = sorted((ROOT / "recipes").glob("*/run.sh"))
+SCRIPTS = sorted((ROOT / "recipes").glob("*/*.sh"))
 
 
 def train_commands(script) -> list[list[str]]:
@@ -28,7 +29,7 @@ def config_and_overrides(arguments: list[str]) -> tuple[str, list[str]]:
     return config, overrides
 
 
-@pytest.mark.parametrize("script", SCRIPTS, ids=lambda s: s.parent.name)
+@pytest.mark.parametrize("script", SCRIPTS, ids=lambda s: f"{s.parent.name}/{s.name}")
 def test_recipe_train_lines_load(script):
     for arguments in train_commands(script):
         config, overrides = config_and_overrides(arguments)
@@ -41,3 +42,14 @@ def test_the_synthetic_recipe_trains_the_conformer_for_an_hour():
     path, overrides = config_and_overrides(arguments)
     config = load_experiment(ROOT / path, overrides)
     assert config.model.encoder_kind == "conformer" and config.trainer.max_minutes == 60
+
+
+def test_the_fsdd_folds_script_refuses_a_folder_with_fewer_than_three_speakers(tmp_path):
+    (tmp_path / "recordings").mkdir()
+    for name in ("0_ann_0.wav", "1_bob_0.wav", "notes.txt"):
+        (tmp_path / "recordings" / name).write_bytes(b"")
+    script = ROOT / "recipes" / "fsdd" / "folds.sh"
+    result = subprocess.run(["bash", script, tmp_path], cwd=tmp_path, capture_output=True, text=True)
+    assert result.returncode == 2 and result.stdout == ""
+    assert result.stderr == f"error: {tmp_path}/recordings: fewer than 3 speakers\n"
+    assert not (tmp_path / "runs").exists()

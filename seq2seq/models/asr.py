@@ -8,22 +8,24 @@ Entry points: :meth:`ASRModel.encode`, :meth:`ASRModel.decode` (incremental with
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal, get_args
 
 import torch
 from torch import nn
 
 from seq2seq.core.audio import GlobalCMVN
-from seq2seq.core.config import check_choice
 from seq2seq.models.encoder_decoder import EncoderDecoder
-from seq2seq.nn.conformer import ConformerConfig, ConformerEncoder
+from seq2seq.nn.conformer import (
+    ConformerConfig,
+    EncoderKind,
+    adds_absolute_positions,
+    build_encoder,
+    check_encoder,
+)
 from seq2seq.nn.frontends import SUBSAMPLING_LAYERS, Conv2dSubsampling
 from seq2seq.nn.masking import lengths_to_mask
 from seq2seq.nn.norms import NormConfig
 from seq2seq.nn.positional import PositionalEncoding
-from seq2seq.nn.transformer import Decoder, Encoder, TransformerConfig
-
-EncoderKind = Literal["transformer", "conformer"]
+from seq2seq.nn.transformer import Decoder, TransformerConfig
 
 
 @dataclass(frozen=True)
@@ -80,10 +82,7 @@ class ASRModelConfig:
             raise ValueError(
                 f"encoder.d_model={self.encoder.d_model} must equal decoder.d_model={self.decoder.d_model}"
             )
-        check_choice("encoder_kind", self.encoder_kind, get_args(EncoderKind))
-        groups, d_model = self.conformer.conv_norm.groups, self.encoder.d_model
-        if self.encoder_kind == "conformer" and self.conformer.conv_norm.kind == "group" and d_model % groups:
-            raise ValueError(f"conformer.conv_norm.groups={groups} must divide encoder.d_model={d_model}")
+        check_encoder(self.encoder_kind, self.encoder, self.conformer)
 
 
 class ASRModel(EncoderDecoder):
@@ -98,17 +97,13 @@ class ASRModel(EncoderDecoder):
         self.frontend = Conv2dSubsampling(
             config.input_dim, d_model, config.subsampling, config.conv_channels, config.frontend_norm
         )
-        conformer = config.encoder_kind == "conformer"
         self.encoder_position = PositionalEncoding(
             d_model,
             config.encoder.dropout,
             scale_input=config.scale_encoder_input,
-            absolute=not conformer or config.conformer.positions == "absolute",
+            absolute=adds_absolute_positions(config.encoder_kind, config.conformer),
         )
-        if conformer:
-            self.encoder = ConformerEncoder(config.encoder, config.conformer)
-        else:
-            self.encoder = Encoder(config.encoder)
+        self.encoder = build_encoder(config.encoder_kind, config.encoder, config.conformer)
         self.ctc_head = nn.Linear(d_model, config.vocab_size)
         self.embedding = nn.Embedding(config.vocab_size, d_model)
         # std D^-1/2, so that the sqrt(D) scale of the positional encoding gives unit-scale inputs

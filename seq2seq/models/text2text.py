@@ -15,9 +15,16 @@ from torch import nn
 
 from seq2seq.core.text import NUM_RESERVED, PAD_ID
 from seq2seq.models.encoder_decoder import EncoderDecoder
+from seq2seq.nn.conformer import (
+    ConformerConfig,
+    EncoderKind,
+    adds_absolute_positions,
+    build_encoder,
+    check_encoder,
+)
 from seq2seq.nn.masking import lengths_to_mask
 from seq2seq.nn.positional import PositionalEncoding
-from seq2seq.nn.transformer import Decoder, Encoder, TransformerConfig
+from seq2seq.nn.transformer import Decoder, TransformerConfig
 
 
 def _stack() -> TransformerConfig:
@@ -34,6 +41,9 @@ class Text2TextModelConfig:
         encoder: the encoder stack (its norm kind and placement as for ASR).
         decoder: the decoder stack (same ``d_model``).
         tie_target_embeddings: share the decoder's input embedding and output projection.
+        encoder_kind: ``transformer`` or ``conformer``, whose convolution module sees a letter's
+            neighbours directly (as for ASR: the stack's FFN size is each of its two half-step FFNs').
+        conformer: the Conformer's convolution module and positions (used by ``conformer`` only).
     """
 
     source_vocab_size: int = 64
@@ -41,6 +51,8 @@ class Text2TextModelConfig:
     encoder: TransformerConfig = field(default_factory=_stack)
     decoder: TransformerConfig = field(default_factory=_stack)
     tie_target_embeddings: bool = False
+    encoder_kind: EncoderKind = "transformer"
+    conformer: ConformerConfig = field(default_factory=ConformerConfig)
 
     def __post_init__(self) -> None:
         for name in ("source_vocab_size", "vocab_size"):
@@ -50,6 +62,7 @@ class Text2TextModelConfig:
             raise ValueError(
                 f"encoder.d_model={self.encoder.d_model} must equal decoder.d_model={self.decoder.d_model}"
             )
+        check_encoder(self.encoder_kind, self.encoder, self.conformer)
 
 
 def _embedding(vocab_size: int, d_model: int) -> nn.Embedding:
@@ -69,8 +82,9 @@ class Text2TextModel(EncoderDecoder):
         self.config = config
         d_model = config.encoder.d_model
         self.source_embedding = _embedding(config.source_vocab_size, d_model)
-        self.encoder_position = PositionalEncoding(d_model, config.encoder.dropout)
-        self.encoder = Encoder(config.encoder)
+        absolute = adds_absolute_positions(config.encoder_kind, config.conformer)
+        self.encoder_position = PositionalEncoding(d_model, config.encoder.dropout, absolute=absolute)
+        self.encoder = build_encoder(config.encoder_kind, config.encoder, config.conformer)
         self.ctc_head = nn.Linear(d_model, config.vocab_size)
         self.embedding = _embedding(config.vocab_size, d_model)
         self.decoder_position = PositionalEncoding(d_model, config.decoder.dropout)

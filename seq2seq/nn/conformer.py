@@ -28,9 +28,10 @@ from seq2seq.nn.masking import Packing, packs_padding
 from seq2seq.nn.norms import NormConfig, build_norm
 from seq2seq.nn.positional import RelativePositionalEncoding
 from seq2seq.nn.relative_attention import RelativePositionAttention
-from seq2seq.nn.transformer import FeedForward, Residual, TransformerConfig
+from seq2seq.nn.transformer import Encoder, FeedForward, Residual, TransformerConfig
 
 PositionKind = Literal["absolute", "relative"]
+EncoderKind = Literal["transformer", "conformer"]
 
 
 @dataclass(frozen=True)
@@ -199,3 +200,21 @@ class ConformerEncoder(nn.Module):
         if not (self.packable and packs_padding(x)):
             return False
         return bool(mask.any()) and not bool(mask.all())
+
+
+def check_encoder(kind: str, config: TransformerConfig, conformer: ConformerConfig) -> None:
+    """The checks a model config makes of its encoder choice (ASR and text2text share them)."""
+    check_choice("encoder_kind", kind, get_args(EncoderKind))
+    groups = conformer.conv_norm.groups
+    if kind == "conformer" and conformer.conv_norm.kind == "group" and config.d_model % groups:
+        raise ValueError(f"conformer.conv_norm.groups={groups} must divide encoder.d_model={config.d_model}")
+
+
+def build_encoder(kind: str, config: TransformerConfig, conformer: ConformerConfig) -> nn.Module:
+    """An :class:`Encoder` or a :class:`ConformerEncoder`: the same call, ``(x, mask) -> x``."""
+    return ConformerEncoder(config, conformer) if kind == "conformer" else Encoder(config)
+
+
+def adds_absolute_positions(kind: str, conformer: ConformerConfig) -> bool:
+    """Whether the model adds sinusoids to the encoder input (not for relative-position attention)."""
+    return kind != "conformer" or conformer.positions == "absolute"
