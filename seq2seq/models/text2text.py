@@ -43,7 +43,9 @@ class Text2TextModelConfig:
         tie_target_embeddings: share the decoder's input embedding and output projection.
         encoder_kind: ``transformer`` or ``conformer``, whose convolution module sees a letter's
             neighbours directly (as for ASR: the stack's FFN size is each of its two half-step FFNs').
-        conformer: the Conformer's convolution module and positions (used by ``conformer`` only).
+        conformer: the Conformer's convolution module and positions (used by ``conformer`` only). Give
+            words layer norm there: batch norm's running statistics follow the word length, and the
+            length-bucketed batches each have one (recipes/cmudict_g2p/README.md).
     """
 
     source_vocab_size: int = 64
