@@ -14,14 +14,14 @@ shift $(($# < 2 ? $# : 2))
 mapfile -t ALL < <(ls "$FSDD/recordings" | sed -n 's/^[0-9]_\([a-z]*\)_[0-9]*\.wav$/\1/p' | sort -u)
 [ ${#ALL[@]} -ge 3 ] || { echo "error: $FSDD/recordings: fewer than 3 speakers" >&2; exit 2; }
 TEST=("${@:-${ALL[@]}}")
+ways=(scratch)
+[ "$PRETRAINED" != "-" ] && ways+=(finetuned)
 OUT=runs/fsdd_folds
 mkdir -p "$OUT"
 for speaker in "${TEST[@]}"; do
     for i in "${!ALL[@]}"; do [ "${ALL[$i]}" = "$speaker" ] && dev=${ALL[$(((i + 1) % ${#ALL[@]}))]}; done
     data=data/fsdd_folds/$speaker
     seq2seq prepare fsdd "$FSDD" "$data" --test-speaker "$speaker" --dev-speaker "$dev"
-    ways=(scratch)
-    [ "$PRETRAINED" != "-" ] && ways+=(finetuned)
     for way in "${ways[@]}"; do
         run=$OUT/$speaker/$way
         init=()
