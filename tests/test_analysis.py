@@ -260,7 +260,7 @@ def test_norm_study_plans_every_norm_placement_and_conv_norm_and_each_loads(tmp_
     assert {"none-post", "conformer-conv_group", "conformer-conv_power-unmasked"} <= set(names)
     args = argparse.Namespace(
         task="asr", d_model=32, out=tmp_path, warmup=5, steps=10, val_every=5, probe_every=5,
-        ics_update="sgd", encoder_layers=1, decoder_layers=1,
+        ics_update="sgd", encoder_layers=1, decoder_layers=1, encoder="transformer",
     )  # fmt: skip
     base = study.base_overrides(args, study.TASKS["asr"], tmp_path / "t.jsonl", tmp_path / "d.jsonl")
     for run in runs:
@@ -272,6 +272,26 @@ def test_norm_study_plans_every_norm_placement_and_conv_norm_and_each_loads(tmp_
     band = next(r for r in runs if r.name == "layer-pre-nocmvn-band100")
     scaled = load_experiment(study.TASKS["asr"].config, study.as_cli({**base, **band.overrides})).model
     assert (scaled.feature_norm, scaled.feature_scale_band, scaled.feature_scale_factor) == (False, 10, 100.0)
+
+
+def test_norm_study_on_a_conformer_gives_the_convolution_module_each_runs_norm(tmp_path):
+    import argparse
+
+    study, _ = norm_study_modules()
+    args = argparse.Namespace(
+        task="asr", d_model=32, out=tmp_path, warmup=5, steps=10, val_every=5, probe_every=5,
+        ics_update="sgd", encoder_layers=1, decoder_layers=1, encoder="conformer",
+    )  # fmt: skip
+    task = replace(study.TASKS["asr"], conv_norms=("conformer.conv_norm",))
+    base = study.base_overrides(args, task, tmp_path / "t.jsonl", tmp_path / "d.jsonl")
+    runs = study.plan(True, 1500, task.conv_norms, conformer=False)
+    assert not [r for r in runs if r.group == "conv_norm"]
+    for run in runs:
+        model = load_experiment(task.config, study.as_cli({**base, **run.overrides})).model
+        assert model.encoder_kind == "conformer"
+        assert model.conformer.conv_norm.kind == model.encoder.norm.kind  # none-pre has no norm anywhere
+        assert model.conformer.conv_norm.renorm_warmup_steps == 5
+        ASRModel(replace(model, vocab_size=32))
 
 
 def test_norm_study_settings_parse_as_the_cli_takes_them():

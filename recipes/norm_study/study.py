@@ -3,7 +3,8 @@
 Every run goes through the real training code (``seq2seq.tasks.train``) with overrides applied by
 ``seq2seq.experiments.load_experiment`` to ``configs/asr/small.yaml`` (``--task tts``:
 ``configs/tts/small.yaml``,
-whose prenet and postnet convolutions then take the run's norm as well). Results: ``curves.csv`` (every logged
+whose prenet and postnet convolutions then take the run's norm as well; ``--encoder conformer``: a Conformer
+encoder, whose convolution modules do too). Results: ``curves.csv`` (every logged
 metric of every run, from ``logs/version_*/metrics.csv``), ``results.json`` / ``results.csv`` (final
 metrics per run, plus the train-mode vs eval-mode validation loss of the batch-statistic runs) and
 ``study.png``.
@@ -19,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import dataclasses
 import functools
 import json
 import logging
@@ -40,6 +42,7 @@ NORMS = ("layer", "batch", "rms", "power", "batch_renorm", "group", "none")
 CONV_NORMS = ("batch", "batch_renorm", "power", "layer", "rms", "group", "none")  # Conformer conv module
 UNMASKED_CONV_NORMS = ("batch", "batch_renorm", "power")  # frame-wise norms never see the mask
 PLACEMENTS = ("pre", "post")
+ENCODERS = ("transformer", "conformer")
 log = logging.getLogger("norm_study")
 
 
@@ -129,16 +132,16 @@ def plan(
         Run(f"{norm}-post-nowarmup", "warmup", {**stacks(norm, "post"), "optim.warmup_steps": 0})
         for norm in ("layer", "batch")
     ]
-    return runs + feature_runs() + (conformer_runs() if conformer else [])
+    return runs + feature_runs(conv_norms) + (conformer_runs() if conformer else [])
 
 
-def feature_runs() -> list[Run]:
+def feature_runs(conv_norms: tuple[str, ...] = ()) -> list[Run]:
     """Input scale, the seed of the idea: no global CMVN, and no CMVN with one Mel band x100 (issue #17).
 
     With CMVN on, the scaled band's statistics undo the scaling exactly, so that run would repeat
     ``layer-pre``; only the runs without it are new.
     """
-    plain = {**both_stacks("layer", "pre"), "model.feature_norm": False}
+    plain = {**both_stacks("layer", "pre", conv_norms), "model.feature_norm": False}
     return [
         Run("layer-pre-nocmvn", "features", plain),
         Run("layer-pre-nocmvn-band100", "features", {**plain, "model.feature_scale_band": 10}),
@@ -183,6 +186,7 @@ def base_overrides(args: argparse.Namespace, task: Task, train: Path, dev: Path)
         overrides["optim.decay_steps"] = args.steps
     if args.task == "asr":
         overrides |= {
+            "model.encoder_kind": args.encoder,
             "model.encoder.num_layers": args.encoder_layers,
             "model.decoder.num_layers": args.decoder_layers,
         }
@@ -273,7 +277,6 @@ def norm_mode_gap(run_dir: Path) -> dict[str, float]:
     experiment = load_experiment(run_dir / "config.yaml")
     tokenizer_dir = run_dir / "tokenizer"
     tokenizer = load_tokenizer(tokenizer_dir)
-    import dataclasses
 
     experiment = dataclasses.replace(
         experiment, model=dataclasses.replace(experiment.model, vocab_size=tokenizer.vocab_size)
@@ -314,6 +317,12 @@ def main() -> None:
     parser.add_argument("--d-model", type=int, default=96, help="model dimension (ASR)")
     parser.add_argument("--encoder-layers", type=int, default=2, help="encoder layers (ASR)")
     parser.add_argument("--decoder-layers", type=int, default=1, help="decoder layers (ASR)")
+    parser.add_argument(
+        "--encoder",
+        choices=ENCODERS,
+        default="transformer",
+        help="ASR encoder of every run; a Conformer's convolution-module norm takes the run's norm too",
+    )
     parser.add_argument("--small-batch-frames", type=int, default=1500, help="max_frames of small-batch runs")
     parser.add_argument("--seeds", type=int, default=3, help="seeds per run (0..N-1): mean ± 95%% t interval")
     parser.add_argument("--subset-seed", type=int, default=0, help="seed of the train/dev subsets")
@@ -343,6 +352,10 @@ def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     torch.set_num_threads(args.threads)
     task = TASKS[args.task]
+    if args.encoder == "conformer":
+        if args.task != "asr":
+            raise SystemExit("--encoder conformer: only the ASR study has a Conformer encoder")
+        task = dataclasses.replace(task, conv_norms=(*task.conv_norms, "conformer.conv_norm"))
     args.out = args.out or ROOT / ("runs/norm_study" if args.task == "asr" else "runs/norm_study_tts")
     args.out.mkdir(parents=True, exist_ok=True)
     train_manifest, dev_manifest = make_subsets(
@@ -351,9 +364,11 @@ def main() -> None:
     base = base_overrides(args, task, train_manifest, dev_manifest) | dict(
         parse_setting(setting) for setting in args.set
     )
+    # The convolution-norm comparison holds the block norms at layer norm: a Transformer study's extra.
+    conformer_extras = args.task == "asr" and args.encoder == "transformer"
     runs = [
         r
-        for r in plan(not args.no_extras, args.small_batch_frames, task.conv_norms, args.task == "asr")
+        for r in plan(not args.no_extras, args.small_batch_frames, task.conv_norms, conformer_extras)
         if not args.only or r.name in args.only
     ]
     seeds = range(args.seeds)
