@@ -367,6 +367,10 @@ def test_findings_tables_come_from_the_runs(tmp_path):
     assert data["spearman"]["beta_smoothness~val_cer_mid"]["n"] == 4  # the first validation of each
     assert data["warmup"]["layer-pre"]["beta_smoothness_first_third"] == pytest.approx(8.0)  # steps 0-20
     assert "| batch-pre | 2 |" in (tmp_path / "findings.md").read_text()
+    assert "convolution-module norm" in (tmp_path / "findings.md").read_text()
+    conformer_grid = study.plan(True, 1500, ("conformer.conv_norm",), conformer=False)
+    findings.write_findings(tmp_path, rows, curves, probes, conformer_grid)
+    assert "convolution-module norm" not in (tmp_path / "findings.md").read_text()  # no empty table
 
 
 @pytest.mark.slow  # two (one) real Trainer runs: seconds

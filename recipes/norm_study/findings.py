@@ -205,6 +205,7 @@ def write_findings(out: Path, rows: list[dict], curves: list[dict], probes: list
     features = ["layer-pre"] + [r.name for r in runs_planned if r.group == "features"]
     lines += grouped_section(runs, "Feature normalization", features)
     conv = [r.name for r in runs_planned if r.group == "conv_norm"]
-    lines += grouped_section(runs, "Conformer convolution-module norm (layer norm, pre, elsewhere)", conv)
+    if conv:  # a Transformer study's extra
+        lines += grouped_section(runs, "Conformer convolution-module norm (layer norm, pre, elsewhere)", conv)
     (out / "findings.md").write_text("\n".join(lines))
     (out / "findings.json").write_text(json.dumps(data, indent=2) + "\n")
