@@ -53,3 +53,23 @@ def test_the_fsdd_folds_script_refuses_a_folder_with_fewer_than_three_speakers(t
     assert result.returncode == 2 and result.stdout == ""
     assert result.stderr == f"error: {tmp_path}/recordings: fewer than 3 speakers\n"
     assert not (tmp_path / "runs").exists()
+
+
+@pytest.mark.parametrize(
+    ("ways", "package", "error"),
+    [
+        ("finetuned", "-", "error: WAYS=finetuned needs PRETRAINED_PACKAGE"),
+        ("scratch tuned", "pkg", "error: WAYS: unknown training 'tuned' (scratch, finetuned)"),
+    ],
+)
+def test_the_fsdd_folds_script_refuses_trainings_it_cannot_run(tmp_path, ways, package, error):
+    (tmp_path / "recordings").mkdir()
+    for name in ("0_ann_0.wav", "1_bob_0.wav", "2_cy_0.wav"):
+        (tmp_path / "recordings" / name).write_bytes(b"")
+    script = ROOT / "recipes" / "fsdd" / "folds.sh"
+    env = {"PATH": "/usr/bin:/bin", "WAYS": ways}
+    result = subprocess.run(
+        ["bash", script, tmp_path, package], cwd=tmp_path, capture_output=True, text=True, env=env
+    )
+    assert (result.returncode, result.stdout, result.stderr) == (2, "", error + "\n")
+    assert not (tmp_path / "runs").exists()

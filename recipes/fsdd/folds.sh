@@ -5,6 +5,8 @@
 #   FSDD_DIR            the FSDD folder holding recordings/ (default: ../shared/data/fsdd)
 #   PRETRAINED_PACKAGE  an ASR package to fine-tune as well; "-" trains from scratch only (the default)
 #   SPEAKER ...         the test speakers of the folds to run (default: all of them)
+# WAYS="finetuned" (environment) runs only the named trainings: scratch and/or finetuned (default: scratch,
+# and finetuned when a package is given).
 # Writes runs/fsdd_folds/<speaker>/{scratch,finetuned}/, appends one line per evaluation to
 # runs/fsdd_folds/results.tsv (speaker, training, manifest, WER, CER) and prints the table.
 set -euo pipefail
@@ -16,6 +18,14 @@ mapfile -t ALL < <(ls "$FSDD/recordings" | sed -n 's/^[0-9]_\([a-z]*\)_[0-9]*\.w
 TEST=("${@:-${ALL[@]}}")
 ways=(scratch)
 [ "$PRETRAINED" != "-" ] && ways+=(finetuned)
+[ -n "${WAYS:-}" ] && read -ra ways <<<"$WAYS"
+for way in "${ways[@]}"; do
+    case $way in
+        scratch) ;;
+        finetuned) [ "$PRETRAINED" != "-" ] || { echo "error: WAYS=finetuned needs PRETRAINED_PACKAGE" >&2; exit 2; } ;;
+        *) echo "error: WAYS: unknown training '$way' (scratch, finetuned)" >&2; exit 2 ;;
+    esac
+done
 OUT=runs/fsdd_folds
 mkdir -p "$OUT"
 for speaker in "${TEST[@]}"; do
