@@ -44,12 +44,19 @@ def test_the_synthetic_recipe_trains_the_conformer_for_an_hour():
     assert config.model.encoder_kind == "conformer" and config.trainer.max_minutes == 60
 
 
+FOLDS = ROOT / "recipes" / "fsdd" / "folds.sh"
+
+
+def empty_recordings(folder, names) -> None:
+    """An FSDD-shaped folder of empty files: enough for the folds script's checks, which run first."""
+    (folder / "recordings").mkdir()
+    for name in names:
+        (folder / "recordings" / name).write_bytes(b"")
+
+
 def test_the_fsdd_folds_script_refuses_a_folder_with_fewer_than_three_speakers(tmp_path):
-    (tmp_path / "recordings").mkdir()
-    for name in ("0_ann_0.wav", "1_bob_0.wav", "notes.txt"):
-        (tmp_path / "recordings" / name).write_bytes(b"")
-    script = ROOT / "recipes" / "fsdd" / "folds.sh"
-    result = subprocess.run(["bash", script, tmp_path], cwd=tmp_path, capture_output=True, text=True)
+    empty_recordings(tmp_path, ("0_ann_0.wav", "1_bob_0.wav", "notes.txt"))
+    result = subprocess.run(["bash", FOLDS, tmp_path], cwd=tmp_path, capture_output=True, text=True)
     assert result.returncode == 2 and result.stdout == ""
     assert result.stderr == f"error: {tmp_path}/recordings: fewer than 3 speakers\n"
     assert not (tmp_path / "runs").exists()
@@ -63,13 +70,10 @@ def test_the_fsdd_folds_script_refuses_a_folder_with_fewer_than_three_speakers(t
     ],
 )
 def test_the_fsdd_folds_script_refuses_trainings_it_cannot_run(tmp_path, ways, package, error):
-    (tmp_path / "recordings").mkdir()
-    for name in ("0_ann_0.wav", "1_bob_0.wav", "2_cy_0.wav"):
-        (tmp_path / "recordings" / name).write_bytes(b"")
-    script = ROOT / "recipes" / "fsdd" / "folds.sh"
+    empty_recordings(tmp_path, ("0_ann_0.wav", "1_bob_0.wav", "2_cy_0.wav"))
     env = {"PATH": "/usr/bin:/bin", "WAYS": ways}
     result = subprocess.run(
-        ["bash", script, tmp_path, package], cwd=tmp_path, capture_output=True, text=True, env=env
+        ["bash", FOLDS, tmp_path, package], cwd=tmp_path, capture_output=True, text=True, env=env
     )
     assert (result.returncode, result.stdout, result.stderr) == (2, "", error + "\n")
     assert not (tmp_path / "runs").exists()
