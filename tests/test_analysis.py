@@ -249,20 +249,26 @@ def norm_study_modules():
     return importlib.import_module("study"), importlib.import_module("intervals")
 
 
-def test_norm_study_plans_every_norm_placement_and_conv_norm_and_each_loads(tmp_path):
+def study_args(tmp_path, encoder: str):
+    """The options ``base_overrides`` reads, for a tiny model."""
     import argparse
 
+    return argparse.Namespace(
+        task="asr", d_model=32, out=tmp_path, warmup=5, steps=10, val_every=5, probe_every=5,
+        ics_update="sgd", encoder_layers=1, decoder_layers=1, encoder=encoder,
+    )  # fmt: skip
+
+
+def test_norm_study_plans_every_norm_placement_and_conv_norm_and_each_loads(tmp_path):
     study, _ = norm_study_modules()
     runs = study.plan(True, 1500, (), conformer=True)
     names = [r.name for r in runs]
     assert len(names) == len(set(names)) == 32
     assert {f"{n}-{p}" for n in study.NORMS for p in ("pre", "post")} <= set(names)
     assert {"none-post", "conformer-conv_group", "conformer-conv_power-unmasked"} <= set(names)
-    args = argparse.Namespace(
-        task="asr", d_model=32, out=tmp_path, warmup=5, steps=10, val_every=5, probe_every=5,
-        ics_update="sgd", encoder_layers=1, decoder_layers=1, encoder="transformer",
-    )  # fmt: skip
-    base = study.base_overrides(args, study.TASKS["asr"], tmp_path / "t.jsonl", tmp_path / "d.jsonl")
+    base = study.base_overrides(
+        study_args(tmp_path, "transformer"), study.TASKS["asr"], tmp_path / "t.jsonl", tmp_path / "d.jsonl"
+    )
     for run in runs:
         experiment = load_experiment(study.TASKS["asr"].config, study.as_cli({**base, **run.overrides}))
         assert experiment.analysis.landscape_every == 5
@@ -275,15 +281,11 @@ def test_norm_study_plans_every_norm_placement_and_conv_norm_and_each_loads(tmp_
 
 
 def test_norm_study_on_a_conformer_gives_the_convolution_module_each_runs_norm(tmp_path):
-    import argparse
-
     study, _ = norm_study_modules()
-    args = argparse.Namespace(
-        task="asr", d_model=32, out=tmp_path, warmup=5, steps=10, val_every=5, probe_every=5,
-        ics_update="sgd", encoder_layers=1, decoder_layers=1, encoder="conformer",
-    )  # fmt: skip
-    task = replace(study.TASKS["asr"], conv_norms=("conformer.conv_norm",))
-    base = study.base_overrides(args, task, tmp_path / "t.jsonl", tmp_path / "d.jsonl")
+    task = study.study_task("asr", "conformer")
+    base = study.base_overrides(
+        study_args(tmp_path, "conformer"), task, tmp_path / "t.jsonl", tmp_path / "d.jsonl"
+    )
     runs = study.plan(True, 1500, task.conv_norms, conformer=False)
     assert not [r for r in runs if r.group == "conv_norm"]
     for run in runs:
@@ -368,7 +370,7 @@ def test_findings_tables_come_from_the_runs(tmp_path):
     assert data["warmup"]["layer-pre"]["beta_smoothness_first_third"] == pytest.approx(8.0)  # steps 0-20
     assert "| batch-pre | 2 |" in (tmp_path / "findings.md").read_text()
     assert "convolution-module norm" in (tmp_path / "findings.md").read_text()
-    conformer_grid = study.plan(True, 1500, ("conformer.conv_norm",), conformer=False)
+    conformer_grid = study.plan(True, 1500, study.study_task("asr", "conformer").conv_norms, conformer=False)
     findings.write_findings(tmp_path, rows, curves, probes, conformer_grid)
     assert "convolution-module norm" not in (tmp_path / "findings.md").read_text()  # no empty table
 

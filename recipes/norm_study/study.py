@@ -69,6 +69,16 @@ TASKS = {
 }
 
 
+def study_task(name: str, encoder: str) -> Task:
+    """The task's study; on a Conformer encoder its convolution-module norm follows each run's norm too."""
+    task = TASKS[name]
+    if encoder == "transformer":
+        return task
+    if name != "asr":
+        raise SystemExit(f"--encoder {encoder}: only the ASR study has a Conformer encoder")
+    return dataclasses.replace(task, conv_norms=(*task.conv_norms, "conformer.conv_norm"))
+
+
 @dataclass(frozen=True)
 class Run:
     """One training run: a name, the group it belongs to and its overrides (on top of the study's base)."""
@@ -351,11 +361,7 @@ def main() -> None:
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     torch.set_num_threads(args.threads)
-    task = TASKS[args.task]
-    if args.encoder == "conformer":
-        if args.task != "asr":
-            raise SystemExit("--encoder conformer: only the ASR study has a Conformer encoder")
-        task = dataclasses.replace(task, conv_norms=(*task.conv_norms, "conformer.conv_norm"))
+    task = study_task(args.task, args.encoder)
     args.out = args.out or ROOT / ("runs/norm_study" if args.task == "asr" else "runs/norm_study_tts")
     args.out.mkdir(parents=True, exist_ok=True)
     train_manifest, dev_manifest = make_subsets(
