@@ -74,7 +74,7 @@ def _growth_mb(capacity: str | None) -> float:
 
 def test_decoding_new_lengths_does_not_grow_memory_without_bound():
     bounded, unbounded = _growth_mb(None), _growth_mb("1024")  # ours, and oneDNN's default
-    # Now and then (2 runs in 23) glibc's heap keeps 20-60 MB that were freed, and the reading jumps once;
+    # Now and then (3 runs in 53) glibc's heap keeps 20-60 MB that were freed, and the reading jumps once;
     # an unbounded cache grows in every run, so the best of up to three fresh processes is what counts.
     for _ in range(2):
         if bounded < 10:
