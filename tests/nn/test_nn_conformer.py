@@ -196,7 +196,9 @@ def test_unmasked_conv_norm_makes_outputs_depend_on_padding(train):
     print(
         f"\n{mode}: max |difference| masked {masked:.2e}, unmasked {unmasked:.3f} (mean |output| {scale:.3f})"
     )
-    assert masked < 1e-5
+    # float32 rounding only: batch statistics summed over a wider (zero-padded) tensor differ in the last
+    # bits, by an amount the CPU decides (train mode: 1.1e-5 on an AVX2 machine, under 1e-5 on earlier ones)
+    assert masked < 1e-4
     assert unmasked > 0.05 * scale
 
 
