@@ -72,13 +72,16 @@ def _growth_mb(capacity: str | None) -> float:
     return float(result.stdout.split()[-1])
 
 
+BOUNDED_GROWTH_MB = 10
+
+
 def test_decoding_new_lengths_does_not_grow_memory_without_bound():
     bounded, unbounded = _growth_mb(None), _growth_mb("1024")  # ours, and oneDNN's default
     # Now and then (3 runs in 53) glibc's heap keeps 20-60 MB that were freed, and the reading jumps once;
     # an unbounded cache grows in every run, so the best of up to three fresh processes is what counts.
     for _ in range(2):
-        if bounded < 10:
+        if bounded < BOUNDED_GROWTH_MB:
             break
         bounded = min(bounded, _growth_mb(None))
-    assert bounded < 10, bounded  # the cache (128 primitives) was full after the first 200 lengths
+    assert bounded < BOUNDED_GROWTH_MB, bounded  # the cache (128 primitives) was full after 200 lengths
     assert unbounded > 3 * max(bounded, 5), (bounded, unbounded)  # ~0.2 MB per new length: the control
