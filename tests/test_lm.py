@@ -351,3 +351,26 @@ def test_prepare_lm_text_writes_count_sentences_and_none_of_the_excluded(tmp_pat
     dropped = sum(first_chunk.count(s) for s in held_out)  # every draw of one is counted
     assert dropped >= 20 and f"lm text: 300 sentences ({dropped} drawn sentences excluded)" in stdout
     assert len({s.split()[0] for s in written}) > 20  # many patterns, not one
+
+
+def test_prepare_lm_text_of_training_patterns_holds_no_held_out_phrasing(tmp_path, capsys):
+    from seq2seq.data.synthetic.lm_text import CHUNK, HELD_OUT_SHARE
+    from seq2seq.data.synthetic.sentences import generate_sentences
+
+    count = CHUNK + 2000  # into the second chunk, which `all` draws from the held-out families
+    texts = {}
+    for patterns in ("all", "train"):
+        out = tmp_path / f"{patterns}.txt"
+        status, _, _ = _main(
+            capsys, "prepare", "lm-text", out, "--count", count, "--seed", 2, "--patterns", patterns
+        )
+        assert status == 0
+        texts[patterns] = out.read_text().splitlines()
+    second_train = generate_sentences(CHUNK, 2 * 1_000_003 + 1, True, None, HELD_OUT_SHARE)
+    second_held_out = generate_sentences(CHUNK, 2 * 1_000_003 + 1, False, None, HELD_OUT_SHARE)
+    assert texts["train"][:CHUNK] == texts["all"][:CHUNK]  # the first chunk is training patterns either way
+    assert texts["train"][CHUNK:] == second_train[:2000]
+    assert texts["all"][CHUNK:] == second_held_out[:2000]
+    pin = "my pin is "  # a held-out family's phrasing (grammar.py: Family("pin", ..., False, ...))
+    assert sum(s.startswith(pin) for s in texts["all"]) > 0
+    assert sum(s.startswith(pin) for s in texts["train"]) == 0

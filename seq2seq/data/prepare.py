@@ -6,6 +6,7 @@ Each prints one summary line per manifest written and returns the paths, keyed b
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from seq2seq.core.text import TextNormalizerConfig, TokenizerKind
 from seq2seq.data.manifest import read_manifest
@@ -118,7 +119,13 @@ def fsdd(
     )
 
 
-def lm_text(out_file: str, count: int = 800_000, seed: int = 0, exclude: list[str] | None = None) -> Path:
+def lm_text(
+    out_file: str,
+    count: int = 800_000,
+    seed: int = 0,
+    exclude: list[str] | None = None,
+    patterns: Literal["all", "train"] = "all",
+) -> Path:
     """Write language-model training text from the synthetic sentence generator (one sentence a line).
 
     Args:
@@ -126,10 +133,11 @@ def lm_text(out_file: str, count: int = 800_000, seed: int = 0, exclude: list[st
         count: sentences to write (duplicates kept, as in real text).
         seed: seed of the sentences.
         exclude: manifests or text files whose sentences must not occur (dev and test sets).
+        patterns: ``all`` pattern families, or only the acoustic training text's (``train``).
     """
     from seq2seq.data.synthetic.lm_text import write_lm_text
 
-    written, excluded = write_lm_text(out_file, count, seed, exclude or [])
+    written, excluded = write_lm_text(out_file, count, seed, exclude or [], patterns)
     print(f"lm text: {written} sentences ({excluded} drawn sentences excluded) -> {out_file}")
     return Path(out_file)
 
