@@ -28,6 +28,9 @@ class OptimConfig:
         schedule: ``noam`` (warm-up then inverse square root), ``constant`` (warm-up then flat) or
             ``cosine`` (warm-up, then a half cosine down to ``final_lr_ratio`` at ``decay_steps``).
         decay_steps: cosine only: step at which the decay ends (about the run's length in steps).
+        decay_minutes: cosine only, instead of ``decay_steps``: the decay ends after this much training
+            time, as ``trainer.max_minutes`` counts it (resumes included). For time-boxed runs, whose
+            step count the machine decides: the rate anneals by the end of the budget on any machine.
         final_lr_ratio: cosine only: the rate after ``decay_steps``, as a fraction of ``lr``.
         weight_decay: decoupled weight decay.
         betas: Adam moments; 0.98 is the Transformer's usual choice.
@@ -37,6 +40,7 @@ class OptimConfig:
     warmup_steps: int = 1000
     schedule: Literal["noam", "constant", "cosine"] = "noam"
     decay_steps: int | None = None
+    decay_minutes: float | None = None
     final_lr_ratio: float = 0.0
     weight_decay: float = 1e-6
     betas: tuple[float, float] = (0.9, 0.98)
@@ -44,8 +48,13 @@ class OptimConfig:
     def __post_init__(self) -> None:
         if self.lr <= 0 or self.warmup_steps < 0 or self.weight_decay < 0:
             raise ValueError("lr must be > 0, warmup_steps and weight_decay >= 0")
-        if self.schedule == "cosine" and (self.decay_steps is None or self.decay_steps <= self.warmup_steps):
-            raise ValueError("schedule=cosine needs decay_steps > warmup_steps")
+        if self.decay_minutes is not None:
+            if self.schedule != "cosine" or self.decay_steps is not None or self.decay_minutes <= 0:
+                raise ValueError("optim.decay_minutes needs schedule=cosine, no decay_steps, and a value > 0")
+        elif self.schedule == "cosine" and (
+            self.decay_steps is None or self.decay_steps <= self.warmup_steps
+        ):
+            raise ValueError("schedule=cosine needs decay_steps > warmup_steps (or decay_minutes)")
         if not 0.0 <= self.final_lr_ratio <= 1.0:
             raise ValueError("final_lr_ratio must be within [0, 1]")
 
@@ -162,6 +171,12 @@ class TokenizerConfig:
     source: str = ""
 
 
+def _check_time_budget(optim: OptimConfig, trainer: TrainerConfig) -> None:
+    # Caught here, before data loads, rather than when the optimizer is built.
+    if optim.decay_minutes is not None and trainer.max_minutes is None:
+        raise ValueError("optim.decay_minutes needs trainer.max_minutes: the budget's clock")
+
+
 def _check_loss_weights(ctc_weight: float, label_smoothing: float) -> None:
     if not 0.0 <= ctc_weight <= 1.0:
         raise ValueError(f"ctc_weight={ctc_weight} must be in [0, 1]")
@@ -207,6 +222,7 @@ class ASRExperimentConfig:
 
     def __post_init__(self) -> None:
         _check_loss_weights(self.ctc_weight, self.label_smoothing)
+        _check_time_budget(self.optim, self.trainer)
         if self.model.input_dim != self.data.features.n_mels:
             raise ValueError(
                 f"model.input_dim={self.model.input_dim} must equal "
@@ -309,6 +325,7 @@ class TTSExperimentConfig:
     analysis: AnalysisConfig = field(default_factory=AnalysisConfig)
 
     def __post_init__(self) -> None:
+        _check_time_budget(self.optim, self.trainer)
         if self.model.n_mels != self.data.features.n_mels:
             raise ValueError(
                 f"model.n_mels={self.model.n_mels} must equal "
@@ -349,10 +366,9 @@ class LMExperimentConfig:
 
     def __post_init__(self) -> None:
         _check_loss_weights(0.0, self.label_smoothing)
+        _check_time_budget(self.optim, self.trainer)
 
 
-# Every experiment a recipe can run; ``task`` tells them apart. The task table (seq2seq.tasks) gives each
-# its model, training and inference parts.
 def _word_normalizer() -> TextNormalizerConfig:
     # Words keep their apostrophes wherever they are ("'bout"); case is folded.
     return TextNormalizerConfig(strip_punctuation=False)
@@ -409,6 +425,7 @@ class Text2TextExperimentConfig:
 
     def __post_init__(self) -> None:
         _check_loss_weights(self.ctc_weight, self.label_smoothing)
+        _check_time_budget(self.optim, self.trainer)
         if self.ctc_weight == 0.0 and self.decoding.ctc_weight > 0.0:
             raise ValueError(
                 f"decoding.ctc_weight={self.decoding.ctc_weight} needs a CTC head trained with ctc_weight > 0"

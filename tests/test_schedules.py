@@ -8,8 +8,8 @@ import pytest
 import torch
 
 from seq2seq.experiments import OptimConfig
-from seq2seq.training.optim import build_optimizer
-from seq2seq.training.schedules import cosine_factor, noam_factor, schedule_factor
+from seq2seq.training.optim import budget_progress, build_optimizer
+from seq2seq.training.schedules import cosine_factor, noam_factor, schedule_factor, timed_cosine_factor
 
 
 def test_noam_peaks_at_warmup_then_decays_as_inverse_square_root():
@@ -50,3 +50,87 @@ def test_optimizer_applies_the_configured_schedule():
     assert rates[0] == pytest.approx(0.0025) and rates[3] == pytest.approx(0.01)
     assert rates[11] == pytest.approx(0.01 * 0.5 * (1 + math.cos(math.pi * 8 / 16)))
     assert rates[19:] == pytest.approx([0.0] * 6)
+
+
+def test_timed_cosine_follows_the_clock_not_the_step_count():
+    """decay_minutes: the rate is the warm-up ramp times the cosine of the budget's spent fraction."""
+    model = torch.nn.Linear(3, 2)
+    config = OptimConfig(lr=0.01, warmup_steps=4, schedule="cosine", decay_minutes=2.0, final_lr_ratio=0.1)
+    clock = {"spent": 0.0}
+    built = build_optimizer(model, config, progress=lambda: clock["spent"])
+    optimizer, scheduler = built["optimizer"], built["lr_scheduler"]["scheduler"]
+    rates = []
+    for spent in [0.0, 0.0, 0.0, 0.25, 0.5, 0.5, 0.5, 1.0, 3.0]:  # a slow machine: many steps at 0.5
+        clock["spent"] = spent
+        optimizer.step()
+        scheduler.step()
+        rates.append(optimizer.param_groups[0]["lr"])
+    assert rates[:3] == pytest.approx([0.005, 0.0075, 0.01])  # warm-up steps 2-4, nothing spent yet
+    assert rates[3] == pytest.approx(0.01 * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi / 4))))
+    assert rates[4:7] == pytest.approx([0.01 * 0.55] * 3)  # half the budget, whatever the step
+    assert rates[7:] == pytest.approx([0.001, 0.001])  # the end of the budget, and past it
+    assert timed_cosine_factor(2, 4, 0.5, 0.0) == pytest.approx(0.25)  # warm-up and cosine multiply
+
+
+def test_timed_cosine_is_checked_when_configured():
+    with pytest.raises(ValueError, match="decay_minutes needs schedule=cosine"):
+        OptimConfig(schedule="noam", decay_minutes=5.0)
+    with pytest.raises(ValueError, match="decay_minutes needs schedule=cosine"):
+        OptimConfig(schedule="cosine", decay_steps=500, decay_minutes=5.0)
+    with pytest.raises(ValueError, match="a clock"):
+        build_optimizer(torch.nn.Linear(2, 2), OptimConfig(schedule="cosine", decay_minutes=5.0))
+
+
+def test_budget_progress_reads_lightnings_timer_and_continues_after_a_resume():
+    import lightning as L
+    from lightning.pytorch.callbacks import Timer
+
+    trainer = L.Trainer(max_time={"minutes": 10}, logger=False, enable_checkpointing=False)
+    timer = next(c for c in trainer.callbacks if isinstance(c, Timer))
+    timer.load_state_dict({"time_elapsed": {"train": 150.0}})  # a resumed run had spent 2.5 minutes
+    assert budget_progress(trainer, 10.0)() == pytest.approx(0.25)
+    assert budget_progress(trainer, 5.0)() == pytest.approx(0.5)
+    with pytest.raises(ValueError, match="trainer.max_minutes"):
+        budget_progress(L.Trainer(logger=False, enable_checkpointing=False), 10.0)
+
+
+def test_an_experiment_with_decay_minutes_but_no_time_budget_is_a_one_line_config_error():
+    from seq2seq.core.config import ConfigError
+    from seq2seq.experiments import load_experiment
+
+    overrides = ["--optim.schedule=cosine", "--optim.decay_steps=null", "--optim.decay_minutes=5"]
+    with pytest.raises(ConfigError, match="decay_minutes needs trainer.max_minutes"):
+        load_experiment("g2p/cmudict.yaml", overrides)
+    assert (
+        load_experiment("g2p/cmudict.yaml", [*overrides, "--trainer.max_minutes=5"]).optim.decay_minutes == 5
+    )
+
+
+def test_a_time_boxed_training_run_anneals_its_rate_by_the_end_of_the_budget(tmp_path, capsys):
+    """Through the CLI and Lightning: the run stops on its clock, long before max_steps, with the rate
+    annealed to about final_lr_ratio, whatever number of steps this machine managed."""
+    import csv
+    import json
+
+    from support import TINY_LEXICON, run_main
+
+    manifest = tmp_path / "lexicon.jsonl"
+    manifest.write_text(
+        "".join(json.dumps({"text": w, "target": p[0]}) + "\n" for w, p in TINY_LEXICON.items())
+    )
+    stack = "{num_layers: 1, d_model: 16, num_heads: 2, ffn_dim: 32, dropout: 0.0}"
+    run_main(capsys, "train", "-c", "g2p/cmudict.yaml", f"--out_dir={tmp_path / 'run'}",
+             *(f"--data.{s}_manifest={manifest}" for s in ("train", "dev", "test")),
+             f"--model.encoder={stack}", f"--model.decoder={stack}", "--data.max_tokens=64",
+             "--optim.lr=0.01", "--optim.warmup_steps=2", "--optim.decay_steps=null",
+             "--optim.decay_minutes=0.05", "--optim.final_lr_ratio=0.1", "--trainer.max_minutes=0.05",
+             "--trainer.max_steps=100000", "--trainer.val_every_steps=100000",
+             "--trainer.log_every_steps=1", check=True)  # fmt: skip
+    rows = list(csv.DictReader((tmp_path / "run" / "logs" / "version_0" / "metrics.csv").open()))
+    rates = [float(r["lr-AdamW/pg1"]) for r in rows if r.get("lr-AdamW/pg1")]
+    assert 10 < len(rates) < 100000  # stopped by the 3-second clock
+    peak = max(rates)
+    assert peak == pytest.approx(0.01, rel=0.05)
+    after_peak = rates[rates.index(peak) :]
+    assert all(b <= a + 1e-12 for a, b in zip(after_peak, after_peak[1:]))  # the cosine only falls
+    assert rates[-1] < 0.01 * 0.2  # annealed to near 0.001 by the end of the budget

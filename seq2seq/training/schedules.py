@@ -27,8 +27,22 @@ def cosine_factor(step: int, warmup_steps: int, decay_steps: int, final: float =
     step = max(step, 1)
     if step < warmup_steps:
         return step / warmup_steps
-    progress = min(1.0, (step - warmup_steps) / max(1, decay_steps - warmup_steps))
+    return annealed(min(1.0, (step - warmup_steps) / max(1, decay_steps - warmup_steps)), final)
+
+
+def annealed(progress: float, final: float = 0.0) -> float:
+    """The half cosine from 1.0 at ``progress`` 0 down to ``final`` at 1 (flat after)."""
+    progress = min(max(progress, 0.0), 1.0)
     return final + (1.0 - final) * 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
+def timed_cosine_factor(step: int, warmup_steps: int, progress: float, final: float = 0.0) -> float:
+    """Linear warm-up by steps times the half cosine over the time budget, ``progress`` in [0, 1].
+
+    The two multiply instead of following one another, so the rate has no jump where warm-up ends: warm-up
+    takes a few percent of the budget, where the cosine is still ~1.
+    """
+    return constant_factor(step, warmup_steps) * annealed(progress, final)
 
 
 def schedule_factor(

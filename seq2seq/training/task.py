@@ -10,7 +10,7 @@ import torch.nn.functional as F
 
 from seq2seq.core.config import to_dict
 from seq2seq.core.text import PAD_ID, Tokenizer
-from seq2seq.training.optim import BadBatchGuard, build_optimizer
+from seq2seq.training.optim import BadBatchGuard, budget_progress, build_optimizer
 
 
 def token_loss(
@@ -71,7 +71,9 @@ class Seq2SeqTask(L.LightningModule):
             self.log_validation_losses(self.losses(batch), self.batch_size(batch))
 
     def configure_optimizers(self):
-        return build_optimizer(self.model, self.config.optim)
+        optim = self.config.optim
+        progress = None if optim.decay_minutes is None else budget_progress(self.trainer, optim.decay_minutes)
+        return build_optimizer(self.model, optim, progress)
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         # Plain data only, so inference can read checkpoints with weights_only=True.
