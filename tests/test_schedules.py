@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import csv
+import json
 import math
 
+import lightning as L
 import pytest
 import torch
+from lightning.pytorch.callbacks import Timer
+from support import TINY_LEXICON, run_main
 
-from seq2seq.experiments import OptimConfig
+from seq2seq.core.config import ConfigError
+from seq2seq.experiments import OptimConfig, load_experiment
 from seq2seq.training.optim import budget_progress, build_optimizer
 from seq2seq.training.schedules import cosine_factor, noam_factor, schedule_factor, timed_cosine_factor
 
@@ -82,9 +88,6 @@ def test_timed_cosine_is_checked_when_configured():
 
 
 def test_budget_progress_reads_lightnings_timer_and_continues_after_a_resume():
-    import lightning as L
-    from lightning.pytorch.callbacks import Timer
-
     trainer = L.Trainer(max_time={"minutes": 10}, logger=False, enable_checkpointing=False)
     timer = next(c for c in trainer.callbacks if isinstance(c, Timer))
     timer.load_state_dict({"time_elapsed": {"train": 150.0}})  # a resumed run had spent 2.5 minutes
@@ -95,9 +98,6 @@ def test_budget_progress_reads_lightnings_timer_and_continues_after_a_resume():
 
 
 def test_an_experiment_with_decay_minutes_but_no_time_budget_is_a_one_line_config_error():
-    from seq2seq.core.config import ConfigError
-    from seq2seq.experiments import load_experiment
-
     overrides = ["--optim.schedule=cosine", "--optim.decay_steps=null", "--optim.decay_minutes=5"]
     with pytest.raises(ConfigError, match="decay_minutes needs trainer.max_minutes"):
         load_experiment("g2p/cmudict.yaml", overrides)
@@ -109,11 +109,6 @@ def test_an_experiment_with_decay_minutes_but_no_time_budget_is_a_one_line_confi
 def test_a_time_boxed_training_run_anneals_its_rate_by_the_end_of_the_budget(tmp_path, capsys):
     """Through the CLI and Lightning: the run stops on its clock, long before max_steps, with the rate
     annealed to about final_lr_ratio, whatever number of steps this machine managed."""
-    import csv
-    import json
-
-    from support import TINY_LEXICON, run_main
-
     manifest = tmp_path / "lexicon.jsonl"
     manifest.write_text(
         "".join(json.dumps({"text": w, "target": p[0]}) + "\n" for w, p in TINY_LEXICON.items())

@@ -65,7 +65,7 @@ def budget_progress(trainer, minutes: float) -> Callable[[], float]:
         raise ValueError("optim.decay_minutes needs trainer.max_minutes: the budget's clock")
 
     def progress() -> float:
-        spent = (timer.time_elapsed("train") or 0.0) / (60.0 * minutes)
+        spent = timer.time_elapsed("train") / (60.0 * minutes)
         return float(trainer.strategy.broadcast(spent)) if trainer.world_size > 1 else spent
 
     return progress
