@@ -129,3 +129,29 @@ def test_a_time_boxed_training_run_anneals_its_rate_by_the_end_of_the_budget(tmp
     after_peak = rates[rates.index(peak) :]
     assert all(b <= a + 1e-12 for a, b in zip(after_peak, after_peak[1:]))  # the cosine only falls
     assert rates[-1] < 0.01 * 0.2  # annealed to near 0.001 by the end of the budget
+
+
+def test_mixed_precision_training_with_gradient_clipping_runs_and_learns(tmp_path, capsys):
+    """Lightning refuses to clip a fused AdamW under AMP; the optimizer is unfused there, so
+    ``trainer.precision=bf16-mixed`` (with the default clipping) trains, and the loss falls."""
+    manifest = tmp_path / "lexicon.jsonl"
+    manifest.write_text(
+        "".join(json.dumps({"text": w, "target": p[0]}) + "\n" for w, p in TINY_LEXICON.items())
+    )
+    stack = "{num_layers: 1, d_model: 32, num_heads: 2, ffn_dim: 64, dropout: 0.0}"
+    run_main(capsys, "train", "-c", "g2p/cmudict.yaml", f"--out_dir={tmp_path / 'run'}",
+             *(f"--data.{s}_manifest={manifest}" for s in ("train", "dev", "test")),
+             f"--model.encoder={stack}", f"--model.decoder={stack}", "--data.max_tokens=64",
+             "--optim.lr=0.01", "--optim.warmup_steps=2", "--optim.decay_steps=60",
+             "--trainer.max_steps=60", "--trainer.val_every_steps=1000", "--trainer.precision=bf16-mixed",
+             "--trainer.gradient_clip_val=1.0", "--trainer.log_every_steps=1", check=True)  # fmt: skip
+    rows = list(csv.DictReader((tmp_path / "run" / "logs" / "version_0" / "metrics.csv").open()))
+    losses = [float(r["train_loss"]) for r in rows if r.get("train_loss")]
+    assert len(losses) >= 50
+    assert sum(losses[-10:]) / 10 < 0.7 * sum(losses[:10]) / 10
+
+
+def test_the_optimizer_is_fused_unless_told_not_to_be():
+    net = torch.nn.Linear(4, 4)
+    assert build_optimizer(net, OptimConfig())["optimizer"].defaults["fused"]
+    assert not build_optimizer(net, OptimConfig(), allow_fused=False)["optimizer"].defaults["fused"]

@@ -16,7 +16,10 @@ log = logging.getLogger(__name__)
 
 
 def build_optimizer(
-    model: nn.Module, config: OptimConfig, progress: Callable[[], float] | None = None
+    model: nn.Module,
+    config: OptimConfig,
+    progress: Callable[[], float] | None = None,
+    allow_fused: bool = True,
 ) -> dict:
     """AdamW (no decay on norms and biases) with a per-step warm-up schedule, in Lightning's format.
 
@@ -24,12 +27,15 @@ def build_optimizer(
     :func:`budget_progress`).
 
     The fused implementation updates every parameter in one kernel per group instead of ~10 small ops
-    per tensor (6 % of a CPU training step on the reference workload); used where PyTorch has it.
+    per tensor (6 % of a CPU training step on the reference workload); used where PyTorch has it and
+    ``allow_fused``: Lightning refuses to clip the gradients of a fused optimizer under mixed precision.
     """
     decay, no_decay = [], []
     for name, parameter in model.named_parameters():
         (no_decay if parameter.ndim < 2 or name.endswith(".bias") else decay).append(parameter)
-    fused = all(p.device.type in ("cpu", "cuda") and p.dtype.is_floating_point for p in decay + no_decay)
+    fused = allow_fused and all(
+        p.device.type in ("cpu", "cuda") and p.dtype.is_floating_point for p in decay + no_decay
+    )
     optimizer = torch.optim.AdamW(
         [{"params": decay, "weight_decay": config.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
         lr=config.lr,

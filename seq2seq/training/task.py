@@ -73,7 +73,8 @@ class Seq2SeqTask(L.LightningModule):
     def configure_optimizers(self):
         optim = self.config.optim
         progress = None if optim.decay_minutes is None else budget_progress(self.trainer, optim.decay_minutes)
-        return build_optimizer(self.model, optim, progress)
+        mixed = "mixed" in str(self.trainer.precision)  # fused AdamW cannot be clipped under AMP
+        return build_optimizer(self.model, optim, progress, allow_fused=not mixed)
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         # Plain data only, so inference can read checkpoints with weights_only=True.
