@@ -73,7 +73,7 @@ class Seq2SeqTask(L.LightningModule):
     def configure_optimizers(self):
         optim = self.config.optim
         progress = None if optim.decay_minutes is None else budget_progress(self.trainer, optim.decay_minutes)
-        mixed = "mixed" in str(self.trainer.precision)  # fused AdamW cannot be clipped under AMP
+        mixed = self.config.trainer.precision not in ("32-true", "32")  # AMP cannot clip a fused AdamW
         return build_optimizer(self.model, optim, progress, allow_fused=not mixed)
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
