@@ -106,22 +106,27 @@ def test_an_experiment_with_decay_minutes_but_no_time_budget_is_a_one_line_confi
     )
 
 
-def test_a_time_boxed_training_run_anneals_its_rate_by_the_end_of_the_budget(tmp_path, capsys):
-    """Through the CLI and Lightning: the run stops on its clock, long before max_steps, with the rate
-    annealed to about final_lr_ratio, whatever number of steps this machine managed."""
+def _train_tiny_g2p(tmp_path, capsys, d_model: int, *overrides: str) -> list[dict]:
+    """Train a one-layer G2P model on the tiny lexicon through the CLI; the rows of its metrics.csv."""
     manifest = tmp_path / "lexicon.jsonl"
     manifest.write_text(
         "".join(json.dumps({"text": w, "target": p[0]}) + "\n" for w, p in TINY_LEXICON.items())
     )
-    stack = "{num_layers: 1, d_model: 16, num_heads: 2, ffn_dim: 32, dropout: 0.0}"
+    stack = f"{{num_layers: 1, d_model: {d_model}, num_heads: 2, ffn_dim: {2 * d_model}, dropout: 0.0}}"
     run_main(capsys, "train", "-c", "g2p/cmudict.yaml", f"--out_dir={tmp_path / 'run'}",
              *(f"--data.{s}_manifest={manifest}" for s in ("train", "dev", "test")),
              f"--model.encoder={stack}", f"--model.decoder={stack}", "--data.max_tokens=64",
-             "--optim.lr=0.01", "--optim.warmup_steps=2", "--optim.decay_steps=null",
-             "--optim.decay_minutes=0.05", "--optim.final_lr_ratio=0.1", "--trainer.max_minutes=0.05",
-             "--trainer.max_steps=100000", "--trainer.val_every_steps=100000",
-             "--trainer.log_every_steps=1", check=True)  # fmt: skip
-    rows = list(csv.DictReader((tmp_path / "run" / "logs" / "version_0" / "metrics.csv").open()))
+             "--optim.lr=0.01", "--optim.warmup_steps=2", "--trainer.log_every_steps=1", *overrides,
+             check=True)  # fmt: skip
+    return list(csv.DictReader((tmp_path / "run" / "logs" / "version_0" / "metrics.csv").open()))
+
+
+def test_a_time_boxed_training_run_anneals_its_rate_by_the_end_of_the_budget(tmp_path, capsys):
+    """Through the CLI and Lightning: the run stops on its clock, long before max_steps, with the rate
+    annealed to about final_lr_ratio, whatever number of steps this machine managed."""
+    rows = _train_tiny_g2p(tmp_path, capsys, 16, "--optim.decay_steps=null", "--optim.decay_minutes=0.05",
+                           "--optim.final_lr_ratio=0.1", "--trainer.max_minutes=0.05",
+                           "--trainer.max_steps=100000", "--trainer.val_every_steps=100000")  # fmt: skip
     rates = [float(r["lr-AdamW/pg1"]) for r in rows if r.get("lr-AdamW/pg1")]
     assert 10 < len(rates) < 100000  # stopped by the 3-second clock
     peak = max(rates)
@@ -134,18 +139,9 @@ def test_a_time_boxed_training_run_anneals_its_rate_by_the_end_of_the_budget(tmp
 def test_mixed_precision_training_with_gradient_clipping_runs_and_learns(tmp_path, capsys):
     """Lightning refuses to clip a fused AdamW under AMP; the optimizer is unfused there, so
     ``trainer.precision=bf16-mixed`` (with the default clipping) trains, and the loss falls."""
-    manifest = tmp_path / "lexicon.jsonl"
-    manifest.write_text(
-        "".join(json.dumps({"text": w, "target": p[0]}) + "\n" for w, p in TINY_LEXICON.items())
-    )
-    stack = "{num_layers: 1, d_model: 32, num_heads: 2, ffn_dim: 64, dropout: 0.0}"
-    run_main(capsys, "train", "-c", "g2p/cmudict.yaml", f"--out_dir={tmp_path / 'run'}",
-             *(f"--data.{s}_manifest={manifest}" for s in ("train", "dev", "test")),
-             f"--model.encoder={stack}", f"--model.decoder={stack}", "--data.max_tokens=64",
-             "--optim.lr=0.01", "--optim.warmup_steps=2", "--optim.decay_steps=60",
-             "--trainer.max_steps=60", "--trainer.val_every_steps=1000", "--trainer.precision=bf16-mixed",
-             "--trainer.gradient_clip_val=1.0", "--trainer.log_every_steps=1", check=True)  # fmt: skip
-    rows = list(csv.DictReader((tmp_path / "run" / "logs" / "version_0" / "metrics.csv").open()))
+    rows = _train_tiny_g2p(tmp_path, capsys, 32, "--optim.decay_steps=60", "--trainer.max_steps=60",
+                           "--trainer.val_every_steps=1000", "--trainer.precision=bf16-mixed",
+                           "--trainer.gradient_clip_val=1.0")  # fmt: skip
     losses = [float(r["train_loss"]) for r in rows if r.get("train_loss")]
     assert len(losses) >= 50
     assert sum(losses[-10:]) / 10 < 0.7 * sum(losses[:10]) / 10
