@@ -427,7 +427,8 @@ def _arg_help(doc: str) -> dict[str, str]:
 def _value_options(hint) -> dict | None:
     """argparse keywords for values of type ``hint``; None for structured (dataclass) values."""
     args = typing.get_args(hint)
-    if type(None) in args:  # Optional[X]
+    optional = type(None) in args
+    if optional:  # Optional[X]
         hint = next(a for a in args if a is not type(None))
     origin, args = typing.get_origin(hint), typing.get_args(hint)
     if dataclasses.is_dataclass(hint):
@@ -438,7 +439,18 @@ def _value_options(hint) -> dict | None:
         return {"choices": args}
     if hint is bool:
         return {"action": argparse.BooleanOptionalAction}
-    return {"type": getattr(hint, "__supertype__", hint)}
+    parse = getattr(hint, "__supertype__", hint)
+    return {"type": _none_or(parse) if optional else parse}
+
+
+def _none_or(parse: Callable) -> Callable:
+    """``none`` given for an optional value is Python's None (``--dev-speaker none``)."""
+
+    def convert(text: str):
+        return None if text.lower() == "none" else parse(text)
+
+    convert.__name__ = parse.__name__  # argparse names the type in its errors: "invalid int value"
+    return convert
 
 
 def _add_parameter(parser: argparse.ArgumentParser, param: inspect.Parameter, hint, help_text: str) -> None:

@@ -70,6 +70,38 @@ def test_splits_are_by_speaker_and_connected_strings_are_real_audio(tmp_path):
     ]  # same seed, same strings
 
 
+def test_without_a_dev_speaker_dev_is_the_first_takes_of_every_training_speaker(tmp_path):
+    """Five of six speakers train (leave one speaker out); dev holds out takes 0-4, never the test speaker."""
+    source = fake_fsdd(tmp_path / "fsdd", per_digit=7)
+    paths = prepare_fsdd(source, tmp_path / "out", test_speaker="dora", dev_speaker=None,
+                         connected_train=12, connected_held_out=6)  # fmt: skip
+    manifests = {name: read_manifest(path)[0] for name, path in paths.items()}
+    assert {u.speaker for u in manifests["digits_train"]} == {"anna", "bob", "carl"}
+    assert {u.speaker for u in manifests["connected_dev"]} == {"anna", "bob", "carl"}
+    assert {u.speaker for u in manifests["digits_test"]} == {"dora"}
+    takes = {
+        name: {int(u.id.rsplit("_", 1)[1]) for u in manifests[f"digits_{name}"]} for name in ("train", "dev")
+    }
+    assert takes == {"train": {5, 6}, "dev": {0, 1, 2, 3, 4}}
+    assert len(manifests["digits_train"]) == 3 * 10 * 2 and len(manifests["digits_dev"]) == 3 * 10 * 5
+    assert len(manifests["digits_test"]) == 10 * 7  # every take of the test speaker
+    train_ids = {u.id for u in manifests["digits_train"]}
+    assert not train_ids & {u.id for u in manifests["digits_dev"] + manifests["digits_test"]}
+
+
+def test_dev_speaker_none_on_the_command_line(tmp_path):
+    source = fake_fsdd(tmp_path / "fsdd", speakers=("anna", "bob"), per_digit=6)
+    args = ("prepare", "fsdd", str(source), str(tmp_path / "out"), "--test-speaker", "bob", "--dev-speaker")
+    result = run_cli(*args, "none", "--connected-train", "4", "--connected-held-out", "2")
+    assert result.returncode == 0, result.stderr
+    assert "digits_dev: 50 utterances" in result.stdout and "digits_train: 10 utterances" in result.stdout
+    too_few = fake_fsdd(tmp_path / "few", speakers=("anna", "bob"), per_digit=3)
+    result = run_cli("prepare", "fsdd", str(too_few), str(tmp_path / "out2"), "--test-speaker", "bob",
+                     "--dev-speaker", "none")  # fmt: skip
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert "dev takes 0-4 need takes 5 and above to train on" in result.stderr
+
+
 def test_malformed_names_and_broken_files_are_reported_and_left_out(tmp_path, caplog):
     source = fake_fsdd(tmp_path / "fsdd")
     (source / "recordings" / "seven_anna_3.wav").write_bytes(b"RIFF")

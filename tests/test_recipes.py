@@ -77,3 +77,12 @@ def test_the_fsdd_folds_script_refuses_trainings_it_cannot_run(tmp_path, ways, p
     )
     assert (result.returncode, result.stdout, result.stderr) == (2, "", error + "\n")
     assert not (tmp_path / "runs").exists()
+
+
+def test_the_fsdd_folds_script_refuses_an_unknown_dev_split(tmp_path):
+    empty_recordings(tmp_path, ("0_ann_0.wav", "1_bob_0.wav", "2_cy_0.wav"))
+    env = {"PATH": "/usr/bin:/bin", "DEV": "nobody"}
+    result = subprocess.run(["bash", FOLDS, tmp_path], cwd=tmp_path, capture_output=True, text=True, env=env)
+    assert (result.returncode, result.stdout) == (2, "")
+    assert result.stderr == "error: DEV: unknown dev split 'nobody' (takes, speaker)\n"
+    assert not (tmp_path / "runs").exists()

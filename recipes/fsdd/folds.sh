@@ -1,14 +1,17 @@
 #!/usr/bin/env bash
-# Leave-one-speaker-out over every FSDD speaker: each fold holds one speaker out for test and the next one
-# (in name order, cyclically) for dev and checkpoint choice, and trains on the other four.
+# Leave-one-speaker-out over every FSDD speaker: each fold holds one speaker out for test and trains on the
+# other five, holding their takes 0-4 out for dev and checkpoint choice (FSDD's own held-out takes).
+# DEV=speaker (environment) holds the next speaker (in name order, cyclically) out for dev instead, and
+# trains on the other four.
 # Usage: recipes/fsdd/folds.sh [FSDD_DIR] [PRETRAINED_PACKAGE] [SPEAKER ...]
 #   FSDD_DIR            the FSDD folder holding recordings/ (default: ../shared/data/fsdd)
 #   PRETRAINED_PACKAGE  an ASR package to fine-tune as well; "-" trains from scratch only (the default)
 #   SPEAKER ...         the test speakers of the folds to run (default: all of them)
 # WAYS="finetuned" (environment) runs only the named trainings: scratch and/or finetuned (default: scratch,
 # and finetuned when a package is given).
-# Writes runs/fsdd_folds/<speaker>/{scratch,finetuned}/, appends one line per evaluation to
-# runs/fsdd_folds/results.tsv (speaker, training, manifest, WER, CER) and prints the table.
+# Writes $OUT/<speaker>/{scratch,finetuned}/ (OUT: runs/fsdd_folds, runs/fsdd_folds_dev_speaker with
+# DEV=speaker), appends one line per evaluation to $OUT/results.tsv (speaker, training, manifest, WER,
+# CER) and prints the table.
 set -euo pipefail
 FSDD=${1:-../shared/data/fsdd}
 PRETRAINED=${2:--}
@@ -26,11 +29,18 @@ for way in "${ways[@]}"; do
         *) echo "error: WAYS: unknown training '$way' (scratch, finetuned)" >&2; exit 2 ;;
     esac
 done
-OUT=runs/fsdd_folds
+case ${DEV:=takes} in
+    takes) OUT=${OUT:-runs/fsdd_folds} DATA=data/fsdd_folds ;;
+    speaker) OUT=${OUT:-runs/fsdd_folds_dev_speaker} DATA=data/fsdd_folds_dev_speaker ;;
+    *) echo "error: DEV: unknown dev split '$DEV' (takes, speaker)" >&2; exit 2 ;;
+esac
 mkdir -p "$OUT"
 for speaker in "${TEST[@]}"; do
-    for i in "${!ALL[@]}"; do [ "${ALL[$i]}" = "$speaker" ] && dev=${ALL[$(((i + 1) % ${#ALL[@]}))]}; done
-    data=data/fsdd_folds/$speaker
+    dev=none
+    [ "$DEV" = speaker ] && for i in "${!ALL[@]}"; do
+        [ "${ALL[$i]}" = "$speaker" ] && dev=${ALL[$(((i + 1) % ${#ALL[@]}))]}
+    done
+    data=$DATA/$speaker
     seq2seq prepare fsdd "$FSDD" "$data" --test-speaker "$speaker" --dev-speaker "$dev"
     for way in "${ways[@]}"; do
         run=$OUT/$speaker/$way

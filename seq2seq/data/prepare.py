@@ -94,7 +94,7 @@ def fsdd(
     source_dir: str,
     out_dir: str,
     test_speaker: str = "theo",
-    dev_speaker: str = "nicolas",
+    dev_speaker: str | None = "nicolas",
     connected_train: int = 3000,
     connected_held_out: int = 300,
     seed: int = 0,
@@ -105,7 +105,7 @@ def fsdd(
         source_dir: the FSDD folder (holding recordings/) or the recordings folder itself.
         out_dir: folder for the manifests and the connected-digit WAV files.
         test_speaker: speaker of the test split (never in training or dev).
-        dev_speaker: speaker of the dev split.
+        dev_speaker: speaker of the dev split; none: takes 0-4 of every training speaker, so five train.
         connected_train: connected-digit strings (3-7 digits) made from the training speakers.
         connected_held_out: connected-digit strings in each of dev and test.
         seed: seed of the strings and pauses.

@@ -1,7 +1,9 @@
 """The Free Spoken Digit Dataset (FSDD, CC BY-SA 4.0): isolated digits and connected-digit strings.
 
 FSDD's ``recordings/`` holds ``{digit}_{speaker}_{index}.wav`` (8 kHz, mono). Splits are by speaker,
-so a held-out speaker is never heard in training. Two kinds of manifests per split:
+so the test speaker is never heard in training. Dev is a second held-out speaker, or (``dev_speaker=None``)
+the first takes of every training speaker, FSDD's own held-out convention, so that one more speaker
+trains. Two kinds of manifests per split:
 
     digits_<split>.jsonl      one recording each, text "seven"
     connected_<split>.jsonl   3-7 recordings of one speaker joined with short random pauses, written as
@@ -29,6 +31,7 @@ DIGIT_WORDS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "e
 SPEAKERS = ("george", "jackson", "lucas", "nicolas", "theo", "yweweler")
 _NAME = re.compile(r"(\d)_([a-z]+)_(\d+)\.wav")
 PAUSE_SECONDS = (0.05, 0.35)
+DEV_TAKES = 5  # FSDD's README holds takes 0-4 of each digit and speaker out of training
 
 
 def read_recordings(source_dir: Path, problems: list[str]) -> dict[str, list[Utterance]]:
@@ -45,6 +48,11 @@ def read_recordings(source_dir: Path, problems: list[str]) -> dict[str, list[Utt
         if utterance is not None:
             by_speaker.setdefault(speaker, []).append(utterance)
     return by_speaker
+
+
+def take(utterance: Utterance) -> int:
+    """The take number of a recording, the last field of its id ``{digit}_{speaker}_{take}``."""
+    return int(utterance.id.rsplit("_", 1)[1])
 
 
 def connect(
@@ -77,7 +85,7 @@ def prepare_fsdd(
     source_dir: str | Path,
     out_dir: str | Path,
     test_speaker: str = "theo",
-    dev_speaker: str = "nicolas",
+    dev_speaker: str | None = "nicolas",
     connected_train: int = 3000,
     connected_held_out: int = 300,
     seed: int = 0,
@@ -88,7 +96,8 @@ def prepare_fsdd(
         source_dir: the FSDD folder (holding ``recordings/``) or the recordings folder itself.
         out_dir: folder for manifests and the connected-digit WAV files.
         test_speaker: the speaker of the test split (never in training or dev).
-        dev_speaker: the speaker of the dev split.
+        dev_speaker: the speaker of the dev split; None: dev is takes 0-4 of every training speaker, and
+            every speaker but the test speaker trains (on its other takes).
         connected_train: connected-digit strings made from the training speakers.
         connected_held_out: connected-digit strings of each of dev and test.
         seed: seed of the strings and pauses.
@@ -104,17 +113,21 @@ def prepare_fsdd(
     problems: list[str] = []
     by_speaker = read_recordings(source_dir, problems)
     for name in (test_speaker, dev_speaker):
-        if name not in by_speaker:
+        if name is not None and name not in by_speaker:
             raise ValueError(
                 f"{source_dir}: no recordings of speaker {name!r}; found {', '.join(sorted(by_speaker))}"
             )
-    groups = {
-        "train": [
-            u for s in sorted(by_speaker) if s not in (test_speaker, dev_speaker) for u in by_speaker[s]
-        ],
-        "dev": by_speaker[dev_speaker],
-        "test": by_speaker[test_speaker],
-    }
+    trained = [u for s in sorted(by_speaker) if s not in (test_speaker, dev_speaker) for u in by_speaker[s]]
+    if dev_speaker is None:
+        dev = [u for u in trained if take(u) < DEV_TAKES]
+        trained = [u for u in trained if take(u) >= DEV_TAKES]
+        if not dev or not trained:
+            raise ValueError(
+                f"{source_dir}: dev takes 0-{DEV_TAKES - 1} need takes {DEV_TAKES} and above to train on"
+            )
+    else:
+        dev = by_speaker[dev_speaker]
+    groups = {"train": trained, "dev": dev, "test": by_speaker[test_speaker]}
     rng, paths = random.Random(seed), {}
     for split, recordings in groups.items():
         count = connected_train if split == "train" else connected_held_out
