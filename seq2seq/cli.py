@@ -450,6 +450,7 @@ def _none_or(parse: Callable) -> Callable:
         return None if text.lower() == "none" else parse(text)
 
     convert.__name__ = parse.__name__  # argparse names the type in its errors: "invalid int value"
+    convert.__wrapped__ = parse  # inspect.unwrap gives the value's type back
     return convert
 
 

@@ -139,7 +139,7 @@ def _cases() -> tuple[list, list[str], list[str]]:
                 free.append(f"{where} {flag}")
                 continue
             else:
-                values = bad_values(check, action.type or str)
+                values = bad_values(check, inspect.unwrap(action.type or str))
             cases += [(words, action.dest, value, flag) for value in values]
     return cases, unchecked, free
 
