@@ -16,7 +16,7 @@ import soundfile
 from support import ROOT, run_cli
 
 from seq2seq.core.audio import audio_info
-from seq2seq.data.corpora.fsdd import DIGIT_WORDS, prepare_fsdd
+from seq2seq.data.corpora.fsdd import DIGIT_WORDS, prepare_fsdd, take
 from seq2seq.data.manifest import read_manifest
 from seq2seq.demo import ASR_CONFIG
 from seq2seq.experiments import PACKAGED_CONFIGS, load_experiment
@@ -79,9 +79,7 @@ def test_without_a_dev_speaker_dev_is_the_first_takes_of_every_training_speaker(
     assert {u.speaker for u in manifests["digits_train"]} == {"anna", "bob", "carl"}
     assert {u.speaker for u in manifests["connected_dev"]} == {"anna", "bob", "carl"}
     assert {u.speaker for u in manifests["digits_test"]} == {"dora"}
-    takes = {
-        name: {int(u.id.rsplit("_", 1)[1]) for u in manifests[f"digits_{name}"]} for name in ("train", "dev")
-    }
+    takes = {name: {take(u) for u in manifests[f"digits_{name}"]} for name in ("train", "dev")}
     assert takes == {"train": {5, 6}, "dev": {0, 1, 2, 3, 4}}
     assert len(manifests["digits_train"]) == 3 * 10 * 2 and len(manifests["digits_dev"]) == 3 * 10 * 5
     assert len(manifests["digits_test"]) == 10 * 7  # every take of the test speaker
