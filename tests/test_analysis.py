@@ -146,6 +146,30 @@ def test_bad_scaling_scales_the_band_and_cmvn_undoes_it_unless_off():
     assert torch.equal(off.normalize_input(features, lengths), features * mask)  # ... off: raw features
 
 
+def test_utterance_mean_norm_cancels_a_channel_and_ignores_padding():
+    torch.manual_seed(3)
+    features, lengths = torch.randn(2, 9, 80) * 3 + 5, torch.tensor([9, 6])
+    stats = GlobalCMVN.from_features([features[0], features[1, :6]])
+    centred = ASRModel(replace(tiny_asr_config(32), utterance_mean_norm=True))
+    centred.set_feature_stats(stats)
+    out = centred.normalize_input(features, lengths)
+    # A microphone's response is a constant per band in the log-Mel domain: it cancels.
+    channel = torch.randn(1, 1, 80) * 4
+    assert torch.allclose(centred.normalize_input(features + channel, lengths), out, atol=1e-4)
+    # Each utterance's valid frames average to zero per band; padding is 0 and does not count.
+    assert out[0].mean(0).abs().max() < 1e-4 and out[1, :6].mean(0).abs().max() < 1e-4
+    assert torch.equal(out[1, 6:], torch.zeros(3, 80))
+    alone = centred.normalize_input(features[1:, :6], lengths[1:])
+    assert torch.allclose(alone[0], out[1, :6], atol=1e-5)
+    # Its scale is still the global statistics': frames differ from the plain model's by a shift only.
+    plain = ASRModel(tiny_asr_config(32))
+    plain.set_feature_stats(stats)
+    shift = out[0] - plain.normalize_input(features, lengths)[0]
+    assert torch.allclose(shift, shift[:1].expand(9, -1), atol=1e-4)
+    raw = ASRModel(replace(tiny_asr_config(32), utterance_mean_norm=True, feature_norm=False))
+    assert torch.allclose(raw.normalize_input(features, lengths)[0], features[0] - features[0].mean(0), atol=1e-5)
+
+
 def test_analysis_options_are_checked():
     with pytest.raises(ConfigError, match="landscape_every"):
         load_experiment(CONFIGS / "asr" / "small.yaml", ["--analysis.landscape_every=-1"])

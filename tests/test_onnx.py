@@ -137,6 +137,23 @@ def test_conformer_encoder_graph_equals_the_model_on_a_padded_batch(tmp_path, po
         np.testing.assert_allclose(log_probs[b, :n], ref_log_probs[b, :n], atol=TOLERANCE)
 
 
+def test_encoder_graph_centres_each_utterance_as_the_model_does(tmp_path):
+    """``utterance_mean_norm``: the mean over each utterance's valid frames must not count the padding
+    of a batch in the graph either."""
+    torch.manual_seed(0)
+    model = ASRModel(dataclasses.replace(tiny_asr_config(12, input_dim=8), utterance_mean_norm=True)).eval()
+    model.feature_norm.mean.copy_(torch.randn(8))
+    model.feature_norm.std.copy_(torch.rand(8) + 0.5)
+    export_asr(model, tmp_path)
+    features, feature_lengths = _features([61, 40, 23])
+    features = features + 3.0  # far from zero-mean, so that a wrong mean shows
+    memory, _, _, _ = OnnxASR(tmp_path, threads=1).encode(features, feature_lengths)
+    with torch.no_grad():
+        ref_memory, ref_lengths = model.encode(features, feature_lengths)
+    for b, n in enumerate(ref_lengths.tolist()):
+        np.testing.assert_allclose(memory[b, :n], ref_memory[b, :n], atol=TOLERANCE)
+
+
 def _trained_model() -> tuple[ASRModel, torch.Tensor, torch.Tensor]:
     """A tiny model fitted to three utterances, so that its search has clear winners to agree on."""
     model = _model(seed=3).train()

@@ -52,6 +52,10 @@ class ASRModelConfig:
             band by ``feature_scale_factor`` before everything else (None: off). Part of the model, so
             inference sees it too; with ``feature_norm`` on, the statistics are scaled alike and undo it.
         feature_scale_factor: the factor applied to ``feature_scale_band``.
+        utterance_mean_norm: subtract each utterance's own per-band mean over its valid frames (Kaldi's
+            per-utterance CMN) before ``feature_norm``: a fixed microphone or channel response, a constant
+            per band in the log-Mel domain, cancels. The global mean is added back first, so the global
+            normalisation still centres the bands and a model pretrained without it sees inputs alike.
     """
 
     vocab_size: int = 64
@@ -67,6 +71,7 @@ class ASRModelConfig:
     feature_norm: bool = True
     feature_scale_band: int | None = None
     feature_scale_factor: float = 100.0
+    utterance_mean_norm: bool = False
 
     def __post_init__(self) -> None:
         band = self.feature_scale_band
@@ -131,9 +136,14 @@ class ASRModel(EncoderDecoder):
         return features * gain
 
     def normalize_input(self, features: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-        """Scaled (if asked) and globally normalised (unless ``feature_norm`` is off) features, padding 0."""
+        """Scaled (if asked), utterance-centred (if asked) and globally normalised (unless ``feature_norm``
+        is off) features, padding 0."""
         mask = lengths_to_mask(lengths, features.shape[1])
         x = self.scale_input(features)
+        if self.config.utterance_mean_norm:
+            valid = mask.unsqueeze(-1).to(x.dtype)
+            mean = (x * valid).sum(1, keepdim=True) / valid.sum(1, keepdim=True).clamp(min=1.0)
+            x = x - mean + (self.feature_norm.mean if self.config.feature_norm else 0.0)
         if self.config.feature_norm:
             return self.feature_norm(x, mask)
         return x * mask.unsqueeze(-1).to(x.dtype)
