@@ -7,7 +7,6 @@ tiny synthetic files in the same layout, so they run everywhere.
 from __future__ import annotations
 
 import dataclasses
-
 import logging
 import shutil
 from pathlib import Path
