@@ -86,3 +86,29 @@ def test_the_fsdd_folds_script_refuses_an_unknown_dev_split(tmp_path):
     assert (result.returncode, result.stdout) == (2, "")
     assert result.stderr == "error: DEV: unknown dev split 'nobody' (takes, speaker)\n"
     assert not (tmp_path / "runs").exists()
+
+
+def test_the_fsdd_folds_script_passes_train_args_to_every_training(tmp_path):
+    """TRAIN_ARGS reaches `seq2seq train` word by word (an ablation over the folds); a failed training
+    stops the script."""
+    empty_recordings(tmp_path, ("0_ann_0.wav", "1_bob_0.wav", "2_cy_0.wav"))
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    fake = bin_dir / "seq2seq"
+    fake.write_text('#!/bin/sh\necho "$@" >>"$CALLS"\n[ "$1" != train ]\n')
+    fake.chmod(0o755)
+    calls = tmp_path / "calls.txt"
+    env = {
+        "PATH": f"{bin_dir}:/usr/bin:/bin",
+        "CALLS": str(calls),
+        "TRAIN_ARGS": "--model.utterance_mean_norm=true  --data.augment.speed_factors=[0.8,1.2]",
+    }
+    result = subprocess.run(
+        ["bash", FOLDS, tmp_path, "-", "bob"], cwd=tmp_path, capture_output=True, text=True, env=env
+    )
+    assert result.returncode == 1
+    prepare, train = calls.read_text().splitlines()
+    assert prepare.startswith(f"prepare fsdd {tmp_path} data/fsdd_folds/bob --test-speaker bob")
+    words = train.split()
+    assert words[:4] == ["train", "-c", "configs/asr/fsdd.yaml", "--out_dir=runs/fsdd_folds/bob/scratch"]
+    assert words[4:6] == ["--model.utterance_mean_norm=true", "--data.augment.speed_factors=[0.8,1.2]"]

@@ -2,7 +2,8 @@
 # Leave-one-speaker-out over every FSDD speaker: each fold holds one speaker out for test and trains on the
 # other five, holding their takes 0-4 out for dev and checkpoint choice (FSDD's own held-out takes).
 # DEV=speaker (environment) holds the next speaker (in name order, cyclically) out for dev instead, and
-# trains on the other four.
+# trains on the other four. TRAIN_ARGS (environment) adds `seq2seq train` overrides to every fold, for an
+# ablation: TRAIN_ARGS="--model.utterance_mean_norm=true" OUT=runs/fsdd_folds_cmn recipes/fsdd/folds.sh ...
 # Usage: recipes/fsdd/folds.sh [FSDD_DIR] [PRETRAINED_PACKAGE] [SPEAKER ...]
 #   FSDD_DIR            the FSDD folder holding recordings/ (default: ../shared/data/fsdd)
 #   PRETRAINED_PACKAGE  an ASR package to fine-tune as well; "-" trains from scratch only (the default)
@@ -34,6 +35,7 @@ case ${DEV:=takes} in
     speaker) OUT=${OUT:-runs/fsdd_folds_dev_speaker} DATA=data/fsdd_folds_dev_speaker ;;
     *) echo "error: DEV: unknown dev split '$DEV' (takes, speaker)" >&2; exit 2 ;;
 esac
+read -ra extra <<<"${TRAIN_ARGS:-}"
 mkdir -p "$OUT"
 for speaker in "${TEST[@]}"; do
     dev=none
@@ -46,7 +48,7 @@ for speaker in "${TEST[@]}"; do
         run=$OUT/$speaker/$way
         init=()
         [ "$way" = finetuned ] && init=(--init-from "$PRETRAINED" --optim.lr=0.0005 --optim.warmup_steps=100)
-        seq2seq train -c configs/asr/fsdd.yaml --out_dir="$run" "${init[@]}" \
+        seq2seq train -c configs/asr/fsdd.yaml --out_dir="$run" "${init[@]}" "${extra[@]}" \
             --data.train_manifest="$data/connected_train.jsonl" --data.dev_manifest="$data/connected_dev.jsonl" \
             --data.test_manifest="$data/connected_test.jsonl"
         seq2seq export "$run" "$run/package" --average 3
