@@ -11,7 +11,7 @@ import pytest
 import soundfile
 import torch
 
-from seq2seq.core.audio import AudioError, FeatureConfig
+from seq2seq.core.audio import AudioError, FeatureConfig, LogMel, mel_filterbank, vtlp_warp
 from seq2seq.core.config import ConfigError
 from seq2seq.core.text import CharTokenizer
 from seq2seq.data.augment import (
@@ -33,7 +33,14 @@ from seq2seq.training.datamodules import ASRDataModule
 SR = 16000
 TEXTS = ["turn on the lights", "set a timer", "play some jazz", "hello"]
 EVERY_STEP = AugmentConfig(
-    p_speed=1.0, p_reverb=1.0, p_noise=1.0, p_babble=1.0, p_telephone=1.0, p_gain=1.0, speed_factors=(0.9,)
+    p_speed=1.0,
+    p_reverb=1.0,
+    p_noise=1.0,
+    p_babble=1.0,
+    p_telephone=1.0,
+    p_gain=1.0,
+    p_vtlp=1.0,
+    speed_factors=(0.9,),
 )
 
 
@@ -199,6 +206,54 @@ def test_telephone_band_removes_energy_above_4khz_and_keeps_1khz():
     assert peak_hz(kept) == pytest.approx(1000.0, abs=2.0)
 
 
+def test_the_unwarped_filterbank_is_torchaudios():
+    config = FeatureConfig()
+    assert torch.allclose(mel_filterbank(config), LogMel(config).mel.mel_scale.fb, atol=1e-4)
+    narrow = FeatureConfig(sample_rate=8000, n_fft=256, win_length=200, hop_length=80, n_mels=40, f_min=20.0)
+    assert torch.allclose(mel_filterbank(narrow), LogMel(narrow).mel.mel_scale.fb, atol=1e-4)
+
+
+def test_vtlp_warp_is_linear_below_the_knee_and_keeps_both_ends():
+    hz = torch.linspace(0, SR / 2, 801)
+    for alpha in (0.9, 1.1):
+        warped = vtlp_warp(hz, alpha, SR / 2)
+        assert float(warped[0]) == 0.0 and float(warped[-1]) == pytest.approx(SR / 2)
+        assert bool((warped.diff() > 0).all())  # monotonic: no two frequencies swap
+        low = hz < 0.5 * SR / 2
+        assert torch.allclose(warped[low], alpha * hz[low])
+
+
+@pytest.mark.parametrize("alpha", [0.9, 1.1])
+def test_vtlp_moves_a_tone_to_the_band_of_alpha_times_its_frequency(alpha):
+    config = FeatureConfig()
+    logmel = LogMel(config)
+    top = 2595 * math.log10(1 + SR / 2 / 700)
+    centres = [700 * (10 ** (top * k / (config.n_mels + 1) / 2595) - 1) for k in range(1, config.n_mels + 1)]
+    spacing = centres[30] - centres[29]  # about 45 Hz near 1 kHz
+    wave = tone(1000.0)
+    plain, warped = logmel.single(wave), logmel.single(wave, warp=alpha)
+    assert warped.shape == plain.shape  # duration and frame count stay (speed perturbation changes them)
+    assert centres[int(plain.mean(0).argmax())] == pytest.approx(1000.0, abs=spacing / 2)
+    assert centres[int(warped.mean(0).argmax())] == pytest.approx(1000.0 * alpha, abs=spacing / 2)
+
+
+def test_dataset_vtlp_is_drawn_per_utterance_and_epoch_and_keeps_frames(utterances, tokenizer):
+    clean = ASRDataset(utterances, tokenizer)
+    warped = ASRDataset(utterances, tokenizer, augment=AugmentConfig(p_vtlp=1.0), seed=4)
+    assert warped.num_frames == clean.num_frames
+    factors = [warped.augment.warp_factor(i, epoch) for i in range(4) for epoch in range(3)]
+    assert len(set(factors)) == len(factors) and all(0.9 <= f <= 1.1 for f in factors)
+    for key in ((0, 0), (3, 2)):
+        index, epoch = key
+        features = warped[key]["features"]
+        assert features.shape == clean[index]["features"].shape
+        assert not torch.allclose(features, clean[index]["features"])
+        expected = warped.features.featurize(warped.features.wave(index), factors[index * 3 + epoch])
+        assert torch.equal(features, expected)
+    never = ASRDataset(utterances, tokenizer, augment=AugmentConfig(p_vtlp=1e-9, p_gain=1.0), seed=4)
+    assert {never.augment.warp_factor(i, 0) for i in range(4)} == {1.0}
+
+
 # ---------------------------------------------------------------------------------------------
 # The dataset hook: off means untouched, training only, seeded by (seed, index, epoch)
 
@@ -326,6 +381,9 @@ def test_train_loader_follows_the_epoch_and_a_resumed_run_sees_the_same_audio(
         ({"noise_colors": ()}, "noise_colors"),
         ({"babble_speakers": 0}, "babble_speakers"),
         ({"telephone_rate": 0}, "telephone_rate"),
+        ({"vtlp_alpha": (1.1, 0.9)}, "vtlp_alpha"),
+        ({"vtlp_alpha": (0.1, 1.1)}, "vtlp_alpha"),
+        ({"vtlp_alpha": (0.9, 3.0)}, "vtlp_alpha"),
     ],
 )
 def test_config_errors_name_the_field(changes, field):

@@ -180,6 +180,56 @@ class FeatureConfig:
         return self.sample_rate / self.hop_length
 
 
+# Jaitly & Hinton's VTLP keeps the warp linear up to this fraction of the Nyquist frequency (4.8 of 8 kHz)
+# and bends it above, so that the Nyquist frequency maps onto itself and no band reads beyond the spectrum.
+VTLP_KNEE = 0.6
+
+
+def _hz_to_mel(hz: torch.Tensor) -> torch.Tensor:
+    return 2595.0 * torch.log10(1.0 + hz / 700.0)  # the HTK scale, torchaudio's default
+
+
+def _mel_to_hz(mel: torch.Tensor) -> torch.Tensor:
+    return 700.0 * (10.0 ** (mel / 2595.0) - 1.0)
+
+
+def vtlp_warp(hz: torch.Tensor, alpha: float, nyquist: float) -> torch.Tensor:
+    """Vocal tract length perturbation's frequency map (Jaitly & Hinton, 2013): ``f -> alpha f``, then bent.
+
+    Linear up to ``VTLP_KNEE * nyquist * min(alpha, 1) / alpha``, then a straight line to ``nyquist``, so
+    ``alpha > 1`` moves formants up (a shorter vocal tract) and ``alpha < 1`` down.
+    """
+    knee = VTLP_KNEE * nyquist * min(alpha, 1.0) / alpha
+    bent = nyquist - (nyquist - alpha * knee) * (nyquist - hz) / (nyquist - knee)
+    return torch.where(hz <= knee, alpha * hz, bent)
+
+
+def mel_filterbank(config: FeatureConfig, warp: float = 1.0) -> torch.Tensor:
+    """Triangular Mel filters over the STFT bins, ``(n_fft // 2 + 1, n_mels)``.
+
+    ``warp = 1`` is torchaudio's own bank (HTK scale, unnormalised); otherwise each bin's energy is
+    counted at its warped frequency (``vtlp_warp``), which is how VTLP moves a speaker's formants
+    without changing the duration the way speed perturbation does.
+    """
+    nyquist = config.sample_rate / 2
+    top = nyquist if config.f_max is None else config.f_max
+    bins = torch.linspace(0, config.sample_rate // 2, config.n_fft // 2 + 1)
+    if warp != 1.0:
+        bins = vtlp_warp(bins, warp, nyquist)
+    edges = _mel_to_hz(
+        torch.linspace(
+            float(_hz_to_mel(torch.tensor(config.f_min))),
+            float(_hz_to_mel(torch.tensor(top))),
+            config.n_mels + 2,
+        )
+    )
+    widths = edges[1:] - edges[:-1]
+    offsets = edges.unsqueeze(0) - bins.unsqueeze(1)  # (bins, n_mels + 2)
+    rising = -offsets[:, :-2] / widths[:-1]
+    falling = offsets[:, 2:] / widths[1:]
+    return torch.clamp(torch.minimum(rising, falling), min=0.0)
+
+
 def num_frames(num_samples: int | torch.Tensor, hop_length: int) -> int | torch.Tensor:
     """Frames a centred STFT makes from ``num_samples`` samples: ``num_samples // hop + 1``."""
     return num_samples // hop_length + 1
@@ -211,14 +261,18 @@ class LogMel(nn.Module):
         """Frames produced for ``num_samples`` samples."""
         return num_frames(num_samples, self.config.hop_length)
 
-    def single(self, wave: torch.Tensor) -> torch.Tensor:
-        """Features of one unpadded waveform: (N,) -> (T, n_mels)."""
+    def single(self, wave: torch.Tensor, warp: float = 1.0) -> torch.Tensor:
+        """Features of one unpadded waveform: (N,) -> (T, n_mels); ``warp != 1`` applies VTLP (training)."""
         frames = self.num_frames(wave.shape[0])
         shortest = self.config.n_fft // 2 + 1
         if wave.shape[0] < shortest:
             # Reflect padding needs more than n_fft / 2 samples; zero-pad tiny clips, keep their frame count.
             wave = nn.functional.pad(wave, (0, shortest - wave.shape[0]))
-        power = self.mel(wave.float())[:, :frames]  # (n_mels, T)
+        if warp == 1.0:
+            power = self.mel(wave.float())[:, :frames]  # (n_mels, T)
+        else:
+            spectrum = self.mel.spectrogram(wave.float())[:, :frames]  # (bins, T)
+            power = mel_filterbank(self.config, warp).transpose(0, 1) @ spectrum
         return power.clamp(min=self.config.log_floor).log().transpose(0, 1)
 
     def forward(self, wave: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

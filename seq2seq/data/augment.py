@@ -1,4 +1,4 @@
-"""On-the-fly waveform augmentation of training audio: speed, reverberation, noise, babble, telephone, gain.
+"""On-the-fly augmentation of training audio: speed, reverberation, noise, babble, telephone, gain, VTLP.
 
 Everything is made by the toolkit itself, so no noise or RIR corpus has to be downloaded:
 
@@ -13,6 +13,10 @@ Everything is made by the toolkit itself, so no noise or RIR corpus has to be do
   synthetic corpus, other eSpeak NG voices), each at unit RMS, summed and added at a drawn SNR.
 - *telephone*: resampled to ``telephone_rate`` and back, which removes everything above its Nyquist.
 - *gain*: a drawn gain in dB.
+- *VTLP*: vocal tract length perturbation, the one step in the features rather than the waveform: the
+  Mel filterbank reads the spectrum along a frequency axis warped by a drawn factor (``vtlp_warp``), so
+  a speaker's formants move as if their vocal tract were shorter or longer, while duration and frame
+  count stay (speed perturbation moves both together).
 
 Each step draws from its own generator seeded by ``(seed, epoch, utterance index, step)``, so the audio
 does not depend on worker processes or batch order, a resumed run sees exactly what an uninterrupted one
@@ -195,6 +199,15 @@ class WaveAugment:
             if float(torch.rand((), generator=generator)) < probability:
                 wave = step(wave, generator, index)
         return wave
+
+    def warp_factor(self, index: int, epoch: int) -> float:
+        """The VTLP factor for utterance ``index`` in ``epoch`` (1.0 when the step is off or not drawn)."""
+        if self.config.p_vtlp <= 0:
+            return 1.0
+        generator = step_generator(self.seed, epoch, index, "vtlp")
+        if float(torch.rand((), generator=generator)) >= self.config.p_vtlp:
+            return 1.0
+        return _uniform(generator, *self.config.vtlp_alpha)
 
     def _speed(self, wave: torch.Tensor, generator: torch.Generator, index: int) -> torch.Tensor:
         factors = self.config.speed_factors

@@ -25,9 +25,10 @@ class AugmentConfig:
     """On-the-fly waveform augmentation of the training split (``seq2seq.data.augment``); off by default.
 
     Each step runs with its own probability ``p_*``, in this order: speed, reverberation, coloured noise,
-    babble, telephone band, gain. Every draw is seeded by ``DataConfig.seed``, the utterance index and the
-    epoch, so a resumed run sees the same audio as an uninterrupted one. Any ``p_* > 0`` makes the training
-    split compute its features on the fly (the feature cache is bypassed there; dev and test still use it).
+    babble, telephone band, gain on the waveform, then VTLP in its features. Every draw is seeded by
+    ``DataConfig.seed``, the utterance index and the epoch, so a resumed run sees the same audio as an
+    uninterrupted one. Any ``p_* > 0`` makes the training split compute its features on the fly (the
+    feature cache is bypassed there; dev and test still use it).
 
     Attributes:
         p_speed: probability of speed perturbation (Kaldi-style resampling: duration and pitch change).
@@ -45,6 +46,9 @@ class AugmentConfig:
         telephone_rate: the narrow-band rate in Hz (8000 keeps 0-4 kHz).
         p_gain: probability of a random gain.
         gain_db: gain range in dB (no clipping: features are log-Mel of float audio).
+        p_vtlp: probability of vocal tract length perturbation (Jaitly & Hinton, 2013): the Mel filters
+            read the spectrum along a warped frequency axis, so formants move and duration does not.
+        vtlp_alpha: range of the warp factor, drawn uniformly; 1.1 moves formants 10 % up.
     """
 
     p_speed: float = 0.0
@@ -62,6 +66,8 @@ class AugmentConfig:
     telephone_rate: int = 8000
     p_gain: float = 0.0
     gain_db: tuple[float, float] = (-6.0, 6.0)
+    p_vtlp: float = 0.0
+    vtlp_alpha: tuple[float, float] = (0.9, 1.1)
 
     def __post_init__(self) -> None:
         for name in self.probabilities():
@@ -74,6 +80,9 @@ class AugmentConfig:
         _check_range("noise_snr_db", self.noise_snr_db)
         _check_range("babble_snr_db", self.babble_snr_db)
         _check_range("gain_db", self.gain_db)
+        _check_range("vtlp_alpha", self.vtlp_alpha, low=0.5)
+        if self.vtlp_alpha[1] > 2.0:
+            raise ValueError(f"AugmentConfig.vtlp_alpha must be <= 2, got {self.vtlp_alpha}")
         if not self.noise_colors:
             raise ValueError("AugmentConfig.noise_colors must name at least one colour")
         for color in self.noise_colors:

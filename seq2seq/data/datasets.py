@@ -94,12 +94,12 @@ class FeatureStore:
         u = self.utterances[index]
         return read_audio(u.audio_filepath, self.config.sample_rate, u.offset, u.duration)
 
-    def featurize(self, wave: torch.Tensor) -> torch.Tensor:
-        """Features of a waveform: (N,) -> (T, n_mels) float32."""
+    def featurize(self, wave: torch.Tensor, warp: float = 1.0) -> torch.Tensor:
+        """Features of a waveform: (N,) -> (T, n_mels) float32 (``warp``: VTLP's factor, training only)."""
         if self._logmel is None:
             self._logmel = LogMel(self.config)
         with torch.no_grad():
-            return self._logmel.single(wave)
+            return self._logmel.single(wave, warp)
 
     def compute(self, index: int) -> torch.Tensor:
         """Features of utterance ``index`` from its audio: (T, n_mels) float32."""
@@ -233,7 +233,8 @@ class ASRDataset(Dataset):
         if self.augment is None:
             return load_features(self.features, index) if self.skip_unreadable else self.features[index]
         try:
-            return self.features.featurize(self.augment(self.features.wave(index), index, epoch))
+            wave = self.augment(self.features.wave(index), index, epoch)
+            return self.features.featurize(wave, self.augment.warp_factor(index, epoch))
         except AudioError as error:
             if not self.skip_unreadable:
                 raise
