@@ -193,21 +193,22 @@ class WaveAugment:
     def __call__(self, wave: torch.Tensor, index: int, epoch: int) -> torch.Tensor:
         """Augmented copy of utterance ``index``'s waveform (N,) in ``epoch``: (N',), N' = N unless speed."""
         for name, probability, step in self._steps:
-            if probability <= 0:
-                continue
-            generator = step_generator(self.seed, epoch, index, name)
-            if float(torch.rand((), generator=generator)) < probability:
+            generator = self._drawn(name, probability, index, epoch)
+            if generator is not None:
                 wave = step(wave, generator, index)
         return wave
 
     def warp_factor(self, index: int, epoch: int) -> float:
         """The VTLP factor for utterance ``index`` in ``epoch`` (1.0 when the step is off or not drawn)."""
-        if self.config.p_vtlp <= 0:
-            return 1.0
-        generator = step_generator(self.seed, epoch, index, "vtlp")
-        if float(torch.rand((), generator=generator)) >= self.config.p_vtlp:
-            return 1.0
-        return _uniform(generator, *self.config.vtlp_alpha)
+        generator = self._drawn("vtlp", self.config.p_vtlp, index, epoch)
+        return 1.0 if generator is None else _uniform(generator, *self.config.vtlp_alpha)
+
+    def _drawn(self, name: str, probability: float, index: int, epoch: int) -> torch.Generator | None:
+        """The step's generator when the step runs for this utterance and epoch, None when it does not."""
+        if probability <= 0:
+            return None
+        generator = step_generator(self.seed, epoch, index, name)
+        return generator if float(torch.rand((), generator=generator)) < probability else None
 
     def _speed(self, wave: torch.Tensor, generator: torch.Generator, index: int) -> torch.Tensor:
         factors = self.config.speed_factors

@@ -12,12 +12,16 @@ NoiseColor = Literal["white", "pink", "brown"]
 NOISE_COLORS: tuple[NoiseColor, ...] = ("white", "pink", "brown")
 
 
-def _check_range(name: str, value: tuple[float, ...], low: float | None = None) -> None:
-    """A ``(low, high)`` pair with ``low <= high`` (and ``low`` at least ``low`` when given)."""
+def _check_range(
+    name: str, value: tuple[float, ...], low: float | None = None, high: float | None = None
+) -> None:
+    """A ``(low, high)`` pair with ``low <= high``, inside ``[low, high]`` where those bounds are given."""
     if len(value) != 2 or value[0] > value[1]:
         raise ValueError(f"AugmentConfig.{name} must be a [low, high] pair with low <= high, got {value}")
     if low is not None and value[0] < low:
         raise ValueError(f"AugmentConfig.{name} must be >= {low}, got {value}")
+    if high is not None and value[1] > high:
+        raise ValueError(f"AugmentConfig.{name} must be <= {high}, got {value}")
 
 
 @dataclass(frozen=True)
@@ -80,9 +84,7 @@ class AugmentConfig:
         _check_range("noise_snr_db", self.noise_snr_db)
         _check_range("babble_snr_db", self.babble_snr_db)
         _check_range("gain_db", self.gain_db)
-        _check_range("vtlp_alpha", self.vtlp_alpha, low=0.5)
-        if self.vtlp_alpha[1] > 2.0:
-            raise ValueError(f"AugmentConfig.vtlp_alpha must be <= 2, got {self.vtlp_alpha}")
+        _check_range("vtlp_alpha", self.vtlp_alpha, low=0.5, high=2.0)
         if not self.noise_colors:
             raise ValueError("AugmentConfig.noise_colors must name at least one colour")
         for color in self.noise_colors:
