@@ -157,18 +157,30 @@ class TokenizerConfig:
     """How the recipe's tokenizer is made (trained on the training manifest when first needed).
 
     Attributes:
-        kind: ``char``, ``phoneme`` (eSpeak NG IPA, for TTS), ``unigram`` or ``bpe`` (sentencepiece).
+        kind: ``char``, ``phoneme`` (eSpeak NG IPA, for TTS), ``g2p`` (the phonemes of the G2P model
+            ``g2p``, for TTS), ``unigram`` or ``bpe`` (sentencepiece).
         vocab_size: sentencepiece vocabulary size (ignored for characters and phonemes).
         language: eSpeak NG voice that phonemises the text (``phoneme`` only).
         source: a model package, or a tokenizer folder (holding ``tokenizer.json``), whose tokenizer the
             run copies instead of training one (``kind``, ``vocab_size`` and ``language`` then do not
             apply): a language model that shares its ASR model's token ids. Empty: train one.
+        g2p: a text2text (grapheme-to-phoneme) package that pronounces every word (``g2p`` only); the
+            tokenizer keeps a copy of it, so the TTS package can pronounce words it has not met.
     """
 
     kind: TokenizerKind = "char"
     vocab_size: int = 256
     language: str = "en-us"
     source: str = ""
+    g2p: str = ""
+
+    def __post_init__(self) -> None:
+        if self.g2p and self.kind != "g2p":
+            raise ValueError(f"tokenizer.g2p names a G2P package for tokenizer.kind=g2p, not {self.kind}")
+        if self.kind == "g2p" and not (self.g2p or self.source):
+            raise ValueError(
+                "tokenizer.kind=g2p needs tokenizer.g2p: the G2P package that pronounces the words"
+            )
 
 
 def _check_time_budget(optim: OptimConfig, trainer: TrainerConfig) -> None:

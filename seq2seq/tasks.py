@@ -21,14 +21,9 @@ from torch import nn
 from seq2seq.core.config import ConfigError
 from seq2seq.core.package import (
     CONFIG,
-    LEXICON,
     TOKENIZER,
     ModelPackage,
-    PackageError,
-    load_weights_into,
     read_package_config,
-    read_package_precision,
-    read_package_tokenizer,
     read_weights,
     save_package,
     write_package_precision,
@@ -44,6 +39,8 @@ from seq2seq.experiments import (
 from seq2seq.inference.generate import Generator
 from seq2seq.inference.lexicon import check_word_list
 from seq2seq.inference.lm import LanguageModelScorer
+from seq2seq.inference.packages import load_model_package as load_model_package_with
+from seq2seq.inference.pronounce import bind_pronouncer
 from seq2seq.inference.synthesize import Synthesizer
 from seq2seq.inference.transcribe import Transcriber
 from seq2seq.models.asr import ASRModel
@@ -125,27 +122,13 @@ def task_of(experiment: ExperimentConfig) -> Task:
 
 
 def load_model_package(directory: str | Path, device: str | torch.device = "cpu") -> ModelPackage:
-    """Config, model (eval mode, on ``device``) and tokenizer of a package; nothing is unpickled."""
-    directory = Path(directory)
-    name, data = read_package_config(directory)
-    where = str(directory / "config.json")
-    try:
-        experiment = experiment_from_dict({**data, "task": name}, where)
-    except ConfigError as error:
-        message = str(error)
-        raise PackageError(message if message.startswith(where) else f"{where}: {message}") from None
-    model = task_of(experiment).model(experiment.model)
-    load_weights_into(model, directory, device)
-    tokenizer = read_package_tokenizer(directory)
-    model = model.to(device).eval()
-    if read_package_precision(directory) == "int8":
-        if torch.device(device).type != "cpu":
-            raise PackageError(f"{directory}: an int8 package runs on the CPU only, not on {device}")
-        from seq2seq.inference.quantization import quantize_torch
-
-        model = quantize_torch(model)
-    lexicon = directory / LEXICON if (directory / LEXICON).is_file() else None
-    return ModelPackage(name, experiment, model, tokenizer, directory, lexicon)
+    """Config, model (eval mode, on ``device``) and tokenizer of a package; nothing is unpickled. A
+    ``g2p`` tokenizer gets the G2P model it carries, to pronounce words it has not met."""
+    package = load_model_package_with(
+        directory, lambda experiment: task_of(experiment).model(experiment.model), device
+    )
+    bind_pronouncer(package.tokenizer)
+    return package
 
 
 def load_package(directory: str | Path, device: str | torch.device = "cpu") -> Any:

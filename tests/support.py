@@ -22,6 +22,7 @@ import torch
 from seq2seq.core.config import from_dict, to_dict
 from seq2seq.core.package import save_package
 from seq2seq.core.text import CharTokenizer, SymbolTokenizer, TextNormalizer, Tokenizer, TokenizerPair
+from seq2seq.data.text_pairs import TextPair, TextPairDataset, collate_text_pairs
 from seq2seq.experiments import (
     ASRExperimentConfig,
     LMExperimentConfig,
@@ -217,6 +218,26 @@ def tiny_g2p_package(
     torch.manual_seed(seed)
     state = state if state is not None else Text2TextModel(experiment.model).state_dict()
     return save_package(out_dir, "text2text", to_dict(experiment), state, tokenizer_dir)
+
+
+def overfit_tiny_lexicon(steps: int = 200, model_changes: dict | None = None) -> dict[str, torch.Tensor]:
+    """Train the tiny model on TINY_LEXICON (every reference) until it knows it by heart."""
+    from seq2seq.training.text2text_module import Text2TextTask
+
+    tokenizer = tiny_pair_tokenizer()
+    experiment = tiny_text2text_experiment(tokenizer, model_changes=model_changes)
+    torch.manual_seed(0)
+    task = Text2TextTask(experiment, tokenizer, "unused")
+    pairs = [TextPair(w, w, tuple(p)) for w, p in TINY_LEXICON.items()]
+    dataset = TextPairDataset(pairs, tokenizer, all_references=True)
+    batch = collate_text_pairs([dataset[i] for i in range(len(dataset))])
+    optimizer = torch.optim.Adam(task.model.parameters(), lr=3e-3)
+    task.train()
+    for _ in range(steps):
+        optimizer.zero_grad()
+        task.losses(batch)["loss"].backward()
+        optimizer.step()
+    return task.model.state_dict()
 
 
 # ---------------------------------------------------------------------------------------------

@@ -12,6 +12,7 @@ from support import (
     TINY_LEXICON,
     TINY_TEXT_CONFORMER,
     error_lines,
+    overfit_tiny_lexicon,
     run_main,
     tiny_g2p_package,
     tiny_pair_tokenizer,
@@ -20,7 +21,7 @@ from support import (
 
 from seq2seq.core.text import SOS_ID, SymbolTokenizer, load_tokenizer
 from seq2seq.data.corpora import cmudict as cmudict_corpus
-from seq2seq.data.text_pairs import TextPair, TextPairDataset, collate_text_pairs, read_text_manifest
+from seq2seq.data.text_pairs import read_text_manifest
 from seq2seq.decoding import DecodingConfig
 from seq2seq.decoding.beam_search import beam_search
 from seq2seq.decoding.greedy import greedy_search
@@ -187,29 +188,9 @@ def test_a_conformer_encoder_gives_a_word_the_same_encoding_alone_and_padded_in_
             torch.testing.assert_close(memory[i, :n], alone[0], atol=1e-5, rtol=1e-5)
 
 
-def _overfit(steps: int = 200, model_changes: dict | None = None) -> dict[str, torch.Tensor]:
-    """Train the tiny model on TINY_LEXICON (every reference) until it knows it by heart."""
-    from seq2seq.training.text2text_module import Text2TextTask
-
-    tokenizer = tiny_pair_tokenizer()
-    experiment = tiny_text2text_experiment(tokenizer, model_changes=model_changes)
-    torch.manual_seed(0)
-    task = Text2TextTask(experiment, tokenizer, "unused")
-    pairs = [TextPair(w, w, tuple(p)) for w, p in TINY_LEXICON.items()]
-    dataset = TextPairDataset(pairs, tokenizer, all_references=True)
-    batch = collate_text_pairs([dataset[i] for i in range(len(dataset))])
-    optimizer = torch.optim.Adam(task.model.parameters(), lr=3e-3)
-    task.train()
-    for _ in range(steps):
-        optimizer.zero_grad()
-        task.losses(batch)["loss"].backward()
-        optimizer.step()
-    return task.model.state_dict()
-
-
 @pytest.fixture(scope="module")
 def learned(tmp_path_factory):
-    return tiny_g2p_package(tmp_path_factory.mktemp("g2p") / "pkg", state=_overfit(), beam_size=4)
+    return tiny_g2p_package(tmp_path_factory.mktemp("g2p") / "pkg", state=overfit_tiny_lexicon(), beam_size=4)
 
 
 def test_overfitting_a_tiny_lexicon_reaches_zero_errors(learned, tmp_path):
@@ -231,7 +212,7 @@ def test_overfitting_a_tiny_lexicon_reaches_zero_errors(learned, tmp_path):
 
 
 def test_a_conformer_g2p_model_overfits_a_tiny_lexicon_and_round_trips_through_its_package(tmp_path):
-    state = _overfit(model_changes=TINY_TEXT_CONFORMER)
+    state = overfit_tiny_lexicon(model_changes=TINY_TEXT_CONFORMER)
     package = tiny_g2p_package(tmp_path / "pkg", state=state, model_changes=TINY_TEXT_CONFORMER)
     generator = load_package(package)
     assert generator.model.config.encoder_kind == "conformer"

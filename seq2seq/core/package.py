@@ -155,6 +155,20 @@ def write_package_precision(directory: str | Path, precision: str) -> None:
     os.replace(staging, path)
 
 
+def copy_model_files(source: str | Path, destination: str | Path) -> Path:
+    """A package's weights, config and tokenizer copied into ``destination`` (its word list, evaluation
+    outputs and ONNX graphs are left): how a package that another one needs (the G2P model of a TTS
+    tokenizer) travels inside it."""
+    source, destination = Path(source), Path(destination)
+    if not (source / CONFIG).is_file():
+        raise PackageError(f"{source}: no {CONFIG}; not a model package")
+    destination.mkdir(parents=True, exist_ok=True)
+    for name in (WEIGHTS, CONFIG):
+        shutil.copyfile(source / name, destination / name)
+    shutil.copytree(source / TOKENIZER, destination / TOKENIZER, dirs_exist_ok=True)
+    return destination
+
+
 def read_weights(directory: str | Path, device: str | torch.device = "cpu") -> dict[str, torch.Tensor]:
     """The package's tensors (safetensors: nothing is unpickled)."""
     path = Path(directory) / WEIGHTS

@@ -1,4 +1,5 @@
-"""Text normalisation and tokenizers (characters, eSpeak NG phonemes, sentencepiece), one set of reserved ids.
+"""Text normalisation and tokenizers (characters, eSpeak NG phonemes, a G2P model's phonemes, sentencepiece),
+one set of reserved ids.
 
 Every tokenizer maps text to ids laid out the same way::
 
@@ -12,13 +13,14 @@ from __future__ import annotations
 
 import io
 import json
+import shutil
 import string
 import unicodedata
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Literal, Protocol
 
 import sentencepiece
 
@@ -33,7 +35,9 @@ SPACE = "▁"  # visible space symbol, the same one sentencepiece uses
 CONFIG_FILE = "tokenizer.json"
 MODEL_FILE = "tokenizer.model"
 
-TokenizerKind = Literal["char", "phoneme", "unigram", "bpe", "symbols"]
+TokenizerKind = Literal["char", "phoneme", "g2p", "unigram", "bpe", "symbols"]
+LEXICON_FILE = "lexicon.tsv"
+G2P_DIR = "g2p"  # a pronunciation tokenizer's copy of its G2P model package
 # Scripts (first word of a letter's Unicode name) that eSpeak NG voices read as their language; every voice
 # also reads Latin. Any other letter, and any emoji or other symbol (category So), it spells out by name.
 _VOICE_SCRIPTS = {
@@ -53,6 +57,24 @@ _VOICE_SCRIPTS = {
 }
 _NEUTRAL_NAMES = {"LATIN", "MODIFIER", "COMBINING"}
 _APOSTROPHES = str.maketrans({"’": "'", "‘": "'", "ʼ": "'"})
+
+
+class Pronouncer(Protocol):
+    """What a ``g2p`` tokenizer asks of its G2P model (:class:`seq2seq.inference.pronounce.G2PPronouncer`)."""
+
+    @property
+    def letters(self) -> frozenset[str]:
+        """The characters a word may be spelled with."""
+        ...
+
+    @property
+    def directory(self) -> Path | None:
+        """The model's package folder, which the tokenizer keeps a copy of (None: nothing to copy)."""
+        ...
+
+    def __call__(self, words: Sequence[str]) -> list[Sequence[str]]:
+        """One phoneme sequence per word (each spelled with ``letters``)."""
+        ...
 
 
 @dataclass(frozen=True)
@@ -362,6 +384,111 @@ class SymbolTokenizer(Tokenizer):
         return {"symbols": self.symbols}
 
 
+class PronunciationTokenizer(Tokenizer):
+    """One id per phoneme of the words' pronunciations, with a word-boundary symbol between words: the
+    text front-end of a TTS model whose phonemes come from a grapheme-to-phoneme model (``kind: g2p``)
+    rather than from eSpeak NG, as CMUdict-style ARPAbet front-ends of Tacotron and ESPnet do.
+
+    Each word is looked up in ``lexicon`` (the G2P model's pronunciations of every word of the run's
+    manifests, written when the tokenizer is built, so training never runs the G2P model); a new word is
+    pronounced by ``pronounce`` (bound when a package is loaded for inference) and remembered. Characters
+    the G2P model cannot spell (outside ``letters``) are dropped and reported as unknown.
+    """
+
+    kind = "g2p"
+
+    def __init__(
+        self,
+        symbols: Sequence[str],
+        letters: Iterable[str],
+        lexicon: dict[str, tuple[str, ...]],
+        normalizer: TextNormalizer | None = None,
+        g2p_dir: Path | None = None,
+    ) -> None:
+        super().__init__(normalizer)
+        if len(set(symbols)) != len(symbols) or any(not s or " " in s for s in symbols):
+            raise ValueError(
+                "PronunciationTokenizer symbols must be distinct non-empty strings without spaces"
+            )
+        self.symbols, self.letters, self.lexicon = list(symbols), frozenset(letters), dict(lexicon)
+        self._ids = {s: NUM_RESERVED + i for i, s in enumerate(self.symbols)}
+        self.g2p_dir = g2p_dir
+        self.pronounce: Pronouncer | None = None
+
+    @classmethod
+    def build(
+        cls, texts: Iterable[str], pronounce: Pronouncer, normalizer: TextNormalizer
+    ) -> PronunciationTokenizer:
+        """Pronounce every word of ``texts`` once; the vocabulary is every phoneme they hold."""
+        letters = pronounce.letters
+        words = sorted({word for text in texts for word in _spellable_words(normalizer(text), letters)})
+        lexicon = {word: tuple(phonemes) for word, phonemes in zip(words, pronounce(words), strict=True)}
+        phonemes = sorted({p for pronunciation in lexicon.values() for p in pronunciation})
+        built = cls([*phonemes, SPACE], letters, lexicon, normalizer, pronounce.directory)
+        built.pronounce = pronounce
+        return built
+
+    @property
+    def vocab_size(self) -> int:
+        return NUM_RESERVED + len(self.symbols)
+
+    def pronunciations(self, text: str) -> str:
+        """The phonemes the model reads for ``text``: ``"HH AH L OW ▁ W ER L D"``."""
+        words = _spellable_words(self.normalizer(text), self.letters)
+        new = sorted({word for word in words if word not in self.lexicon})
+        if new:
+            if self.pronounce is None:
+                raise ValueError(
+                    f"{new[0]!r} is not in the tokenizer's lexicon and no G2P model is bound to pronounce it "
+                    "(load the package with seq2seq.load_package)"
+                )
+            for word, phonemes in zip(new, self.pronounce(new), strict=True):
+                self.lexicon[word] = tuple(phonemes)
+        return f" {SPACE} ".join(" ".join(self.lexicon[word]) for word in words if self.lexicon[word])
+
+    _prepare = pronunciations
+
+    def unknown_characters(self, text: str) -> Counter[str]:
+        """Characters the G2P model cannot spell, and phonemes unseen when the tokenizer was built."""
+        unspellable = Counter(c for c in self.normalizer(text) if c != " " and c not in self.letters)
+        return unspellable + self._unknown_in(self._prepare(text))
+
+    def _unknown_in(self, normalized: str) -> Counter[str]:
+        return Counter(s for s in normalized.split() if s not in self._ids)
+
+    def _encode_normalized(self, text: str) -> list[int]:
+        return [self._ids.get(s, UNK_ID) for s in text.split()]
+
+    def _decode_content(self, ids: list[int]) -> str:
+        return " ".join(self.symbols[i - NUM_RESERVED] for i in ids if i < self.vocab_size)
+
+    def _save_extra(self, directory: Path) -> dict:
+        lines = (f"{word}\t{' '.join(phonemes)}\n" for word, phonemes in sorted(self.lexicon.items()))
+        (directory / LEXICON_FILE).write_text("".join(lines), encoding="utf-8")
+        own = directory / G2P_DIR
+        if self.g2p_dir is not None and self.g2p_dir.resolve() != own.resolve():
+            shutil.copytree(self.g2p_dir, own, dirs_exist_ok=True)
+        extra = {"symbols": self.symbols, "letters": sorted(self.letters), "lexicon": LEXICON_FILE}
+        return {**extra, "g2p": G2P_DIR}
+
+    @classmethod
+    def load(cls, directory: Path, config: dict, normalizer: TextNormalizer) -> PronunciationTokenizer:
+        lexicon = {}
+        for number, line in enumerate((directory / config["lexicon"]).read_text("utf-8").splitlines(), 1):
+            word, tab, phonemes = line.partition("\t")
+            if not tab:
+                raise ValueError(f"{directory / config['lexicon']}:{number}: expected 'word<TAB>phonemes'")
+            lexicon[word] = tuple(phonemes.split())
+        g2p = directory / config["g2p"]
+        return cls(config["symbols"], config["letters"], lexicon, normalizer, g2p if g2p.is_dir() else None)
+
+
+def _spellable_words(normalized: str, letters: frozenset[str]) -> list[str]:
+    """The words of a normalised text, each without the characters outside ``letters`` (empty ones gone)."""
+    spelled = ("".join(c for c in word if c in letters) for word in normalized.split())
+    return [word for word in spelled if word]
+
+
 class TokenizerPair:
     """The source and target tokenizers of a text-to-text model, saved as one tokenizer folder::
 
@@ -494,10 +621,12 @@ def load_tokenizer(directory: str | Path) -> Tokenizer:
             return SentencePieceTokenizer((directory / config["model_file"]).read_bytes(), normalizer)
         case "symbols":
             return SymbolTokenizer(config["symbols"], normalizer)
+        case "g2p":
+            return PronunciationTokenizer.load(directory, config, normalizer)
         case other:
             raise ValueError(
                 f"{directory / CONFIG_FILE}: unknown tokenizer kind {other!r} "
-                "(char, phoneme, sentencepiece, symbols, pair)"
+                "(char, phoneme, g2p, sentencepiece, symbols, pair)"
             )
 
 
@@ -508,16 +637,19 @@ def train_tokenizer(
     vocab_size: int = 256,
     normalizer: TextNormalizerConfig = TextNormalizerConfig(),
     language: str = "en-us",
+    pronounce: Pronouncer | None = None,
 ) -> Tokenizer:
     """Build a tokenizer from training texts and save it to ``out_dir``.
 
     Args:
         texts: the training text, one transcript or sentence each.
         out_dir: folder that receives ``tokenizer.json`` (and ``tokenizer.model``).
-        kind: ``char``, ``phoneme`` (eSpeak NG IPA), ``unigram``, ``bpe`` or ``symbols`` (space-separated).
+        kind: ``char``, ``phoneme`` (eSpeak NG IPA), ``g2p`` (a G2P model's phonemes), ``unigram``, ``bpe``
+            or ``symbols`` (space-separated).
         vocab_size: upper bound on ids including the 5 reserved ones (sentencepiece only).
         normalizer: text normalisation applied before training and encoding.
         language: eSpeak NG voice that phonemises text (``phoneme`` only).
+        pronounce: the G2P model that pronounces every word of ``texts`` (``g2p`` only).
 
     Returns:
         The trained tokenizer.
@@ -533,7 +665,11 @@ def train_tokenizer(
             tokenizer = SentencePieceTokenizer.train(texts, kind, vocab_size, norm)
         case "symbols":
             tokenizer = SymbolTokenizer.build(texts, norm)
+        case "g2p":
+            if pronounce is None:
+                raise ValueError("a g2p tokenizer needs a G2P model package (tokenizer.g2p)")
+            tokenizer = PronunciationTokenizer.build(texts, pronounce, norm)
         case _:
-            raise ValueError(f"kind must be one of char, phoneme, unigram, bpe, symbols; got {kind!r}")
+            raise ValueError(f"kind must be one of char, phoneme, g2p, unigram, bpe, symbols; got {kind!r}")
     tokenizer.save(out_dir)
     return tokenizer

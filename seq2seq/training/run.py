@@ -17,7 +17,9 @@ import lightning as L
 import yaml
 
 from seq2seq.core.config import ConfigError, to_dict
-from seq2seq.core.text import Tokenizer, load_tokenizer, train_tokenizer
+from seq2seq.core.package import copy_model_files
+from seq2seq.core.text import G2P_DIR, Tokenizer, load_tokenizer, train_tokenizer
+from seq2seq.inference.pronounce import load_pronouncer
 from seq2seq.training.analysis import analysis_callbacks
 from seq2seq.training.initialization import load_initial_weights, package_tokenizer
 from seq2seq.training.trainer import build_trainer, last_checkpoint
@@ -37,13 +39,21 @@ def prepare_tokenizer(
         log.info("using the tokenizer of %s", spec.source)
     if (directory / "tokenizer.json").is_file():
         return load_tokenizer(directory), directory
+    corpus, pronounce = texts(experiment.data.train_manifest), None
+    if spec.g2p:  # every word the run reads is pronounced now, so training never runs the G2P model
+        # The copy is written before tokenizer.json, so a run that has one has both.
+        pronounce = load_pronouncer(copy_model_files(spec.g2p, directory / G2P_DIR))
+        data = experiment.data
+        manifests = [m for m in (data.dev_manifest, data.test_manifest) if m]
+        corpus += [text for manifest in manifests for text in texts(manifest)]
     tokenizer = train_tokenizer(
-        texts(experiment.data.train_manifest),
+        corpus,
         directory,
         kind=spec.kind,
         vocab_size=spec.vocab_size,
         normalizer=experiment.text,
         language=spec.language,
+        pronounce=pronounce,
     )
     log.info("trained a %s tokenizer with %d symbols -> %s", spec.kind, tokenizer.vocab_size, directory)
     return tokenizer, directory
