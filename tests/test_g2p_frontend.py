@@ -112,7 +112,7 @@ def test_a_g2p_package_pronounces_words_as_its_generator_does(g2p_package, tmp_p
     generated = load_package(g2p_package).generate(words)
     assert [" ".join(p) for p in pronounce(words)] == [g.outputs[0] for g in generated]
     assert pronounce.letters == frozenset("".join(words))
-    with pytest.raises(PackageError, match="a asr package cannot pronounce words"):
+    with pytest.raises(PackageError, match="a package for asr, not text2text"):
         load_pronouncer(tiny_asr_package(tmp_path / "asr"))
 
 

@@ -45,7 +45,7 @@ def load_pronouncer(directory: str | Path) -> G2PPronouncer:
     task, _ = read_package_config(directory)
     if task != "text2text":
         raise PackageError(
-            f"{directory}: a {task} package cannot pronounce words; give a G2P (text2text) one"
+            f"{directory}: a package for {task}, not text2text: only a G2P package pronounces words"
         )
     return G2PPronouncer(Generator(load_model_package(directory, lambda e: Text2TextModel(e.model))))
 
