@@ -166,6 +166,9 @@ class TokenizerConfig:
             apply): a language model that shares its ASR model's token ids. Empty: train one.
         g2p: a text2text (grapheme-to-phoneme) package that pronounces every word (``g2p`` only); the
             tokenizer keeps a copy of it, so the TTS package can pronounce words it has not met.
+        dictionary: text-pair manifests (``prepare cmudict`` writes them) whose words are looked up before
+            the G2P model is asked, with their first pronunciation, as dictionary-first front-ends do
+            (``g2p`` only; the package keeps them in its lexicon). Empty: the model pronounces every word.
     """
 
     kind: TokenizerKind = "char"
@@ -173,10 +176,13 @@ class TokenizerConfig:
     language: str = "en-us"
     source: str = ""
     g2p: str = ""
+    dictionary: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if self.g2p and self.kind != "g2p":
             raise ValueError(f"tokenizer.g2p names a G2P package for tokenizer.kind=g2p, not {self.kind}")
+        if self.dictionary and not self.g2p:
+            raise ValueError("tokenizer.dictionary is looked up before a G2P model: set tokenizer.g2p too")
         if self.kind == "g2p" and not (self.g2p or self.source):
             raise ValueError(
                 "tokenizer.kind=g2p needs tokenizer.g2p: the G2P package that pronounces the words"

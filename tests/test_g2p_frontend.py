@@ -16,8 +16,10 @@ from support import (
     tiny_asr_package,
     tiny_g2p_package,
     tiny_tts_overrides,
+    write_jsonl,
 )
 
+from seq2seq.core.config import ConfigError
 from seq2seq.core.package import PackageError
 from seq2seq.core.text import (
     G2P_DIR,
@@ -29,6 +31,7 @@ from seq2seq.core.text import (
     load_tokenizer,
     train_tokenizer,
 )
+from seq2seq.data.text_pairs import read_pronunciations
 from seq2seq.experiments import TokenizerConfig, load_experiment
 from seq2seq.inference.pronounce import load_pronouncer
 from seq2seq.tasks import load_model_package, load_package
@@ -88,6 +91,33 @@ def test_save_and_load_keep_the_lexicon_and_a_loaded_tokenizer_needs_its_model_f
         load_tokenizer(tmp_path / "tok")
 
 
+def test_dictionary_words_are_looked_up_and_only_the_others_go_to_the_model(tmp_path):
+    cmudict_like = write_jsonl(
+        tmp_path / "train.jsonl",
+        [
+            {"id": "cat", "text": "cat", "target": "K AE T", "references": ["K AE T"]},
+            {"id": "the", "text": "the", "target": "DH AH", "references": ["DH AH", "DH IY"]},
+        ],
+    )
+    later = write_jsonl(
+        tmp_path / "dev.jsonl", [{"id": "the", "text": "the", "target": "TH E", "references": []}]
+    )
+    dictionary = read_pronunciations([cmudict_like, later])
+    assert dictionary == {"cat": ("K", "AE", "T"), "the": ("DH", "AH")}  # first pronunciation, first manifest
+    pronounce = FakePronouncer()
+    tokenizer = train_tokenizer(
+        ["the cat sat"], tmp_path / "tok", kind="g2p", pronounce=pronounce, dictionary=dictionary
+    )
+    assert pronounce.asked == [["sat"]]
+    assert tokenizer.pronunciations("the cat sat") == f"DH AH {SPACE} K AE T {SPACE} S A T"
+    assert load_tokenizer(tmp_path / "tok").lexicon == {**dictionary, "sat": ("S", "A", "T")}
+    broken = write_jsonl(tmp_path / "broken.jsonl", [{"id": "x", "text": "x", "target": "X"}, "{not json"])
+    with pytest.raises(ConfigError, match=r"broken.jsonl:2: "):
+        read_pronunciations([broken])
+    with pytest.raises(ConfigError, match=r"missing.jsonl: pronunciation manifest not found"):
+        read_pronunciations([tmp_path / "missing.jsonl"])
+
+
 def test_the_config_pairs_kind_g2p_with_a_g2p_package():
     with pytest.raises(ValueError, match="tokenizer.kind=g2p needs tokenizer.g2p"):
         TokenizerConfig(kind="g2p")
@@ -95,6 +125,8 @@ def test_the_config_pairs_kind_g2p_with_a_g2p_package():
         ValueError, match="tokenizer.g2p names a G2P package for tokenizer.kind=g2p, not phoneme"
     ):
         TokenizerConfig(kind="phoneme", g2p="runs/g2p/package")
+    with pytest.raises(ValueError, match="tokenizer.dictionary is looked up before a G2P model"):
+        TokenizerConfig(kind="g2p", source="runs/tts/package", dictionary=("data/cmudict/train.jsonl",))
     with pytest.raises(ValueError, match="a g2p tokenizer needs a G2P model package"):
         train_tokenizer(["cat"], "unused", kind="g2p")
 

@@ -417,12 +417,18 @@ class PronunciationTokenizer(Tokenizer):
 
     @classmethod
     def build(
-        cls, texts: Iterable[str], pronounce: Pronouncer, normalizer: TextNormalizer
+        cls,
+        texts: Iterable[str],
+        pronounce: Pronouncer,
+        normalizer: TextNormalizer,
+        dictionary: dict[str, tuple[str, ...]] | None = None,
     ) -> PronunciationTokenizer:
-        """Pronounce every word of ``texts`` once; the vocabulary is every phoneme they hold."""
-        letters = pronounce.letters
-        words = sorted({word for text in texts for word in _spellable_words(normalizer(text), letters)})
-        lexicon = {word: tuple(phonemes) for word, phonemes in zip(words, pronounce(words), strict=True)}
+        """Pronounce every word of ``texts`` once (``dictionary``'s words are looked up instead, and all
+        of them kept); the vocabulary is every phoneme the lexicon holds."""
+        letters, lexicon = pronounce.letters, dict(dictionary or {})
+        words = {word for text in texts for word in _spellable_words(normalizer(text), letters)}
+        new = sorted(words - lexicon.keys())
+        lexicon |= {word: tuple(phonemes) for word, phonemes in zip(new, pronounce(new), strict=True)}
         phonemes = sorted({p for pronunciation in lexicon.values() for p in pronunciation})
         built = cls([*phonemes, SPACE], letters, lexicon, normalizer, pronounce.directory)
         built.pronounce = pronounce
@@ -638,6 +644,7 @@ def train_tokenizer(
     normalizer: TextNormalizerConfig = TextNormalizerConfig(),
     language: str = "en-us",
     pronounce: Pronouncer | None = None,
+    dictionary: dict[str, tuple[str, ...]] | None = None,
 ) -> Tokenizer:
     """Build a tokenizer from training texts and save it to ``out_dir``.
 
@@ -650,6 +657,7 @@ def train_tokenizer(
         normalizer: text normalisation applied before training and encoding.
         language: eSpeak NG voice that phonemises text (``phoneme`` only).
         pronounce: the G2P model that pronounces every word of ``texts`` (``g2p`` only).
+        dictionary: word -> phonemes, looked up before ``pronounce`` is asked (``g2p`` only).
 
     Returns:
         The trained tokenizer.
@@ -668,7 +676,7 @@ def train_tokenizer(
         case "g2p":
             if pronounce is None:
                 raise ValueError("a g2p tokenizer needs a G2P model package (tokenizer.g2p)")
-            tokenizer = PronunciationTokenizer.build(texts, pronounce, norm)
+            tokenizer = PronunciationTokenizer.build(texts, pronounce, norm, dictionary)
         case _:
             raise ValueError(f"kind must be one of char, phoneme, g2p, unigram, bpe, symbols; got {kind!r}")
     tokenizer.save(out_dir)

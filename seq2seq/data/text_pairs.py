@@ -15,6 +15,7 @@ from typing import Any
 import torch
 from torch.utils.data import Dataset
 
+from seq2seq.core.config import ConfigError
 from seq2seq.core.text import PAD_ID, TokenizerPair
 from seq2seq.data.datasets import _Batch, _pad
 from seq2seq.data.manifest import decode_line
@@ -78,6 +79,26 @@ def read_text_manifest(path: str | Path) -> tuple[list[TextPair], list[str]]:
             seen[pair.id] = number
             pairs.append(pair)
     return pairs, problems
+
+
+def read_pronunciations(manifests: Iterable[str | Path]) -> dict[str, tuple[str, ...]]:
+    """Word -> its first pronunciation (``target``), from text-pair manifests such as ``prepare cmudict``
+    writes (the first manifest naming a word wins).
+
+    Raises:
+        ConfigError: a manifest is missing or holds a line that is not a text pair (``FILE:LINE: reason``).
+    """
+    dictionary: dict[str, tuple[str, ...]] = {}
+    for manifest in manifests:
+        try:
+            pairs, problems = read_text_manifest(manifest)
+        except FileNotFoundError:
+            raise ConfigError(f"{manifest}: pronunciation manifest not found") from None
+        if problems:
+            raise ConfigError(problems[0])
+        for pair in pairs:
+            dictionary.setdefault(pair.text, tuple(pair.target.split()))
+    return dictionary
 
 
 def write_text_manifest(path: str | Path, pairs: Iterable[TextPair]) -> Path:

@@ -19,6 +19,7 @@ import yaml
 from seq2seq.core.config import ConfigError, to_dict
 from seq2seq.core.package import copy_model_files
 from seq2seq.core.text import G2P_DIR, Tokenizer, load_tokenizer, train_tokenizer
+from seq2seq.data.text_pairs import read_pronunciations
 from seq2seq.inference.pronounce import load_pronouncer
 from seq2seq.training.analysis import analysis_callbacks
 from seq2seq.training.initialization import load_initial_weights, package_tokenizer
@@ -39,13 +40,14 @@ def prepare_tokenizer(
         log.info("using the tokenizer of %s", spec.source)
     if (directory / "tokenizer.json").is_file():
         return load_tokenizer(directory), directory
-    corpus, pronounce = texts(experiment.data.train_manifest), None
+    corpus, pronounce, dictionary = texts(experiment.data.train_manifest), None, None
     if spec.g2p:  # every word the run reads is pronounced now, so training never runs the G2P model
         # The copy is written before tokenizer.json, so a run that has one has both.
         pronounce = load_pronouncer(copy_model_files(spec.g2p, directory / G2P_DIR))
         data = experiment.data
         manifests = [m for m in (data.dev_manifest, data.test_manifest) if m]
         corpus += [text for manifest in manifests for text in texts(manifest)]
+        dictionary = read_pronunciations(spec.dictionary)
     tokenizer = train_tokenizer(
         corpus,
         directory,
@@ -54,6 +56,7 @@ def prepare_tokenizer(
         normalizer=experiment.text,
         language=spec.language,
         pronounce=pronounce,
+        dictionary=dictionary,
     )
     log.info("trained a %s tokenizer with %d symbols -> %s", spec.kind, tokenizer.vocab_size, directory)
     return tokenizer, directory
