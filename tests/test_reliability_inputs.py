@@ -349,7 +349,7 @@ BAD_CONFIGS = [
     ("asr", "--model.subsampling=5", ["subsampling=5", "4, 6, 8"]),
     ("asr", "--model.encoder.norm.kind=bn", ["model.encoder.norm.kind", "batch_renorm"]),
     ("asr", "--model.encoder.activation=tanh", ["activation", "relu, gelu, swish"]),
-    ("asr", "--tokenizer.kind=word", ["tokenizer.kind", "char, phoneme, unigram, bpe"]),
+    ("asr", "--tokenizer.kind=word", ["tokenizer.kind", "char, phoneme, g2p, unigram, bpe"]),
     ("asr", "--optim.schedule=linear", ["optim.schedule", "noam, constant, cosine"]),
     ("asr", "--optim.schedule=cosine", ["decay_steps > warmup_steps"]),
     ("asr", "--trainer.precision=64", ["trainer.precision", "bf16-mixed"]),
