@@ -39,7 +39,7 @@ from seq2seq.experiments import (
 from seq2seq.inference.generate import Generator
 from seq2seq.inference.lexicon import check_word_list
 from seq2seq.inference.lm import LanguageModelScorer
-from seq2seq.inference.packages import load_model_package as load_model_package_with
+from seq2seq.inference.packages import load_model_package_with
 from seq2seq.inference.pronounce import bind_pronouncer
 from seq2seq.inference.synthesize import Synthesizer
 from seq2seq.inference.transcribe import Transcriber

@@ -384,15 +384,16 @@ class SymbolTokenizer(Tokenizer):
         return {"symbols": self.symbols}
 
 
-class PronunciationTokenizer(Tokenizer):
+class PronunciationTokenizer(SymbolTokenizer):
     """One id per phoneme of the words' pronunciations, with a word-boundary symbol between words: the
     text front-end of a TTS model whose phonemes come from a grapheme-to-phoneme model (``kind: g2p``)
     rather than from eSpeak NG, as CMUdict-style ARPAbet front-ends of Tacotron and ESPnet do.
 
-    Each word is looked up in ``lexicon`` (the G2P model's pronunciations of every word of the run's
-    manifests, written when the tokenizer is built, so training never runs the G2P model); a new word is
-    pronounced by ``pronounce`` (bound when a package is loaded for inference) and remembered. Characters
-    the G2P model cannot spell (outside ``letters``) are dropped and reported as unknown.
+    The phonemes are symbols (:class:`SymbolTokenizer`'s ids, unknowns and decoding). Each word is looked up
+    in ``lexicon`` (the G2P model's pronunciations of every word of the run's manifests, written when the
+    tokenizer is built, so training never runs the G2P model); a new word is pronounced by ``pronounce``
+    (bound when a package is loaded for inference) and remembered. Characters the G2P model cannot spell
+    (outside ``letters``) are dropped and reported as unknown.
     """
 
     kind = "g2p"
@@ -405,18 +406,12 @@ class PronunciationTokenizer(Tokenizer):
         normalizer: TextNormalizer | None = None,
         g2p_dir: Path | None = None,
     ) -> None:
-        super().__init__(normalizer)
-        if len(set(symbols)) != len(symbols) or any(not s or " " in s for s in symbols):
-            raise ValueError(
-                "PronunciationTokenizer symbols must be distinct non-empty strings without spaces"
-            )
-        self.symbols, self.letters, self.lexicon = list(symbols), frozenset(letters), dict(lexicon)
-        self._ids = {s: NUM_RESERVED + i for i, s in enumerate(self.symbols)}
-        self.g2p_dir = g2p_dir
+        super().__init__(symbols, normalizer or TextNormalizer())  # words are read as text, not symbols
+        self.letters, self.lexicon, self.g2p_dir = frozenset(letters), dict(lexicon), g2p_dir
         self.pronounce: Pronouncer | None = None
 
     @classmethod
-    def build(
+    def build(  # type: ignore[override]
         cls,
         texts: Iterable[str],
         pronounce: Pronouncer,
@@ -433,10 +428,6 @@ class PronunciationTokenizer(Tokenizer):
         built = cls([*phonemes, SPACE], letters, lexicon, normalizer, pronounce.directory)
         built.pronounce = pronounce
         return built
-
-    @property
-    def vocab_size(self) -> int:
-        return NUM_RESERVED + len(self.symbols)
 
     def pronunciations(self, text: str) -> str:
         """The phonemes the model reads for ``text``: ``"HH AH L OW ▁ W ER L D"``."""
@@ -459,23 +450,18 @@ class PronunciationTokenizer(Tokenizer):
         unspellable = Counter(c for c in self.normalizer(text) if c != " " and c not in self.letters)
         return unspellable + self._unknown_in(self._prepare(text))
 
-    def _unknown_in(self, normalized: str) -> Counter[str]:
-        return Counter(s for s in normalized.split() if s not in self._ids)
-
-    def _encode_normalized(self, text: str) -> list[int]:
-        return [self._ids.get(s, UNK_ID) for s in text.split()]
-
-    def _decode_content(self, ids: list[int]) -> str:
-        return " ".join(self.symbols[i - NUM_RESERVED] for i in ids if i < self.vocab_size)
-
     def _save_extra(self, directory: Path) -> dict:
         lines = (f"{word}\t{' '.join(phonemes)}\n" for word, phonemes in sorted(self.lexicon.items()))
         (directory / LEXICON_FILE).write_text("".join(lines), encoding="utf-8")
         own = directory / G2P_DIR
         if self.g2p_dir is not None and self.g2p_dir.resolve() != own.resolve():
             shutil.copytree(self.g2p_dir, own, dirs_exist_ok=True)
-        extra = {"symbols": self.symbols, "letters": sorted(self.letters), "lexicon": LEXICON_FILE}
-        return {**extra, "g2p": G2P_DIR}
+        return {
+            **super()._save_extra(directory),
+            "letters": sorted(self.letters),
+            "lexicon": LEXICON_FILE,
+            "g2p": G2P_DIR,
+        }
 
     @classmethod
     def load(cls, directory: Path, config: dict, normalizer: TextNormalizer) -> PronunciationTokenizer:

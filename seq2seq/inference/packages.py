@@ -23,7 +23,7 @@ from seq2seq.core.package import (
 from seq2seq.experiments import experiment_from_dict
 
 
-def load_model_package(
+def load_model_package_with(
     directory: str | Path, build_model: Callable[[Any], nn.Module], device: str | torch.device = "cpu"
 ) -> ModelPackage:
     """Config, model (``build_model(experiment)``, eval mode, on ``device``) and tokenizer of a package;

@@ -8,7 +8,7 @@ from pathlib import Path
 from seq2seq.core.package import PackageError, read_package_config
 from seq2seq.core.text import SPACE, PronunciationTokenizer, Tokenizer
 from seq2seq.inference.generate import Generator
-from seq2seq.inference.packages import load_model_package
+from seq2seq.inference.packages import load_model_package_with
 from seq2seq.models.text2text import Text2TextModel
 
 
@@ -47,7 +47,7 @@ def load_pronouncer(directory: str | Path) -> G2PPronouncer:
         raise PackageError(
             f"{directory}: a package for {task}, not text2text: only a G2P package pronounces words"
         )
-    return G2PPronouncer(Generator(load_model_package(directory, lambda e: Text2TextModel(e.model))))
+    return G2PPronouncer(Generator(load_model_package_with(directory, lambda e: Text2TextModel(e.model))))
 
 
 def bind_pronouncer(tokenizer: Tokenizer) -> None:
