@@ -375,6 +375,7 @@ def _prepare_commands() -> dict[str, Callable]:
 
     return {
         "synthetic": prepare.synthetic,
+        "spoken": prepare.spoken,
         "librispeech": prepare.librispeech,
         "ljspeech": prepare.ljspeech,
         "commonvoice": prepare.commonvoice,
@@ -394,7 +395,8 @@ def _tokenizer_command() -> dict[str, Callable]:
 # A name maps to a command, or to (help, group of commands) for commands with their own subcommands.
 COMMANDS: dict[str, Callable | tuple[str, Callable[[], dict[str, Callable]]]] = {
     "prepare": (
-        "corpus manifests: synthetic (eSpeak NG), librispeech, ljspeech, commonvoice, fsdd, cmudict; lm-text",
+        "corpus manifests: synthetic, spoken (eSpeak NG), librispeech, ljspeech, commonvoice, fsdd, cmudict;"
+        " lm-text",
         _prepare_commands,
     ),
     "tokenizer": ("", _tokenizer_command),

@@ -113,6 +113,8 @@ class DataConfig:
         train_manifest: JSON Lines manifest of the training set.
         dev_manifest: manifest used for validation.
         test_manifest: manifest used by ``trainer.test`` and evaluation.
+        extra_train_manifests: further manifests read into the training set (synthetic speakers mixed into a
+            small real corpus: ``seq2seq prepare spoken``); their texts train the tokenizer too.
         max_frames: padded feature frames per batch (batch size x longest utterance); 20000 frames is 200 s
             of audio at 10 ms frames.
         max_batch_size: optional cap on utterances per batch.
@@ -128,6 +130,7 @@ class DataConfig:
     train_manifest: str = "data/synthetic/train.jsonl"
     dev_manifest: str = "data/synthetic/dev.jsonl"
     test_manifest: str | None = "data/synthetic/test.jsonl"
+    extra_train_manifests: tuple[str, ...] = ()
     max_frames: int = 20000
     max_batch_size: int | None = None
     max_duration: float | None = None
@@ -149,11 +152,18 @@ class DataConfig:
             raise ValueError(f"DataConfig.num_workers must be >= 0, got {self.num_workers}")
         if not self.train_manifest:
             raise ValueError("DataConfig.train_manifest must name a manifest file")
+        if not all(self.extra_train_manifests):
+            raise ValueError("DataConfig.extra_train_manifests: every entry must name a manifest file")
         if self.augment.p_telephone > 0 and self.augment.telephone_rate >= self.features.sample_rate:
             raise ValueError(
                 f"DataConfig.augment.telephone_rate must be below features.sample_rate "
                 f"({self.features.sample_rate}), got {self.augment.telephone_rate}"
             )
+
+    @property
+    def train_manifests(self) -> tuple[str, ...]:
+        """Every manifest of the training set: ``train_manifest`` first, then the extra ones."""
+        return (self.train_manifest, *self.extra_train_manifests)
 
 
 @dataclass(frozen=True)

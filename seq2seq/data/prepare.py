@@ -53,6 +53,28 @@ def synthetic(
     )
 
 
+def spoken(
+    text_file: str, out_dir: str, seed: int = 0, sample_rate: int = 16000, num_workers: int = 2
+) -> Path:
+    """Speak every line of a text file with a random training voice of the synthetic corpus (eSpeak NG).
+
+    Synthetic speakers to mix into a small real corpus (``data.extra_train_manifests``): for example the
+    FSDD training strings spoken by many voices, at 8 kHz like the recordings.
+
+    Args:
+        text_file: UTF-8 text, one sentence a line (empty lines are skipped).
+        out_dir: folder for spoken.jsonl and wavs/.
+        seed: seed of the voices, accents, rates and pitches.
+        sample_rate: audio sample rate in Hz.
+        num_workers: synthesis processes.
+    """
+    from seq2seq.data.synthetic.spoken import prepare_spoken
+
+    path = prepare_spoken(text_file, out_dir, seed, sample_rate, num_workers)
+    _summarise({"spoken": path})
+    return path
+
+
 def librispeech(source_dir: str, out_dir: str) -> dict[str, Path]:
     """Write one manifest per LibriSpeech split found (train-clean-100.jsonl, dev-clean.jsonl, ...).
 

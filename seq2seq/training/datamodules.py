@@ -90,9 +90,13 @@ class _SpeechDataModule(L.LightningDataModule):
 
     def _dataset(self, split: str) -> ASRDataset:
         if split not in self.datasets:
-            utterances, problems = read_manifest(self._manifests()[split])
-            for problem in problems:
-                logger.warning("%s", problem)
+            paths = self.config.train_manifests if split == "train" else (self._manifests()[split],)
+            utterances = []
+            for path in paths:
+                read, problems = read_manifest(path)
+                for problem in problems:
+                    logger.warning("%s", problem)
+                utterances += read
             self.datasets[split] = self.dataset_cls(
                 self._filter(split, utterances),
                 self.tokenizer,

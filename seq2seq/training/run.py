@@ -40,7 +40,8 @@ def prepare_tokenizer(
         log.info("using the tokenizer of %s", spec.source)
     if (directory / "tokenizer.json").is_file():
         return load_tokenizer(directory), directory
-    corpus, pronounce, dictionary = texts(experiment.data.train_manifest), None, None
+    training = getattr(experiment.data, "train_manifests", (experiment.data.train_manifest,))
+    corpus, pronounce, dictionary = [text for manifest in training for text in texts(manifest)], None, None
     if spec.g2p:  # every word the run reads is pronounced now, so training never runs the G2P model
         # The copy is written before tokenizer.json, so a run that has one has both.
         pronounce = load_pronouncer(copy_model_files(spec.g2p, directory / G2P_DIR))
@@ -141,3 +142,6 @@ def check_manifests(experiment: Any) -> None:
         path = getattr(experiment.data, name)
         if path and not Path(path).is_file():
             raise ConfigError(f"data.{name}={path}: no such manifest file")
+    for path in getattr(experiment.data, "extra_train_manifests", ()):
+        if not Path(path).is_file():
+            raise ConfigError(f"data.extra_train_manifests: {path}: no such manifest file")

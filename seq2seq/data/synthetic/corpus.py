@@ -50,7 +50,7 @@ TEXT_SOURCES = {
 }
 TTS_VOICE = Voice(language="en-us", variant="", rate=165, pitch=50, pitch_range=50)
 
-BLOCK_SIZE = 50  # utterances synthesised per fresh process (see _run_jobs)
+BLOCK_SIZE = 50  # utterances synthesised per fresh process (see synthesize_jobs)
 _SILENCE_THRESHOLD = 0.01  # relative to the peak; eSpeak pads ~0.1-0.3 s of silence around speech
 _MARGIN_S = 0.1
 
@@ -107,7 +107,8 @@ def split_variants() -> dict[str, tuple[str, ...]]:
     return {"train": train, "dev": tuple(held_out[0::2]), "test": tuple(held_out[1::2])}
 
 
-def _asr_voices(variants: tuple[str, ...], count: int, rng: random.Random) -> list[Voice]:
+def asr_voices(variants: tuple[str, ...], count: int, rng: random.Random) -> list[Voice]:
+    """``count`` voices of the given variants, each with a random English accent, rate and pitch."""
     return [
         Voice(
             language=rng.choice(ENGLISH_LANGUAGES),
@@ -150,7 +151,7 @@ def _plan(seed: int, counts: dict[str, int]) -> dict[str, list[tuple[str, Voice]
             voices = [TTS_VOICE] * count
         else:
             side = split if split in ("train", "dev") else "test"
-            voices = _asr_voices(variants[side], count, rng)
+            voices = asr_voices(variants[side], count, rng)
         plan[split] = list(zip(texts[split], voices))
     return plan
 
@@ -230,7 +231,7 @@ def prepare_synthetic(
             utt_id = f"{split}-{index:05d}"
             jobs.append((text, voice, str(out_dir / "wavs" / split / f"{utt_id}.wav"), sample_rate))
             keys.append((split, utt_id))
-    samples = _run_jobs(jobs, num_workers)
+    samples = synthesize_jobs(jobs, num_workers)
     manifests: dict[str, list[Utterance]] = {split: [] for split in plan}
     for (split, utt_id), (text, voice, path, _), n in zip(keys, jobs, samples):
         manifests[split].append(Utterance(path, n / sample_rate, text, speaker=voice.name, id=utt_id))
@@ -245,7 +246,7 @@ def _synthesize_block(jobs: list[tuple[str, Voice, str, int]]) -> list[int]:
     return [_synthesize_job(job) for job in jobs]
 
 
-def _run_jobs(jobs: list[tuple[str, Voice, str, int]], num_workers: int) -> list[int]:
+def synthesize_jobs(jobs: list[tuple[str, Voice, str, int]], num_workers: int) -> list[int]:
     """Synthesise in fixed blocks, each in a fresh process.
 
     eSpeak keeps internal state between calls (pitch flutter and wave phase counters that even
