@@ -37,8 +37,12 @@ def test_every_line_is_spoken_once_by_training_voices_and_the_seed_fixes_the_aud
         info = soundfile.info(utterance.audio_filepath)
         assert info.samplerate == 8000 and abs(info.duration - utterance.duration) < 1e-3
         assert 0.4 < utterance.duration < 4.0
-    other_seed = prepare_spoken(text, tmp_path / "c", seed=4, sample_rate=8000, num_workers=1)
-    assert [u.speaker for u in read_manifest(other_seed)[0]] != [u.speaker for u in utterances]
+    # A manifest's texts are spoken as well (another corpus's transcripts), by other voices for another seed.
+    respoken = read_manifest(prepare_spoken(first, tmp_path / "c", seed=4, sample_rate=8000, num_workers=1))[
+        0
+    ]
+    assert [u.text for u in respoken] == [u.text for u in utterances]
+    assert [u.speaker for u in respoken] != [u.speaker for u in utterances]
 
 
 def test_a_missing_or_empty_text_file_is_a_one_line_error(tmp_path, capsys):

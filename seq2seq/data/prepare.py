@@ -62,7 +62,8 @@ def spoken(
     FSDD training strings spoken by many voices, at 8 kHz like the recordings.
 
     Args:
-        text_file: UTF-8 text, one sentence a line (empty lines are skipped).
+        text_file: UTF-8 text, one sentence a line (empty lines are skipped), or a .jsonl manifest whose
+            texts are spoken.
         out_dir: folder for spoken.jsonl and wavs/.
         seed: seed of the voices, accents, rates and pitches.
         sample_rate: audio sample rate in Hz.

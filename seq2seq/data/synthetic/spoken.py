@@ -1,4 +1,4 @@
-"""Speak the sentences of a text file with many eSpeak NG voices: synthetic speech to mix into a corpus.
+"""Speak a text file (or a manifest's texts) with many eSpeak NG voices: speakers to mix into a corpus.
 
 A small real corpus (FSDD: five speakers) covers few voices; the same texts spoken by the synthetic corpus's
 training voices, at random accents, rates and pitches, add many more. Only training voice variants speak,
@@ -13,7 +13,7 @@ import logging
 import random
 from pathlib import Path
 
-from seq2seq.data.manifest import Utterance, text_lines, write_manifest
+from seq2seq.data.manifest import Utterance, read_manifest, text_lines, write_manifest
 from seq2seq.data.synthetic.corpus import asr_voices, split_variants, synthesize_jobs
 
 MANIFEST_NAME = "spoken.jsonl"
@@ -21,13 +21,18 @@ logger = logging.getLogger(__name__)
 
 
 def read_sentences(text_file: str | Path) -> list[str]:
-    """Non-empty lines of a UTF-8 text file, stripped; a line that is not UTF-8 is one warning and passed
-    over, and a file with no sentence left is a one-line error."""
+    """The sentences to speak: the non-empty lines of a UTF-8 text file, or the texts of a ``.jsonl``
+    manifest (another corpus's transcripts). A bad line is one warning and passed over; a file with no
+    sentence left is a one-line error."""
     path = Path(text_file)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such text file")
     problems: list[str] = []
-    sentences = [line.strip() for _, line in text_lines(path, problems) if line.strip()]
+    if path.suffix == ".jsonl":
+        utterances, problems = read_manifest(path)
+        sentences = [u.text.strip() for u in utterances if u.text.strip()]
+    else:
+        sentences = [line.strip() for _, line in text_lines(path, problems) if line.strip()]
     for problem in problems:
         logger.warning("%s (line not spoken)", problem)
     if not sentences:
