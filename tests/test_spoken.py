@@ -38,9 +38,8 @@ def test_every_line_is_spoken_once_by_training_voices_and_the_seed_fixes_the_aud
         assert info.samplerate == 8000 and abs(info.duration - utterance.duration) < 1e-3
         assert 0.4 < utterance.duration < 4.0
     # A manifest's texts are spoken as well (another corpus's transcripts), by other voices for another seed.
-    respoken = read_manifest(prepare_spoken(first, tmp_path / "c", seed=4, sample_rate=8000, num_workers=1))[
-        0
-    ]
+    again = prepare_spoken(first, tmp_path / "c", seed=4, sample_rate=8000, num_workers=1)
+    respoken, _ = read_manifest(again)
     assert [u.text for u in respoken] == [u.text for u in utterances]
     assert [u.speaker for u in respoken] != [u.speaker for u in utterances]
 
